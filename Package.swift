@@ -1,0 +1,95 @@
+// swift-tools-version: 6.1
+import PackageDescription
+
+/// Settings every Sluice target shares: Swift 6 mode, explicit existentials, explicit imports, and zero warnings.
+let strictSettings: [SwiftSetting] = [
+    .enableUpcomingFeature("ExistentialAny"),
+    .enableUpcomingFeature("MemberImportVisibility"),
+    .enableUpcomingFeature("InternalImportsByDefault"),
+    .unsafeFlags(["-warnings-as-errors"]),
+]
+
+let package = Package(
+    name: "Sluice",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "sluice", targets: ["sluice"]),
+        .library(name: "SluiceKafka", targets: ["SluiceKafka"]),
+        .library(name: "SluiceText", targets: ["SluiceText"]),
+        .library(name: "SluiceShards", targets: ["SluiceShards"]),
+        .library(name: "SluicePipeline", targets: ["SluicePipeline"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+    ],
+    targets: [
+        // System-library shims. Each has a module map and one header; no C type leaves its adapter module.
+        .systemLibrary(
+            name: "CRdKafka", pkgConfig: "rdkafka", providers: [.apt(["librdkafka-dev"])]),
+        .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
+        .systemLibrary(name: "CXXHash", pkgConfig: "libxxhash", providers: [.apt(["libxxhash-dev"])]),
+        .systemLibrary(name: "COpenBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
+
+        // Pure core: text stages. No I/O, no clocks.
+        .target(name: "SluiceText", dependencies: ["CXXHash"], swiftSettings: strictSettings),
+        // Adapters.
+        .target(name: "SluiceShards", dependencies: ["CZstd"], swiftSettings: strictSettings),
+        .target(
+            name: "SluiceKafka",
+            dependencies: [
+                "CRdKafka",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+            ],
+            swiftSettings: strictSettings),
+        // Drivers.
+        .target(
+            name: "SluicePipeline",
+            dependencies: [
+                "SluiceText", "SluiceShards", "SluiceKafka",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Yams", package: "Yams"),
+            ],
+            swiftSettings: strictSettings),
+        .target(
+            name: "SluiceConnectors",
+            dependencies: ["SluiceKafka", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: strictSettings),
+        .target(
+            name: "SluiceTrain", dependencies: ["SluiceShards", "SluiceKafka", "COpenBLAS"],
+            swiftSettings: strictSettings),
+        .target(
+            name: "SluiceGateway", dependencies: ["SluiceTrain", "SluiceShards", "SluiceKafka"],
+            swiftSettings: strictSettings),
+        .executableTarget(
+            name: "sluice",
+            dependencies: [
+                "SluiceKafka", "SluicePipeline", "SluiceConnectors",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: strictSettings),
+
+        .testTarget(
+            name: "SluiceKafkaTests",
+            dependencies: ["SluiceKafka", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: strictSettings),
+        .testTarget(name: "SluiceTextTests", dependencies: ["SluiceText"], swiftSettings: strictSettings),
+        .testTarget(name: "SluiceShardsTests", dependencies: ["SluiceShards"], swiftSettings: strictSettings),
+        .testTarget(
+            name: "SluicePipelineTests", dependencies: ["SluicePipeline", "SluiceKafka"],
+            swiftSettings: strictSettings),
+        .testTarget(name: "SluiceTrainTests", dependencies: ["SluiceTrain"], swiftSettings: strictSettings),
+        .testTarget(name: "SluiceGatewayTests", dependencies: ["SluiceGateway"], swiftSettings: strictSettings),
+        .testTarget(
+            name: "SluiceConnectorsTests", dependencies: ["SluiceConnectors"], swiftSettings: strictSettings),
+        .testTarget(
+            name: "SluiceIntegrationTests", dependencies: ["SluiceKafka"], swiftSettings: strictSettings),
+    ],
+    swiftLanguageModes: [.v6]
+)

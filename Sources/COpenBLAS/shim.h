@@ -1,0 +1,4 @@
+#ifndef SLUICE_COPENBLAS_SHIM_H
+#define SLUICE_COPENBLAS_SHIM_H
+#include <cblas.h>
+#endif

@@ -1,0 +1,471 @@
+internal import CRdKafka
+internal import Foundation
+internal import Logging
+internal import Metrics
+internal import Synchronization
+
+/// Owns a consumer handle, its poll thread and the C callbacks (rebalance, commit replies).
+///
+/// Every call that can fire callbacks (poll, assign, seek, pause, close) runs on the poll thread; blocking
+/// broker queries and synchronous commits run on a serial queue that close drains before destroying the handle.
+///
+/// `@unchecked Sendable`: `handleStorage` and `consumerQueue` are written once at the end of `init` and
+/// destroyed by the poll thread only after `lifecycle.destroyed` is set under its lock; fields marked
+/// "poll thread" are only touched by that thread; the rest are immutable or `Mutex`es.
+final class ConsumerClient: ClientContext, @unchecked Sendable {
+    let buffer: ConsumerBuffer
+    let options: KafkaConsumer.Options
+    private let groupID: String?
+    private var handleStorage: OpaquePointer?
+    private var consumerQueueStorage: OpaquePointer?
+    private var handle: OpaquePointer { handleStorage.unsafelyUnwrapped }
+    private let blockingQueue = DispatchQueue(label: "sluice.kafka.consumer.blocking")
+
+    private struct Lifecycle {
+        var closeRequested = false
+        var closing = false
+        var destroyed = false
+        var closeWaiters: [CheckedContinuation<Void, Never>] = []
+    }
+    private let lifecycle = Mutex(Lifecycle())
+    private let commands = Mutex<[@Sendable (OpaquePointer) -> Void]>([])
+
+    // Poll thread only.
+    private var pending: [ConsumerEvent] = []
+    private var lastTopicPointer: OpaquePointer?
+    private var lastTopicName = ""
+    private var terminated = false
+
+    init(configuration: KafkaConfiguration, options: KafkaConsumer.Options, logger: Logger) throws {
+        buffer = ConsumerBuffer(capacity: options.bufferCapacity)
+        self.options = options
+        groupID = configuration.groupID
+        var logger = logger
+        if let groupID { logger[metadataKey: LogKeys.groupID] = .string(groupID) }
+        super.init(logger: logger)
+        let opaque = Unmanaged.passUnretained(self).toOpaque()
+        let handle = try RDKafkaHandle.make(kind: .consumer, configuration: configuration, opaque: opaque) { conf in
+            if configuration.groupID != nil { rd_kafka_conf_set_rebalance_cb(conf, rebalanceCallback) }
+            rd_kafka_conf_set_offset_commit_cb(conf, offsetCommitCallback)
+        }
+        rd_kafka_poll_set_consumer(handle)
+        handleStorage = handle
+        consumerQueueStorage = rd_kafka_queue_get_consumer(handle)
+        let thread = Thread { [self] in self.pollLoop() }
+        thread.name = "sluice-consumer-poll"
+        thread.start()
+    }
+
+    // MARK: Poll thread
+
+    private func pollLoop() {
+        while true {
+            runCommands()
+            if lifecycle.withLock({ $0.closeRequested }) { break }
+            if terminated {
+                Thread.sleep(forTimeInterval: 0.05)
+                continue
+            }
+            let space = buffer.waitForSpace {
+                self.commands.withLock { $0.isEmpty } && !self.lifecycle.withLock { $0.closeRequested }
+            }
+            if space == 0 { continue }
+            let limit = min(space, 1024)
+            var message = rd_kafka_consumer_poll(handle, 100)
+            while let current = message {
+                handleMessage(current)
+                rd_kafka_message_destroy(current)
+                if pending.count >= limit || terminated { break }
+                message = rd_kafka_consumer_poll(handle, 0)
+            }
+            flushPending()
+        }
+        closeOnPollThread()
+    }
+
+    private func flushPending() {
+        guard !pending.isEmpty else { return }
+        buffer.append(contentsOf: pending)
+        pending.removeAll(keepingCapacity: true)
+    }
+
+    private func runCommands() {
+        let list = commands.withLock { list -> [@Sendable (OpaquePointer) -> Void] in
+            defer { list.removeAll() }
+            return list
+        }
+        for command in list { command(handle) }
+    }
+
+    private func topicName(_ topic: OpaquePointer?) -> String {
+        guard let topic else { return "" }
+        if topic != lastTopicPointer {
+            lastTopicPointer = topic
+            lastTopicName = String(cString: rd_kafka_topic_name(topic))
+        }
+        return lastTopicName
+    }
+
+    private func handleMessage(_ message: UnsafeMutablePointer<rd_kafka_message_t>) {
+        let native = message.pointee
+        let topic = topicName(native.rkt)
+        switch native.err {
+        case RD_KAFKA_RESP_ERR_NO_ERROR:
+            pending.append(.record(copyRecord(message, topic: topic)))
+        case RD_KAFKA_RESP_ERR__PARTITION_EOF:
+            pending.append(.partitionEOF(TopicPartitionOffset(topic: topic, partition: native.partition, offset: native.offset)))
+        case RD_KAFKA_RESP_ERR__AUTO_OFFSET_RESET, RD_KAFKA_RESP_ERR_OFFSET_OUT_OF_RANGE:
+            let detail = payloadText(native)
+            Counter(label: ConsumerMetrics.dataLost, dimensions: [("topic", topic)]).increment()
+            logger.error(
+                "data lost to retention: committed offset is before the log start",
+                metadata: [LogKeys.topic: "\(topic)", LogKeys.partition: "\(native.partition)",
+                           LogKeys.offset: "\(native.offset)"])
+            flushPending()
+            terminated = true
+            buffer.finish(error: KafkaError.dataLost(topic: topic, partition: native.partition, detail: detail))
+        case RD_KAFKA_RESP_ERR__FATAL:
+            var errorBuffer = [CChar](repeating: 0, count: 512)
+            let code = rd_kafka_fatal_error(handle, &errorBuffer, errorBuffer.count)
+            flushPending()
+            terminated = true
+            buffer.finish(
+                error: KafkaError(code: .fatal, reason: "fatal consumer error: \(decodeCString(errorBuffer))",
+                                  nativeCode: Int32(code.rawValue)))
+        default:
+            let context = topic.isEmpty ? "consumer error" : "consumer error on \(topic) [\(native.partition)]"
+            let error = KafkaError.fromLibrdkafka(native.err, context: context, detail: payloadText(native))
+            logger.info("consumer error", metadata: [LogKeys.errorCode: "\(error.code)", "error": "\(error)"])
+            pending.append(.error(error))
+        }
+    }
+
+    private func payloadText(_ native: rd_kafka_message_t) -> String {
+        guard let payload = native.payload, native.len > 0 else { return String(cString: rd_kafka_err2str(native.err)) }
+        let bytes = UnsafeRawBufferPointer(start: payload, count: native.len)
+        return String(decoding: bytes, as: UTF8.self)
+    }
+
+    private func copyRecord(_ message: UnsafeMutablePointer<rd_kafka_message_t>, topic: String) -> KafkaRecord {
+        let native = message.pointee
+        let value = native.payload.map { Array(UnsafeRawBufferPointer(start: $0, count: native.len)) }
+        let key = native.key.map { Array(UnsafeRawBufferPointer(start: $0, count: native.key_len)) }
+        var headers: [KafkaHeader] = []
+        var nativeHeaders: OpaquePointer?
+        if rd_kafka_message_headers(message, &nativeHeaders) == RD_KAFKA_RESP_ERR_NO_ERROR, let nativeHeaders {
+            var index = 0
+            var name: UnsafePointer<CChar>?
+            var headerValue: UnsafeRawPointer?
+            var size = 0
+            while rd_kafka_header_get_all(nativeHeaders, index, &name, &headerValue, &size) == RD_KAFKA_RESP_ERR_NO_ERROR {
+                headers.append(
+                    KafkaHeader(
+                        name: name.map { String(cString: $0) } ?? "",
+                        value: headerValue.map { Array(UnsafeRawBufferPointer(start: $0, count: size)) }))
+                index += 1
+            }
+        }
+        var timestampType = RD_KAFKA_TIMESTAMP_NOT_AVAILABLE
+        let milliseconds = rd_kafka_message_timestamp(message, &timestampType)
+        let timestamp: KafkaTimestamp? =
+            switch timestampType {
+            case RD_KAFKA_TIMESTAMP_CREATE_TIME: KafkaTimestamp(milliseconds: milliseconds, kind: .createTime)
+            case RD_KAFKA_TIMESTAMP_LOG_APPEND_TIME: KafkaTimestamp(milliseconds: milliseconds, kind: .logAppendTime)
+            default: nil
+            }
+        return KafkaRecord(
+            topic: topic, partition: native.partition, offset: native.offset, key: key, value: value,
+            headers: headers, timestamp: timestamp)
+    }
+
+    /// Called by the C rebalance callback on the poll thread.
+    fileprivate func rebalance(_ err: rd_kafka_resp_err_t, _ list: UnsafeMutablePointer<rd_kafka_topic_partition_list_t>) {
+        let cooperative = rd_kafka_rebalance_protocol(handle).map { String(cString: $0) } == "COOPERATIVE"
+        let partitions = TopicPartitionList.read(list).map { $0.0.topicPartition }
+        switch err {
+        case RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS:
+            setStartOffsets(list)
+            let result: rd_kafka_resp_err_t
+            if cooperative {
+                let error = rd_kafka_incremental_assign(handle, list)
+                if let error {
+                    result = rd_kafka_error_code(error)
+                    rd_kafka_error_destroy(error)
+                } else {
+                    result = RD_KAFKA_RESP_ERR_NO_ERROR
+                }
+            } else {
+                result = rd_kafka_assign(handle, list)
+            }
+            if result != RD_KAFKA_RESP_ERR_NO_ERROR {
+                logger.error("assign failed", metadata: [LogKeys.errorCode: "\(KafkaError.name(of: Int32(result.rawValue)))"])
+            }
+            logger.debug("partitions assigned", metadata: ["partitions": "\(partitions)"])
+            flushPending()
+            buffer.append(contentsOf: [.assigned(partitions)])
+        case RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS:
+            let lost = rd_kafka_assignment_lost(handle) != 0
+            flushPending()
+            let event: ConsumerEvent = lost ? .lost(partitions) : .revoked(partitions)
+            let closing = lifecycle.withLock { $0.closing }
+            if closing || terminated {
+                buffer.purge(Set(partitions))
+            } else {
+                let seconds = TimeInterval(options.revocationTimeout.milliseconds) / 1000
+                let acknowledged = buffer.deliverRevocation(event, partitions: Set(partitions), waitUpTo: seconds)
+                if !acknowledged && !buffer.isFinished {
+                    logger.warning(
+                        "the application did not acknowledge a revocation in time; releasing partitions",
+                        metadata: ["partitions": "\(partitions)"])
+                }
+            }
+            if !lost { commitStoredOnPollThread(reason: "revocation") }
+            if cooperative {
+                if let error = rd_kafka_incremental_unassign(handle, list) { rd_kafka_error_destroy(error) }
+            } else {
+                _ = rd_kafka_assign(handle, nil)
+            }
+            logger.debug("partitions released", metadata: ["partitions": "\(partitions)", "lost": "\(lost)"])
+        default:
+            logger.info("rebalance error", metadata: [LogKeys.errorCode: "\(KafkaError.name(of: Int32(err.rawValue)))"])
+            _ = rd_kafka_assign(handle, nil)
+        }
+    }
+
+    /// Fills in where each newly assigned partition starts: the committed offset, or the configured start for
+    /// partitions without one (`auto.offset.reset=error` would otherwise fail them).
+    private func setStartOffsets(_ list: UnsafeMutablePointer<rd_kafka_topic_partition_list_t>) {
+        let query = rd_kafka_topic_partition_list_copy(list)!
+        defer { rd_kafka_topic_partition_list_destroy(query) }
+        let timeout = Int32(clamping: options.requestTimeout.milliseconds)
+        let err = rd_kafka_committed(handle, query, timeout)
+        guard err == RD_KAFKA_RESP_ERR_NO_ERROR else {
+            logger.info(
+                "could not read committed offsets at assignment; the configured auto.offset.reset applies",
+                metadata: [LogKeys.errorCode: "\(KafkaError.name(of: Int32(err.rawValue)))"])
+            return
+        }
+        let start = options.startWithoutCommittedOffset == .beginning ? sluice_offset_beginning() : sluice_offset_end()
+        for index in 0..<Int(list.pointee.cnt) {
+            let committed = query.pointee.elems[index].offset
+            list.pointee.elems[index].offset = committed >= 0 ? committed : start
+        }
+    }
+
+    private func commitStoredOnPollThread(reason: String) {
+        let err = rd_kafka_commit(handle, nil, 0)
+        switch err {
+        case RD_KAFKA_RESP_ERR_NO_ERROR, RD_KAFKA_RESP_ERR__NO_OFFSET:
+            break
+        default:
+            logger.info(
+                "commit of stored offsets failed at \(reason); the next owner re-reads from the last commit",
+                metadata: [LogKeys.errorCode: "\(KafkaError.name(of: Int32(err.rawValue)))"])
+        }
+    }
+
+    private func closeOnPollThread() {
+        lifecycle.withLock { $0.closing = true }
+        flushPending()
+        if groupID != nil { commitStoredOnPollThread(reason: "close") }
+        let err = rd_kafka_consumer_close(handle)
+        if err != RD_KAFKA_RESP_ERR_NO_ERROR {
+            logger.info("consumer close reported an error", metadata: [LogKeys.errorCode: "\(KafkaError.name(of: Int32(err.rawValue)))"])
+        }
+        // Let queued blocking calls (commits, queries) finish against the live handle.
+        blockingQueue.sync {}
+        runCommands()
+        lifecycle.withLock { state in
+            state.destroyed = true
+            rd_kafka_queue_destroy(consumerQueueStorage)
+        }
+        rd_kafka_destroy(handle)
+        buffer.finish()
+        let waiters = lifecycle.withLock { state in
+            defer { state.closeWaiters.removeAll() }
+            return state.closeWaiters
+        }
+        for waiter in waiters { waiter.resume() }
+        logger.debug("consumer closed")
+    }
+
+    // MARK: Application side
+
+    private func wakePollThread() {
+        lifecycle.withLock { state in
+            if !state.destroyed { rd_kafka_queue_yield(consumerQueueStorage) }
+        }
+        buffer.wake()
+    }
+
+    func requestClose() {
+        let first = lifecycle.withLock { state -> Bool in
+            defer { state.closeRequested = true }
+            return !state.closeRequested
+        }
+        if first { wakePollThread() }
+    }
+
+    func close() async {
+        requestClose()
+        await withCheckedContinuation { continuation in
+            let done = lifecycle.withLock { state -> Bool in
+                if state.destroyed && state.closeWaiters.isEmpty && buffer.isFinished { return true }
+                state.closeWaiters.append(continuation)
+                return false
+            }
+            if done { continuation.resume() }
+        }
+    }
+
+    /// Runs `body` on the poll thread and returns its result.
+    func onPollThread<T: Sendable>(_ body: @escaping @Sendable (OpaquePointer) throws -> T) async throws -> T {
+        let result: Result<T, any Error> = await withCheckedContinuation { continuation in
+            let accepted = lifecycle.withLock { state -> Bool in
+                guard !state.closeRequested else { return false }
+                commands.withLock { list in
+                    list.append { handle in continuation.resume(returning: Result { try body(handle) }) }
+                }
+                return true
+            }
+            if accepted { wakePollThread() } else { continuation.resume(returning: .failure(KafkaError.closed("the consumer"))) }
+        }
+        return try result.get()
+    }
+
+    /// Runs a blocking call on the serial blocking queue while the handle is alive.
+    private func blocking<T: Sendable>(_ body: @escaping @Sendable (OpaquePointer) throws -> T) async throws -> T {
+        try await withCheckedThrowingContinuation { continuation in
+            let accepted = lifecycle.withLock { state -> Bool in
+                guard !state.closing && !state.destroyed else { return false }
+                blockingQueue.async { [self] in continuation.resume(with: Result { try body(handle) }) }
+                return true
+            }
+            if !accepted { continuation.resume(throwing: KafkaError.closed("the consumer")) }
+        }
+    }
+
+    func subscribe(_ topics: [String]) throws {
+        guard groupID != nil else {
+            throw KafkaError.invalidConfiguration("subscribe needs group.id; without a group use assign")
+        }
+        try lifecycle.withLock { state in
+            guard !state.closeRequested else { throw KafkaError.closed("the consumer") }
+            let list = TopicPartitionList.make(topics.map { TopicPartition(topic: $0, partition: sluice_partition_any()) })
+            defer { rd_kafka_topic_partition_list_destroy(list) }
+            let err = rd_kafka_subscribe(handle, list)
+            if err != RD_KAFKA_RESP_ERR_NO_ERROR {
+                throw KafkaError.fromLibrdkafka(err, context: "could not subscribe to \(topics)")
+            }
+        }
+    }
+
+    func store(_ positions: [TopicPartitionOffset]) throws {
+        try lifecycle.withLock { state in
+            guard !state.destroyed else { throw KafkaError.closed("the consumer") }
+            let list = TopicPartitionList.make(positions)
+            defer { rd_kafka_topic_partition_list_destroy(list) }
+            let err = rd_kafka_offsets_store(handle, list)
+            // __STATE: a partition no longer assigned (after a revocation); its next owner re-reads it.
+            if err != RD_KAFKA_RESP_ERR_NO_ERROR && err != RD_KAFKA_RESP_ERR__STATE {
+                throw KafkaError.withCode(.commit, err, context: "could not store offsets")
+            }
+        }
+    }
+
+    func commit(_ positions: [TopicPartitionOffset]?, async: Bool) async throws {
+        guard groupID != nil else {
+            throw KafkaError.invalidConfiguration("commit needs group.id; this consumer is not in a group")
+        }
+        try await blocking { handle in
+            let list = positions.map { TopicPartitionList.make($0) }
+            defer { if let list { rd_kafka_topic_partition_list_destroy(list) } }
+            let err = rd_kafka_commit(handle, list, async ? 1 : 0)
+            switch err {
+            case RD_KAFKA_RESP_ERR_NO_ERROR, RD_KAFKA_RESP_ERR__NO_OFFSET: return
+            default: throw KafkaError.withCode(.commit, err, context: "offset commit failed")
+            }
+        }
+    }
+
+    func committed(_ partitions: [TopicPartition]) async throws -> [TopicPartition: Int64?] {
+        let timeout = Int32(clamping: options.requestTimeout.milliseconds)
+        return try await blocking { handle in
+            let list = TopicPartitionList.make(partitions)
+            defer { rd_kafka_topic_partition_list_destroy(list) }
+            let err = rd_kafka_committed(handle, list, timeout)
+            if err != RD_KAFKA_RESP_ERR_NO_ERROR {
+                throw KafkaError.withCode(.commit, err, context: "could not read committed offsets")
+            }
+            var result: [TopicPartition: Int64?] = [:]
+            for (position, _) in TopicPartitionList.read(list) {
+                result[position.topicPartition] = position.offset >= 0 ? position.offset : nil
+            }
+            return result
+        }
+    }
+
+    func watermarks(_ partition: TopicPartition) async throws -> (low: Int64, high: Int64) {
+        let timeout = Int32(clamping: options.requestTimeout.milliseconds)
+        let pair = try await blocking { handle -> [Int64] in
+            var low: Int64 = 0
+            var high: Int64 = 0
+            let err = rd_kafka_query_watermark_offsets(handle, partition.topic, partition.partition, &low, &high, timeout)
+            if err != RD_KAFKA_RESP_ERR_NO_ERROR {
+                throw KafkaError.fromLibrdkafka(err, context: "could not read watermarks of \(partition)")
+            }
+            return [low, high]
+        }
+        return (pair[0], pair[1])
+    }
+
+    func partitions(of topic: String) async throws -> [Int32] {
+        let timeout = Int32(clamping: options.requestTimeout.milliseconds)
+        return try await blocking { handle in try Metadata.partitions(handle: handle, topic: topic, timeout: timeout) }
+    }
+
+    func seek(_ positions: [TopicPartitionOffset]) async throws {
+        let timeout = Int32(clamping: options.requestTimeout.milliseconds)
+        let buffer = self.buffer
+        try await onPollThread { handle in
+            let list = TopicPartitionList.make(positions)
+            defer { rd_kafka_topic_partition_list_destroy(list) }
+            if let error = rd_kafka_seek_partitions(handle, list, timeout) {
+                defer { rd_kafka_error_destroy(error) }
+                throw KafkaError.fromLibrdkafka(rd_kafka_error_code(error), context: "seek failed")
+            }
+            for (position, err) in TopicPartitionList.read(list) where err != RD_KAFKA_RESP_ERR_NO_ERROR {
+                throw KafkaError.fromLibrdkafka(err, context: "seek of \(position) failed")
+            }
+            buffer.purge(Set(positions.map(\.topicPartition)))
+        }
+    }
+
+    func pauseResume(_ partitions: [TopicPartition], pause: Bool) async throws {
+        try await onPollThread { handle in
+            let list = TopicPartitionList.make(partitions)
+            defer { rd_kafka_topic_partition_list_destroy(list) }
+            let err = pause ? rd_kafka_pause_partitions(handle, list) : rd_kafka_resume_partitions(handle, list)
+            if err != RD_KAFKA_RESP_ERR_NO_ERROR {
+                throw KafkaError.fromLibrdkafka(err, context: pause ? "pause failed" : "resume failed")
+            }
+        }
+    }
+}
+
+/// The C rebalance callback; runs on the poll thread inside `rd_kafka_consumer_poll` or `rd_kafka_consumer_close`.
+private let rebalanceCallback:
+    @convention(c) (OpaquePointer?, rd_kafka_resp_err_t, UnsafeMutablePointer<rd_kafka_topic_partition_list_t>?, UnsafeMutableRawPointer?) -> Void = {
+        _, err, list, opaque in
+        guard let list, let opaque else { return }
+        Unmanaged<ConsumerClient>.fromOpaque(opaque).takeUnretainedValue().rebalance(err, list)
+    }
+
+/// The C commit-reply callback for asynchronous commits; failures are logged.
+private let offsetCommitCallback:
+    @convention(c) (OpaquePointer?, rd_kafka_resp_err_t, UnsafeMutablePointer<rd_kafka_topic_partition_list_t>?, UnsafeMutableRawPointer?) -> Void = {
+        _, err, _, opaque in
+        guard let opaque, err != RD_KAFKA_RESP_ERR_NO_ERROR, err != RD_KAFKA_RESP_ERR__NO_OFFSET else { return }
+        let client = Unmanaged<ConsumerClient>.fromOpaque(opaque).takeUnretainedValue()
+        client.logger.info("asynchronous commit failed", metadata: [LogKeys.errorCode: "\(KafkaError.name(of: Int32(err.rawValue)))"])
+    }

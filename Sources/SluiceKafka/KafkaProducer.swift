@@ -1,0 +1,380 @@
+internal import CRdKafka
+internal import Foundation
+public import Logging
+internal import Synchronization
+
+/// A Kafka producer over librdkafka.
+///
+/// Sends are non-blocking: ``send(_:)`` suspends until the broker acknowledged the record and returns where it
+/// landed; ``enqueue(_:)`` hands the record to librdkafka and reports delivery to the `deliveryHandler`. A
+/// dedicated thread serves delivery reports, so nothing blocks the cooperative thread pool. Idempotence
+/// (`enable.idempotence=true`) is on unless the configuration turns it off.
+///
+/// Thread-safe. Call ``shutdown(flushTimeout:)`` before dropping the producer to deliver what is queued;
+/// dropping it without shutdown stops the poll thread and purges unsent records.
+public final class KafkaProducer: Sendable {
+    private let client: ProducerClient
+
+    /// Creates a producer.
+    ///
+    /// - Parameters:
+    ///   - configuration: librdkafka properties; `bootstrap.servers` is required.
+    ///   - deliveryHandler: called on the poll thread with the report of every ``enqueue(_:)``-ed record.
+    ///     Keep it short; it must not block.
+    /// - Throws: ``KafkaError`` `.invalidConfiguration` for an unknown property or invalid value.
+    public init(
+        configuration: KafkaConfiguration, logger: Logger = Logger(label: "sluice.kafka"),
+        deliveryHandler: (@Sendable (DeliveryReport) -> Void)? = nil
+    ) throws {
+        var configuration = configuration
+        configuration.setDefault("enable.idempotence", "true")
+        configuration.setDefault("allow.auto.create.topics", "false")
+        configuration.setDefault("linger.ms", "5")
+        guard configuration.bootstrapServers != nil else {
+            throw KafkaError.invalidConfiguration("bootstrap.servers is not set; give --bootstrap HOST:PORT")
+        }
+        client = try ProducerClient(configuration: configuration, logger: logger, deliveryHandler: deliveryHandler)
+    }
+
+    deinit {
+        client.requestStop(flushTimeoutMilliseconds: 0)
+    }
+
+    /// Sends one record and waits for the broker's acknowledgement.
+    ///
+    /// Suspends while the local queue is full instead of failing.
+    /// - Returns: the partition and offset the record was written to.
+    /// - Throws: ``KafkaError`` with the delivery failure (`.messageDelivery`, `.unknownTopic`, `.timedOut`…).
+    @discardableResult
+    public func send(_ message: ProducerMessage) async throws -> DeliveryReport {
+        try await client.sendAndAwait(message)
+    }
+
+    /// Hands one record to librdkafka without waiting; its report goes to the `deliveryHandler`.
+    ///
+    /// - Throws: ``KafkaError`` `.queueFull` (retriable) when `queue.buffering.max.messages` is reached.
+    public func enqueue(_ message: ProducerMessage) throws {
+        try client.produce(message, awaiterID: 0)
+    }
+
+    /// Like ``enqueue(_:)``, but suspends until delivery reports free queue space instead of throwing `.queueFull`.
+    public func enqueueWhenCapacity(_ message: ProducerMessage) async throws {
+        while true {
+            do throws(KafkaError) {
+                try client.produce(message, awaiterID: 0)
+                return
+            } catch {
+                guard error.code == .queueFull else { throw error }
+            }
+            await client.waitForCapacity()
+        }
+    }
+
+    /// Waits until every queued record was delivered or failed.
+    ///
+    /// - Throws: ``KafkaError`` `.timedOut` when records are still outstanding after `timeout`.
+    public func flush(timeout: Duration = .seconds(30)) async throws {
+        try await client.flush(timeoutMilliseconds: Int32(clamping: timeout.milliseconds))
+    }
+
+    /// How many records are queued or in flight.
+    public var outstanding: Int { Int(client.outqLength) }
+
+    /// Counts of delivered and failed records since the producer started.
+    public var statistics: ProducerStatistics { client.statistics }
+
+    /// Flushes (up to `flushTimeout`), fails what is left, stops the poll thread and destroys the client.
+    /// Idempotent.
+    public func shutdown(flushTimeout: Duration = .seconds(30)) async {
+        await client.shutdown(flushTimeoutMilliseconds: Int32(clamping: flushTimeout.milliseconds))
+    }
+}
+
+/// Counters a producer keeps.
+public struct ProducerStatistics: Sendable {
+    /// Records acknowledged by the broker.
+    public var delivered: Int
+    /// Records whose delivery failed.
+    public var failed: Int
+}
+
+extension Duration {
+    var milliseconds: Int64 {
+        let (seconds, attoseconds) = components
+        return seconds * 1000 + attoseconds / 1_000_000_000_000_000
+    }
+}
+
+/// The producer's state shared with the C delivery callback.
+///
+/// `@unchecked Sendable`: all mutable state is inside `state`, a `Mutex`.
+final class ProducerContext: ClientContext, @unchecked Sendable {
+    struct State {
+        var nextAwaiterID: UInt = 1
+        var awaiters: [UInt: CheckedContinuation<DeliveryReport, any Error>] = [:]
+        var capacityWaiters: [CheckedContinuation<Void, Never>] = []
+        var delivered = 0
+        var failed = 0
+    }
+    let state = Mutex(State())
+    let deliveryHandler: (@Sendable (DeliveryReport) -> Void)?
+
+    init(logger: Logger, deliveryHandler: (@Sendable (DeliveryReport) -> Void)?) {
+        self.deliveryHandler = deliveryHandler
+        super.init(logger: logger)
+    }
+}
+
+/// The C delivery-report callback; runs on the poll thread (inside `rd_kafka_poll` or `rd_kafka_flush`).
+private let deliveryCallback: @convention(c) (OpaquePointer?, UnsafePointer<rd_kafka_message_t>?, UnsafeMutableRawPointer?) -> Void = {
+    _, message, opaque in
+    guard let message, let opaque else { return }
+    let context = Unmanaged<ProducerContext>.fromOpaque(opaque).takeUnretainedValue()
+    let native = message.pointee
+    let awaiterID = UInt(bitPattern: native._private)
+    let failed = native.err != RD_KAFKA_RESP_ERR_NO_ERROR
+    let continuation = context.state.withLock { state -> CheckedContinuation<DeliveryReport, any Error>? in
+        if failed { state.failed += 1 } else { state.delivered += 1 }
+        return awaiterID == 0 ? nil : state.awaiters.removeValue(forKey: awaiterID)
+    }
+    guard continuation != nil || context.deliveryHandler != nil || failed else { return }
+    let topic = native.rkt.map { String(cString: rd_kafka_topic_name($0)) } ?? ""
+    let error: KafkaError? =
+        failed ? KafkaError.fromLibrdkafka(native.err, context: "delivery to \(topic) [\(native.partition)] failed") : nil
+    let report = DeliveryReport(topic: topic, partition: native.partition, offset: native.offset, error: error)
+    if let continuation {
+        if let error { continuation.resume(throwing: error) } else { continuation.resume(returning: report) }
+    } else if let handler = context.deliveryHandler {
+        handler(report)
+    } else if let error {
+        context.logger.info("record not delivered", metadata: [LogKeys.errorCode: "\(error.code)", "error": "\(error)"])
+    }
+}
+
+/// Owns the producer handle and its poll thread.
+///
+/// `@unchecked Sendable`: `handle` and `mainQueue` are set once in `init` and destroyed only by the poll thread
+/// after it stopped serving; `commands` and `lifecycle` are `Mutex`es.
+final class ProducerClient: @unchecked Sendable {
+    private let context: ProducerContext
+    private let handle: OpaquePointer
+    private let mainQueue: OpaquePointer
+    private let logger: Logger
+
+    private struct Lifecycle {
+        var stopRequested = false
+        var flushTimeoutMilliseconds: Int32 = 0
+        var stopped = false
+        var queueDestroyed = false
+        var stopWaiters: [CheckedContinuation<Void, Never>] = []
+    }
+    private let lifecycle = Mutex(Lifecycle())
+    private let commands = Mutex<[@Sendable (OpaquePointer) -> Void]>([])
+
+    init(
+        configuration: KafkaConfiguration, logger: Logger,
+        deliveryHandler: (@Sendable (DeliveryReport) -> Void)?
+    ) throws {
+        let context = ProducerContext(logger: logger, deliveryHandler: deliveryHandler)
+        self.context = context
+        self.logger = logger
+        handle = try RDKafkaHandle.make(
+            kind: .producer, configuration: configuration,
+            opaque: Unmanaged.passUnretained(context).toOpaque()
+        ) { conf in
+            rd_kafka_conf_set_dr_msg_cb(conf, deliveryCallback)
+        }
+        mainQueue = rd_kafka_queue_get_main(handle)
+        let thread = Thread { [self] in self.pollLoop() }
+        thread.name = "sluice-producer-poll"
+        thread.start()
+    }
+
+    var outqLength: Int32 { lifecycle.withLock { $0.queueDestroyed ? 0 : rd_kafka_outq_len(handle) } }
+
+    var statistics: ProducerStatistics {
+        context.state.withLock { ProducerStatistics(delivered: $0.delivered, failed: $0.failed) }
+    }
+
+    private func pollLoop() {
+        while true {
+            let served = rd_kafka_poll(handle, 100)
+            if served > 0 { wakeCapacityWaiters() }
+            let pending = commands.withLock { list -> [@Sendable (OpaquePointer) -> Void] in
+                defer { list.removeAll() }
+                return list
+            }
+            for command in pending { command(handle) }
+            let (stop, flushTimeout) = lifecycle.withLock { ($0.stopRequested, $0.flushTimeoutMilliseconds) }
+            if stop {
+                finish(flushTimeoutMilliseconds: flushTimeout)
+                return
+            }
+        }
+    }
+
+    /// Runs on the poll thread: flush, fail what is left, destroy.
+    private func finish(flushTimeoutMilliseconds: Int32) {
+        if flushTimeoutMilliseconds > 0 {
+            let result = rd_kafka_flush(handle, flushTimeoutMilliseconds)
+            if result != RD_KAFKA_RESP_ERR_NO_ERROR {
+                logger.warning(
+                    "producer closed with undelivered records",
+                    metadata: ["outstanding": "\(rd_kafka_outq_len(handle))"])
+            }
+        }
+        // Answer flush requests that raced with the stop.
+        let pending = commands.withLock { list -> [@Sendable (OpaquePointer) -> Void] in
+            defer { list.removeAll() }
+            return list
+        }
+        for command in pending { command(handle) }
+        rd_kafka_purge(handle, Int32(RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT))
+        // Serve the purge reports so every awaiter hears about its record.
+        _ = rd_kafka_poll(handle, 0)
+        let leftovers = context.state.withLock { state in
+            defer { state.awaiters.removeAll() }
+            return Array(state.awaiters.values)
+        }
+        for continuation in leftovers { continuation.resume(throwing: KafkaError.closed("the producer")) }
+        wakeCapacityWaiters()
+        lifecycle.withLock { state in
+            rd_kafka_queue_destroy(mainQueue)
+            state.queueDestroyed = true
+        }
+        rd_kafka_destroy(handle)
+        let waiters = lifecycle.withLock { state in
+            state.stopped = true
+            defer { state.stopWaiters.removeAll() }
+            return state.stopWaiters
+        }
+        for waiter in waiters { waiter.resume() }
+    }
+
+    /// Interrupts `rd_kafka_poll`; safe from any thread until the poll thread destroyed the queue.
+    private func wakePollThread() {
+        lifecycle.withLock { state in
+            if !state.queueDestroyed { rd_kafka_queue_yield(mainQueue) }
+        }
+    }
+
+    private func wakeCapacityWaiters() {
+        let waiters = context.state.withLock { state in
+            defer { state.capacityWaiters.removeAll() }
+            return state.capacityWaiters
+        }
+        for waiter in waiters { waiter.resume() }
+    }
+
+    func requestStop(flushTimeoutMilliseconds: Int32) {
+        let first = lifecycle.withLock { state -> Bool in
+            guard !state.stopRequested else { return false }
+            state.stopRequested = true
+            state.flushTimeoutMilliseconds = flushTimeoutMilliseconds
+            return true
+        }
+        if first { wakePollThread() }
+    }
+
+    func shutdown(flushTimeoutMilliseconds: Int32) async {
+        requestStop(flushTimeoutMilliseconds: flushTimeoutMilliseconds)
+        await withCheckedContinuation { continuation in
+            let done = lifecycle.withLock { state -> Bool in
+                if state.stopped { return true }
+                state.stopWaiters.append(continuation)
+                return false
+            }
+            if done { continuation.resume() }
+        }
+    }
+
+    func produce(_ message: ProducerMessage, awaiterID: UInt) throws(KafkaError) {
+        var headers: OpaquePointer?
+        if !message.headers.isEmpty {
+            headers = rd_kafka_headers_new(message.headers.count)
+            for header in message.headers {
+                if let value = header.value {
+                    value.withUnsafeBytes { bytes in
+                        _ = rd_kafka_header_add(headers, header.name, -1, bytes.baseAddress, bytes.count)
+                    }
+                } else {
+                    _ = rd_kafka_header_add(headers, header.name, -1, nil, 0)
+                }
+            }
+        }
+        let partition = message.partition ?? sluice_partition_any()
+        let opaque = UnsafeMutableRawPointer(bitPattern: awaiterID)
+        // Under the lifecycle lock so that a concurrent shutdown cannot destroy the handle mid-call.
+        let result = lifecycle.withLock { state -> rd_kafka_resp_err_t in
+            guard !state.stopRequested else { return RD_KAFKA_RESP_ERR__DESTROY }
+            return withOptionalBytes(message.value) { value, valueCount in
+                withOptionalBytes(message.key) { key, keyCount in
+                    sluice_produce(handle, message.topic, partition, value, valueCount, key, keyCount, headers, opaque)
+                }
+            }
+        }
+        if result != RD_KAFKA_RESP_ERR_NO_ERROR {
+            if let headers { rd_kafka_headers_destroy(headers) }
+            if result == RD_KAFKA_RESP_ERR__DESTROY { throw KafkaError.closed("the producer") }
+            throw KafkaError.fromLibrdkafka(result, context: "could not produce to \(message.topic)")
+        }
+    }
+
+    func waitForCapacity() async {
+        await withCheckedContinuation { continuation in
+            context.state.withLock { $0.capacityWaiters.append(continuation) }
+        }
+    }
+
+    func sendAndAwait(_ message: ProducerMessage) async throws -> DeliveryReport {
+        while true {
+            let id = context.state.withLock { state -> UInt in
+                defer { state.nextAwaiterID &+= 1 }
+                return state.nextAwaiterID
+            }
+            var queueFull = false
+            let report: DeliveryReport = try await withCheckedThrowingContinuation { continuation in
+                context.state.withLock { $0.awaiters[id] = continuation }
+                do throws(KafkaError) {
+                    try produce(message, awaiterID: id)
+                } catch {
+                    let pending = context.state.withLock { $0.awaiters.removeValue(forKey: id) }
+                    if error.code == .queueFull {
+                        queueFull = true
+                        pending?.resume(returning: DeliveryReport(topic: "", partition: -1, offset: -1, error: error))
+                    } else {
+                        pending?.resume(throwing: error)
+                    }
+                }
+            }
+            if !queueFull { return report }
+            await waitForCapacity()
+        }
+    }
+
+    func flush(timeoutMilliseconds: Int32) async throws {
+        let result: rd_kafka_resp_err_t? = await withCheckedContinuation { continuation in
+            // Checked and appended under the lifecycle lock: the poll thread drains commands after it sees a stop.
+            let accepted = lifecycle.withLock { state -> Bool in
+                guard !state.stopRequested else { return false }
+                commands.withLock { list in
+                    list.append { handle in continuation.resume(returning: rd_kafka_flush(handle, timeoutMilliseconds)) }
+                }
+                return true
+            }
+            if accepted { wakePollThread() } else { continuation.resume(returning: nil) }
+        }
+        guard let result else { throw KafkaError.closed("the producer") }
+        wakeCapacityWaiters()
+        if result != RD_KAFKA_RESP_ERR_NO_ERROR {
+            throw KafkaError.fromLibrdkafka(result, context: "flush did not finish: \(outqLength) records outstanding")
+        }
+    }
+}
+
+/// Calls `body` with a pointer and length for optional bytes (`nil` → NULL, 0).
+@inline(__always)
+func withOptionalBytes<R>(_ bytes: [UInt8]?, _ body: (UnsafeRawPointer?, Int) -> R) -> R {
+    guard let bytes else { return body(nil, 0) }
+    return bytes.withUnsafeBytes { body($0.baseAddress, $0.count) }
+}
