@@ -40,12 +40,18 @@ final class ConsumerClient: ClientContext, @unchecked Sendable {
         buffer = ConsumerBuffer(capacity: options.bufferCapacity)
         self.options = options
         groupID = configuration.groupID
+        var configuration = configuration
+        if configuration.groupID == nil {
+            // librdkafka's consumer queue exists only with a group id. A consumer without a group uses a private
+            // id that never joins (only assign is allowed) and never commits.
+            configuration.groupID = "sluice-unjoined-\(UUID().uuidString)"
+        }
         var logger = logger
         if let groupID { logger[metadataKey: LogKeys.groupID] = .string(groupID) }
         super.init(logger: logger)
         let opaque = Unmanaged.passUnretained(self).toOpaque()
         let handle = try RDKafkaHandle.make(kind: .consumer, configuration: configuration, opaque: opaque) { conf in
-            if configuration.groupID != nil { rd_kafka_conf_set_rebalance_cb(conf, rebalanceCallback) }
+            if self.groupID != nil { rd_kafka_conf_set_rebalance_cb(conf, rebalanceCallback) }
             rd_kafka_conf_set_offset_commit_cb(conf, offsetCommitCallback)
         }
         rd_kafka_poll_set_consumer(handle)
