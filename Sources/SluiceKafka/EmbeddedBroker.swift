@@ -112,6 +112,15 @@ public final class EmbeddedBroker: Sendable {
             }, "push a request error to broker \(brokerID)")
     }
 
+    /// Makes Metadata requests for `topic` fail with a Kafka error code (e.g. 3, UNKNOWN_TOPIC_OR_PART), so the
+    /// topic looks absent or broken to clients; 0 clears it.
+    ///
+    /// The mock cluster auto-creates any topic a client asks about (its Metadata API predates the
+    /// allow-auto-create flag); this is how tests reproduce a real cluster's missing topic.
+    public func setTopicError(_ topic: String, error: Int32) throws {
+        try withCluster { rd_kafka_mock_topic_set_error($0, topic, rd_kafka_resp_err_t(rawValue: error)) }
+    }
+
     /// Sets a partition's leader (-1: no leader).
     public func setPartitionLeader(topic: String, partition: Int32, brokerID: Int32) throws {
         try check(

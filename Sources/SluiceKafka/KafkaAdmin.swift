@@ -151,6 +151,16 @@ final class AdminClient: ClientContext, @unchecked Sendable {
     }
 
     private static func requestError(_ err: rd_kafka_resp_err_t, text: String) -> KafkaError {
+        if err == RD_KAFKA_RESP_ERR__TIMED_OUT && text.contains("controller") {
+            // librdkafka's mock cluster names no controller, so admin requests wait for one until they time out.
+            return KafkaError(
+                code: .adminUnsupported,
+                reason: "no controller broker answered CreateTopics (\(text)). Sluice's embedded broker "
+                    + "(librdkafka's mock cluster) has no admin API and no controller: create its topics when it "
+                    + "starts with sluice broker --topics DIR or --topic NAME:PARTITIONS. On a real cluster, check "
+                    + "that a controller is elected and reachable",
+                nativeCode: Int32(err.rawValue), isRetriable: true)
+        }
         switch err {
         case RD_KAFKA_RESP_ERR__UNSUPPORTED_FEATURE, RD_KAFKA_RESP_ERR_UNSUPPORTED_VERSION,
             RD_KAFKA_RESP_ERR_INVALID_REQUEST:

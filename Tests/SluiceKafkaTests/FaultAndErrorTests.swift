@@ -2,6 +2,24 @@ import Foundation
 import SluiceKafka
 import Testing
 
+/// The first non-fatal error event of a consumer, or `nil` after ten seconds.
+func firstError(of consumer: KafkaConsumer) async throws -> KafkaError? {
+    try await withThrowingTaskGroup(of: KafkaError?.self) { tasks in
+        tasks.addTask {
+            for try await event in consumer.events {
+                if case .error(let error) = event { return error }
+            }
+            return nil
+        }
+        tasks.addTask {
+            try await Task.sleep(for: .seconds(10))
+            return nil
+        }
+        defer { tasks.cancelAll() }
+        return try await tasks.next() ?? nil
+    }
+}
+
 @Suite("Faults and typed errors", .timeLimit(.minutes(2)))
 struct FaultAndErrorTests {
     @Test func producerAndConsumerRecoverFromABrokerOutageWithoutLoss() async throws {
@@ -103,6 +121,8 @@ struct FaultAndErrorTests {
     @Test func unknownTopicsGiveTypedErrors() async throws {
         try await withEmbeddedBroker { broker in
             let missing = uniqueName("missing")
+            // UNKNOWN_TOPIC_OR_PART (3), as a cluster without auto-creation answers.
+            try broker.setTopicError(missing, error: 3)
             var configuration = testConfiguration(broker)
             configuration["topic.metadata.propagation.max.ms"] = "500"
             configuration["message.timeout.ms"] = "5000"
@@ -117,13 +137,7 @@ struct FaultAndErrorTests {
             let partitionsError = await #expect(throws: KafkaError.self) { _ = try await consumer.partitions(of: missing) }
             #expect(partitionsError?.code == .unknownTopic)
             try consumer.subscribe([missing])
-            var reported: KafkaError?
-            for try await event in consumer.events {
-                if case .error(let error) = event {
-                    reported = error
-                    break
-                }
-            }
+            let reported = try await firstError(of: consumer)
             #expect(reported?.code == .unknownTopic)
             await consumer.close()
         }
@@ -134,7 +148,7 @@ struct FaultAndErrorTests {
             let admin = try KafkaAdmin(configuration: testConfiguration(broker), logger: quietLogger)
             defer { admin.close() }
             let error = await #expect(throws: KafkaError.self) {
-                _ = try await admin.createTopics([TopicSpecification(name: uniqueName("t"), partitions: 3)])
+                _ = try await admin.createTopics([TopicSpecification(name: uniqueName("t"), partitions: 3)], timeout: .seconds(2))
             }
             #expect(error?.code == .adminUnsupported)
             #expect(error?.reason.contains("sluice broker --topics") == true)
