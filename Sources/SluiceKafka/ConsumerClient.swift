@@ -252,6 +252,10 @@ final class ConsumerClient: ClientContext, @unchecked Sendable {
             return
         }
         let start = options.startWithoutCommittedOffset == .beginning ? sluice_offset_beginning() : sluice_offset_end()
+        if options.ignoreCommittedOffsets {
+            for index in 0..<Int(list.pointee.cnt) { list.pointee.elems[index].offset = start }
+            return
+        }
         for index in 0..<Int(list.pointee.cnt) {
             let committed = query.pointee.elems[index].offset
             list.pointee.elems[index].offset = committed >= 0 ? committed : start

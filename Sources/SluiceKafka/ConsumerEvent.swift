@@ -40,6 +40,10 @@ public struct ConsumerEvents: AsyncSequence, Sendable {
             self.buffer = buffer
         }
 
+        /// Whether the next call returns without waiting: more events are already buffered in the iterator.
+        /// Useful to flush output only when a burst ends.
+        public var hasBufferedEvents: Bool { batchIndex < batch.count }
+
         public mutating func next() async throws -> ConsumerEvent? {
             try await next(isolation: nil)
         }

@@ -36,6 +36,9 @@ public final class KafkaConsumer: Sendable {
         public var revocationTimeout: Duration = .seconds(60)
         /// Where partitions without a committed offset start. Default `.beginning`.
         public var startWithoutCommittedOffset: StartPosition = .beginning
+        /// Start every assigned partition at ``startWithoutCommittedOffset`` even when the group has a committed
+        /// offset (a replay from the beginning, or tailing only new records). Default `false`.
+        public var ignoreCommittedOffsets = false
         /// Upper bound for blocking broker queries (committed offsets, watermarks, metadata). Default 10 s.
         public var requestTimeout: Duration = .seconds(10)
 
@@ -157,6 +160,11 @@ public final class KafkaConsumer: Sendable {
     /// Resumes fetching from paused partitions.
     public func resume(_ partitions: [TopicPartition]) async throws {
         try await client.pauseResume(partitions, pause: false)
+    }
+
+    /// Starts ``close()`` without waiting: usable from synchronous code such as a signal handler.
+    public func requestClose() {
+        client.requestClose()
     }
 
     /// Commits stored offsets, leaves the group and destroys the client; the event sequence then ends.

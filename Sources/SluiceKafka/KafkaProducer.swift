@@ -70,6 +70,21 @@ public final class KafkaProducer: Sendable {
         }
     }
 
+    /// Like ``enqueueWhenCapacity(_:)`` for code on a dedicated thread (a stdin reader, a file tailer): blocks
+    /// the calling thread while the queue is full. Never call it from the cooperative thread pool.
+    public func enqueueBlocking(_ message: ProducerMessage) throws {
+        while true {
+            do throws(KafkaError) {
+                try client.produce(message, awaiterID: 0)
+                return
+            } catch {
+                guard error.code == .queueFull else { throw error }
+            }
+            // The poll thread frees space as it serves delivery reports; 1 ms keeps the queue topped up.
+            usleep(1000)
+        }
+    }
+
     /// Waits until every queued record was delivered or failed.
     ///
     /// - Throws: ``KafkaError`` `.timedOut` when records are still outstanding after `timeout`.

@@ -1,0 +1,40 @@
+# Sluice: `make demo` runs the demo on the embedded broker; `make test` runs the test suite.
+# Both install missing Debian packages first (as root, or through sudo when available).
+
+SWIFT ?= swift
+DEB_PACKAGES := librdkafka-dev libzstd-dev libsqlite3-dev libopenblas-dev libxxhash-dev kcat zstd python3-venv pkg-config
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: all deps build release test demo bench clean
+
+all: build
+
+# Installs only what is missing; prints nothing and does nothing when all packages are present.
+deps:
+	@missing=""; for p in $(DEB_PACKAGES); do \
+		dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+		echo "Installing missing packages:$$missing"; \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+build: deps
+	$(SWIFT) build
+
+release: deps
+	$(SWIFT) build -c release
+
+test: deps
+	$(SWIFT) build --build-tests
+	$(SWIFT) test --skip-build --parallel --num-workers 2
+
+demo: build
+	$(SWIFT) run --skip-build sluice demo --topics topics
+
+bench: release
+	./Benchmarks/kafka-throughput.sh
+
+clean:
+	rm -rf .build

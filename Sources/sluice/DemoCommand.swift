@@ -1,0 +1,132 @@
+import ArgumentParser
+import Foundation
+import Logging
+import SluiceConnectors
+import SluiceKafka
+import SluicePipeline
+
+struct DemoCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "demo",
+        abstract: "Run the demo on the embedded broker: topics, sample records, a consumer group, a report.",
+        discussion: """
+            Starts the embedded broker in this process, creates the topics declared in --topics, produces sample
+            English and Chinese envelopes to raw.web, raw.forum and raw.docs, reads them back in a consumer group
+            that commits what it read, and checks that every record arrived exactly once.
+            """)
+
+    @Option(name: .long, help: ArgumentHelp("Directory of topic declarations.", valueName: "dir"))
+    var topics: String = "topics"
+
+    @Option(name: .long, help: "How many sample records to produce.")
+    var records: Int = 300
+
+    @Option(name: .long, help: "Seed of the sample generator.")
+    var seed: UInt64 = 42
+
+    @Option(name: .long, help: "Log level: trace, debug, info, notice, warning, error, critical.")
+    var logLevel: String = "warning"
+
+    func validate() throws {
+        guard (1...100_000).contains(records) else { throw ValidationError("--records must be from 1 to 100000") }
+    }
+
+    func run() async throws {
+        guard let level = Logger.Level(rawValue: logLevel) else { throw ValidationError("unknown log level '\(logLevel)'") }
+        let logger = makeLogger(level: level)
+        let clock = ContinuousClock()
+
+        let broker = try EmbeddedBroker(logger: logger)
+        defer { broker.shutdown() }
+        Terminal.out("1. Embedded broker (librdkafka mock cluster) listening on \(broker.bootstrapServers)")
+
+        let declarations = try TopicCatalog.load(directory: URL(fileURLWithPath: topics))
+        let outcomes = try TopicProvisioner.apply(declarations, broker: broker)
+        Terminal.out("2. Created \(outcomes.count) topics from \(topics)/:")
+        for outcome in outcomes { Terminal.out("     \(outcome.name.padding(toLength: 16, withPad: " ", startingAt: 0)) \(outcome.partitions) partitions") }
+
+        var configuration = KafkaConfiguration()
+        configuration.bootstrapServers = broker.bootstrapServers
+        configuration.applyLowLatencyDefaults()
+        let producer = try KafkaProducer(configuration: configuration, logger: logger)
+        var generator = SampleEnvelopes(seed: seed)
+        var produced: [String: Int] = [:]
+        var producedKeys = Set<String>()
+        let produceStart = clock.now
+        let base = Date(timeIntervalSince1970: 1_767_225_600)
+        for index in 0..<records {
+            let sample = generator.next(index: index, timestamp: base.addingTimeInterval(Double(index)))
+            try await producer.enqueueWhenCapacity(
+                ProducerMessage(topic: sample.topic, key: Array(sample.key.utf8), value: sample.value,
+                                headers: [KafkaHeader(name: "sluice.source", string: "demo")]))
+            produced[sample.topic, default: 0] += 1
+            producedKeys.insert(sample.key)
+        }
+        try await producer.flush()
+        let produceTime = clock.now - produceStart
+        let delivered = producer.statistics
+        await producer.shutdown()
+        Terminal.out("3. Produced \(delivered.delivered) records (\(delivered.failed) failed) in \(format(produceTime)), keyed by id, idempotent producer:")
+        for (topic, count) in produced.sorted(by: { $0.key < $1.key }) { Terminal.out("     \(topic.padding(toLength: 16, withPad: " ", startingAt: 0)) \(count)") }
+
+        var consumerConfiguration = configuration
+        consumerConfiguration.groupID = "sluice-demo"
+        let consumer = try KafkaConsumer(configuration: consumerConfiguration, logger: logger)
+        try consumer.subscribe(["^raw\\..*"])
+        let consumeStart = clock.now
+        var received: [TopicPartition: (count: Int, last: Int64)] = [:]
+        var receivedKeys: [String: Int] = [:]
+        var total = 0
+        var firstAssignment: Duration?
+        var example: KafkaRecord?
+        consume: for try await event in consumer.events {
+            switch event {
+            case .assigned(let partitions):
+                firstAssignment = firstAssignment ?? (clock.now - consumeStart)
+                Terminal.out("4. Consumer group 'sluice-demo' joined after \(format(clock.now - consumeStart)); assigned \(partitions.count) partitions")
+            case .record(let record):
+                received[record.topicPartition, default: (0, -1)].count += 1
+                received[record.topicPartition]!.last = record.offset
+                receivedKeys[String(decoding: record.key ?? [], as: UTF8.self), default: 0] += 1
+                example = example ?? record
+                try consumer.store(record)
+                total += 1
+                if total == records { break consume }
+            case .error(let error):
+                Terminal.err("   consumer: \(error)")
+            default:
+                break
+            }
+        }
+        try await consumer.commit()
+        let committed = try await consumer.committed(Array(received.keys))
+        let consumeTime = clock.now - consumeStart
+        await consumer.close()
+
+        Terminal.out("5. Read \(total) records in \(format(consumeTime)) (the embedded broker waits ~3 s before a new group's first assignment), committed:")
+        for (partition, stats) in received.sorted(by: { ($0.key.topic, $0.key.partition) < ($1.key.topic, $1.key.partition) }) {
+            let offset = (committed[partition] ?? nil).map(String.init) ?? "none"
+            Terminal.out("     \(partition.description.padding(toLength: 16, withPad: " ", startingAt: 0)) \(String(stats.count).padding(toLength: 4, withPad: " ", startingAt: 0)) records, committed offset \(offset)")
+        }
+        if let example, let value = example.value,
+            let object = try? JSONSerialization.jsonObject(with: Data(value)) as? [String: Any]
+        {
+            let text = (object["text"] as? String).map { String($0.prefix(60)) } ?? ""
+            Terminal.out("   example: \(example.topic)[\(example.partition)]@\(example.offset) id=\(object["id"] ?? "?") text=\"\(text)…\"")
+        }
+
+        let duplicates = receivedKeys.values.filter { $0 > 1 }.count
+        let missing = producedKeys.subtracting(receivedKeys.keys).count
+        let committedTotal = received.keys.reduce(Int64(0)) { $0 + ((committed[$1] ?? nil) ?? 0) }
+        if missing == 0 && duplicates == 0 && committedTotal == Int64(records) {
+            Terminal.out("6. OK: all \(records) records arrived once, and the committed offsets cover all \(committedTotal).")
+        } else {
+            Terminal.out("6. FAILED: \(missing) missing, \(duplicates) duplicated, committed offsets sum to \(committedTotal) of \(records).")
+            throw ExitCode.failure
+        }
+    }
+
+    private func format(_ duration: Duration) -> String {
+        String(format: "%.2f s", Double(duration.milliseconds) / 1000)
+    }
+}
