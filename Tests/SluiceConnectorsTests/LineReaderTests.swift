@@ -1,0 +1,34 @@
+import Foundation
+import SluiceConnectors
+import Testing
+
+@Suite("LineReader")
+struct LineReaderTests {
+    @Test(arguments: [4, 16, 65_536])
+    func readsLinesAcrossBlockBoundaries(blockSize: Int) throws {
+        let text = "first\nsecond line is longer than a block\n\n第三行\r\nlast without newline"
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("lines-\(UUID().uuidString)")
+        try Data(text.utf8).write(to: url)
+        defer { try? FileManager.default.removeItem(at: url) }
+        let handle = try FileHandle(forReadingFrom: url)
+        defer { try? handle.close() }
+        var reader = LineReader(descriptor: handle.fileDescriptor, blockSize: blockSize)
+        var lines: [String] = []
+        while let line = try reader.nextLine() { lines.append(String(decoding: line, as: UTF8.self)) }
+        #expect(lines == ["first", "second line is longer than a block", "", "第三行\r", "last without newline"])
+    }
+
+    @Test func samplesAreDeterministicEnvelopes() throws {
+        var a = SampleEnvelopes(seed: 7)
+        var b = SampleEnvelopes(seed: 7)
+        let date = Date(timeIntervalSince1970: 0)
+        for index in 0..<20 {
+            let x = a.next(index: index, timestamp: date)
+            let y = b.next(index: index, timestamp: date)
+            #expect(x.value == y.value)
+            let object = try #require(try JSONSerialization.jsonObject(with: Data(x.value)) as? [String: Any])
+            #expect((object["text"] as? String)?.isEmpty == false)
+            #expect(object["id"] as? String == x.key)
+        }
+    }
+}
