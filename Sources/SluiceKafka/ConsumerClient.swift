@@ -30,8 +30,14 @@ final class ConsumerClient: ClientContext, @unchecked Sendable {
     private let lifecycle = Mutex(Lifecycle())
     private let commands = Mutex<[@Sendable (OpaquePointer) -> Void]>([])
 
-    // Poll thread only.
-    private var pending: [ConsumerEvent] = []
+    // Poll thread only. Records of a batch wait in `pending` with ranges into `pendingBytes` until
+    // `flushPending` turns them into events that share one buffer.
+    private enum Pending {
+        case record(KafkaRecord, key: Range<Int>?, value: Range<Int>?)
+        case event(ConsumerEvent)
+    }
+    private var pending: [Pending] = []
+    private var pendingBytes: [UInt8] = []
     private var lastTopicPointer: OpaquePointer?
     private var lastTopicName = ""
     private var terminated = false
@@ -91,8 +97,22 @@ final class ConsumerClient: ClientContext, @unchecked Sendable {
 
     private func flushPending() {
         guard !pending.isEmpty else { return }
-        buffer.append(contentsOf: pending)
+        let storage = pendingBytes
+        let events = pending.map { item -> ConsumerEvent in
+            switch item {
+            case .event(let event):
+                return event
+            case .record(var record, let key, let value):
+                record.keyBytes = key.map { storage[$0] }
+                record.valueBytes = value.map { storage[$0] }
+                return .record(record)
+            }
+        }
+        buffer.append(contentsOf: events)
         pending.removeAll(keepingCapacity: true)
+        // A fresh buffer per batch: the previous one now belongs to the delivered records.
+        pendingBytes = []
+        pendingBytes.reserveCapacity(max(storage.count, 1 << 16))
     }
 
     private func runCommands() {
@@ -117,9 +137,9 @@ final class ConsumerClient: ClientContext, @unchecked Sendable {
         let topic = topicName(native.rkt)
         switch native.err {
         case RD_KAFKA_RESP_ERR_NO_ERROR:
-            pending.append(.record(copyRecord(message, topic: topic)))
+            copyRecord(message, topic: topic)
         case RD_KAFKA_RESP_ERR__PARTITION_EOF:
-            pending.append(.partitionEOF(TopicPartitionOffset(topic: topic, partition: native.partition, offset: native.offset)))
+            pending.append(.event(.partitionEOF(TopicPartitionOffset(topic: topic, partition: native.partition, offset: native.offset))))
         case RD_KAFKA_RESP_ERR__AUTO_OFFSET_RESET, RD_KAFKA_RESP_ERR_OFFSET_OUT_OF_RANGE:
             let detail = payloadText(native)
             Counter(label: ConsumerMetrics.dataLost, dimensions: [("topic", topic)]).increment()
@@ -142,7 +162,7 @@ final class ConsumerClient: ClientContext, @unchecked Sendable {
             let context = topic.isEmpty ? "consumer error" : "consumer error on \(topic) [\(native.partition)]"
             let error = KafkaError.fromLibrdkafka(native.err, context: context, detail: payloadText(native))
             logger.info("consumer error", metadata: [LogKeys.errorCode: "\(error.code)", "error": "\(error)"])
-            pending.append(.error(error))
+            pending.append(.event(.error(error)))
         }
     }
 
@@ -152,10 +172,10 @@ final class ConsumerClient: ClientContext, @unchecked Sendable {
         return String(decoding: bytes, as: UTF8.self)
     }
 
-    private func copyRecord(_ message: UnsafeMutablePointer<rd_kafka_message_t>, topic: String) -> KafkaRecord {
+    private func copyRecord(_ message: UnsafeMutablePointer<rd_kafka_message_t>, topic: String) {
         let native = message.pointee
-        let value = native.payload.map { Array(UnsafeRawBufferPointer(start: $0, count: native.len)) }
-        let key = native.key.map { Array(UnsafeRawBufferPointer(start: $0, count: native.key_len)) }
+        let key = native.key.map { appendPending(UnsafeRawBufferPointer(start: $0, count: native.key_len)) }
+        let value = native.payload.map { appendPending(UnsafeRawBufferPointer(start: $0, count: native.len)) }
         var headers: [KafkaHeader] = []
         var nativeHeaders: OpaquePointer?
         if rd_kafka_message_headers(message, &nativeHeaders) == RD_KAFKA_RESP_ERR_NO_ERROR, let nativeHeaders {
@@ -179,9 +199,16 @@ final class ConsumerClient: ClientContext, @unchecked Sendable {
             case RD_KAFKA_TIMESTAMP_LOG_APPEND_TIME: KafkaTimestamp(milliseconds: milliseconds, kind: .logAppendTime)
             default: nil
             }
-        return KafkaRecord(
-            topic: topic, partition: native.partition, offset: native.offset, key: key, value: value,
+        let record = KafkaRecord(
+            topic: topic, partition: native.partition, offset: native.offset, keyBytes: nil, valueBytes: nil,
             headers: headers, timestamp: timestamp)
+        pending.append(.record(record, key: key, value: value))
+    }
+
+    private func appendPending(_ bytes: UnsafeRawBufferPointer) -> Range<Int> {
+        let start = pendingBytes.count
+        pendingBytes.append(contentsOf: bytes)
+        return start..<pendingBytes.count
     }
 
     /// Called by the C rebalance callback on the poll thread.

@@ -63,6 +63,11 @@ public final class KafkaConsumer: Sendable {
         configuration["enable.auto.commit"] = "false"
         configuration["enable.auto.offset.store"] = "false"
         configuration.setDefault("auto.offset.reset", "error")
+        // librdkafka 2.0.2 checks queued.min.messages (default 100,000) and queued.max.messages.kbytes against the
+        // consumer queue that all partitions forward to, and once either is reached it resumes fetching only on
+        // the broker thread's next wake-up, up to 1 s later. 128 MiB keeps about a second of prefetch for a
+        // curation worker on 2-5 KB documents; applications that drain faster raise queued.min.messages.
+        configuration.setDefault("queued.max.messages.kbytes", "131072")
         client = try ConsumerClient(configuration: configuration, options: options, logger: logger)
     }
 
@@ -84,7 +89,15 @@ public final class KafkaConsumer: Sendable {
     /// Assigns partitions manually (no group management), starting at the given offsets. Use
     /// ``KafkaOffset`` values for the beginning, the end or the committed offset.
     public func assign(_ partitions: [TopicPartitionOffset]) async throws {
-        try await client.onPollThread { handle in
+        // Logical offsets are resolved here, where a broker round trip can wait for the connection: librdkafka
+        // resolves them on a 500 ms retry timer when the leader connection is not up yet at assignment.
+        var partitions = partitions
+        for index in partitions.indices
+        where partitions[index].offset == KafkaOffset.beginning || partitions[index].offset == KafkaOffset.end {
+            guard let marks = try? await client.watermarks(partitions[index].topicPartition) else { continue }
+            partitions[index].offset = partitions[index].offset == KafkaOffset.beginning ? marks.low : marks.high
+        }
+        try await client.onPollThread { [partitions] handle in
             let list = TopicPartitionList.make(partitions)
             defer { rd_kafka_topic_partition_list_destroy(list) }
             let err = rd_kafka_assign(handle, list)

@@ -85,6 +85,26 @@ public final class KafkaProducer: Sendable {
         }
     }
 
+    /// Hands one record given as borrowed bytes to librdkafka (which copies them), blocking the calling thread
+    /// while the queue is full. The zero-copy path for readers on a dedicated thread; never call it from the
+    /// cooperative thread pool. `partition` `nil` lets the partitioner choose.
+    public func enqueueBlocking(
+        topic: String, partition: Int32? = nil, key: UnsafeRawBufferPointer?, value: UnsafeRawBufferPointer?,
+        headers: [KafkaHeader] = []
+    ) throws {
+        while true {
+            do throws(KafkaError) {
+                try client.produce(
+                    topic: topic, partition: partition, key: key, value: value, headers: headers, awaiterID: 0)
+                client.serveReportsInline()
+                return
+            } catch {
+                guard error.code == .queueFull else { throw error }
+            }
+            usleep(1000)
+        }
+    }
+
     /// Waits until every queued record was delivered or failed.
     ///
     /// - Throws: ``KafkaError`` `.timedOut` when records are still outstanding after `timeout`.
@@ -111,6 +131,8 @@ public struct ProducerStatistics: Sendable {
     public var delivered: Int
     /// Records whose delivery failed.
     public var failed: Int
+    /// The first delivery failure, if any.
+    public var firstError: KafkaError?
 }
 
 extension Duration {
@@ -128,10 +150,13 @@ final class ProducerContext: ClientContext, @unchecked Sendable {
         var nextAwaiterID: UInt = 1
         var awaiters: [UInt: CheckedContinuation<DeliveryReport, any Error>] = [:]
         var capacityWaiters: [CheckedContinuation<Void, Never>] = []
-        var delivered = 0
-        var failed = 0
+        var firstError: KafkaError?
     }
     let state = Mutex(State())
+    // Counted without the lock: the delivery callback runs once per record.
+    let delivered = Atomic<Int>(0)
+    let failed = Atomic<Int>(0)
+    let capacityWaiterCount = Atomic<Int>(0)
     let deliveryHandler: (@Sendable (DeliveryReport) -> Void)?
 
     init(logger: Logger, deliveryHandler: (@Sendable (DeliveryReport) -> Void)?) {
@@ -148,14 +173,18 @@ private let deliveryCallback: @convention(c) (OpaquePointer?, UnsafePointer<rd_k
     let native = message.pointee
     let awaiterID = UInt(bitPattern: native._private)
     let failed = native.err != RD_KAFKA_RESP_ERR_NO_ERROR
-    let continuation = context.state.withLock { state -> CheckedContinuation<DeliveryReport, any Error>? in
-        if failed { state.failed += 1 } else { state.delivered += 1 }
-        return awaiterID == 0 ? nil : state.awaiters.removeValue(forKey: awaiterID)
+    if failed {
+        context.failed.add(1, ordering: .relaxed)
+    } else {
+        context.delivered.add(1, ordering: .relaxed)
     }
+    let continuation =
+        awaiterID == 0 ? nil : context.state.withLock { $0.awaiters.removeValue(forKey: awaiterID) }
     guard continuation != nil || context.deliveryHandler != nil || failed else { return }
     let topic = native.rkt.map { String(cString: rd_kafka_topic_name($0)) } ?? ""
     let error: KafkaError? =
         failed ? KafkaError.fromLibrdkafka(native.err, context: "delivery to \(topic) [\(native.partition)] failed") : nil
+    if let error { context.state.withLock { state in state.firstError = state.firstError ?? error } }
     let report = DeliveryReport(topic: topic, partition: native.partition, offset: native.offset, error: error)
     if let continuation {
         if let error { continuation.resume(throwing: error) } else { continuation.resume(returning: report) }
@@ -185,6 +214,12 @@ final class ProducerClient: @unchecked Sendable {
     }
     private let lifecycle = Mutex(Lifecycle())
     private let commands = Mutex<[@Sendable (OpaquePointer) -> Void]>([])
+    // Lock-free fast paths: `stopFlag` mirrors `lifecycle.stopRequested`; `activeCalls` counts produce calls in
+    // progress, which the poll thread waits out before destroying the handle; `commandCount` mirrors `commands`.
+    private let stopFlag = Atomic<Bool>(false)
+    private let activeCalls = Atomic<Int>(0)
+    private let commandCount = Atomic<Int>(0)
+    private let inlineCounter = Atomic<Int>(0)
 
     init(
         configuration: KafkaConfiguration, logger: Logger,
@@ -208,21 +243,25 @@ final class ProducerClient: @unchecked Sendable {
     var outqLength: Int32 { lifecycle.withLock { $0.queueDestroyed ? 0 : rd_kafka_outq_len(handle) } }
 
     var statistics: ProducerStatistics {
-        context.state.withLock { ProducerStatistics(delivered: $0.delivered, failed: $0.failed) }
+        ProducerStatistics(
+            delivered: context.delivered.load(ordering: .relaxed), failed: context.failed.load(ordering: .relaxed),
+            firstError: context.state.withLock { $0.firstError })
     }
 
     private func pollLoop() {
         while true {
             let served = rd_kafka_poll(handle, 100)
             if served > 0 { wakeCapacityWaiters() }
-            let pending = commands.withLock { list -> [@Sendable (OpaquePointer) -> Void] in
-                defer { list.removeAll() }
-                return list
+            if commandCount.load(ordering: .acquiring) > 0 {
+                let pending = commands.withLock { list -> [@Sendable (OpaquePointer) -> Void] in
+                    defer { list.removeAll() }
+                    commandCount.store(0, ordering: .releasing)
+                    return list
+                }
+                for command in pending { command(handle) }
             }
-            for command in pending { command(handle) }
-            let (stop, flushTimeout) = lifecycle.withLock { ($0.stopRequested, $0.flushTimeoutMilliseconds) }
-            if stop {
-                finish(flushTimeoutMilliseconds: flushTimeout)
+            if stopFlag.load(ordering: .acquiring) {
+                finish(flushTimeoutMilliseconds: lifecycle.withLock { $0.flushTimeoutMilliseconds })
                 return
             }
         }
@@ -230,6 +269,8 @@ final class ProducerClient: @unchecked Sendable {
 
     /// Runs on the poll thread: flush, fail what is left, destroy.
     private func finish(flushTimeoutMilliseconds: Int32) {
+        // Produce calls that started before the stop finish against the live handle.
+        while activeCalls.load(ordering: .acquiring) > 0 { sched_yield() }
         if flushTimeoutMilliseconds > 0 {
             let result = rd_kafka_flush(handle, flushTimeoutMilliseconds)
             if result != RD_KAFKA_RESP_ERR_NO_ERROR {
@@ -274,8 +315,12 @@ final class ProducerClient: @unchecked Sendable {
     }
 
     private func wakeCapacityWaiters() {
+        guard context.capacityWaiterCount.load(ordering: .acquiring) > 0 else { return }
         let waiters = context.state.withLock { state in
-            defer { state.capacityWaiters.removeAll() }
+            defer {
+                state.capacityWaiters.removeAll()
+                context.capacityWaiterCount.store(0, ordering: .releasing)
+            }
             return state.capacityWaiters
         }
         for waiter in waiters { waiter.resume() }
@@ -286,6 +331,7 @@ final class ProducerClient: @unchecked Sendable {
             guard !state.stopRequested else { return false }
             state.stopRequested = true
             state.flushTimeoutMilliseconds = flushTimeoutMilliseconds
+            stopFlag.store(true, ordering: .sequentiallyConsistent)
             return true
         }
         if first { wakePollThread() }
@@ -304,10 +350,25 @@ final class ProducerClient: @unchecked Sendable {
     }
 
     func produce(_ message: ProducerMessage, awaiterID: UInt) throws(KafkaError) {
+        try withOptionalBytes(message.value) { (value, valueCount) throws(KafkaError) in
+            try withOptionalBytes(message.key) { (key, keyCount) throws(KafkaError) in
+                try produce(
+                    topic: message.topic, partition: message.partition,
+                    key: key.map { UnsafeRawBufferPointer(start: $0, count: keyCount) },
+                    value: value.map { UnsafeRawBufferPointer(start: $0, count: valueCount) },
+                    headers: message.headers, awaiterID: awaiterID)
+            }
+        }
+    }
+
+    func produce(
+        topic: String, partition: Int32?, key: UnsafeRawBufferPointer?, value: UnsafeRawBufferPointer?,
+        headers messageHeaders: [KafkaHeader], awaiterID: UInt
+    ) throws(KafkaError) {
         var headers: OpaquePointer?
-        if !message.headers.isEmpty {
-            headers = rd_kafka_headers_new(message.headers.count)
-            for header in message.headers {
+        if !messageHeaders.isEmpty {
+            headers = rd_kafka_headers_new(messageHeaders.count)
+            for header in messageHeaders {
                 if let value = header.value {
                     value.withUnsafeBytes { bytes in
                         _ = rd_kafka_header_add(headers, header.name, -1, bytes.baseAddress, bytes.count)
@@ -317,27 +378,45 @@ final class ProducerClient: @unchecked Sendable {
                 }
             }
         }
-        let partition = message.partition ?? sluice_partition_any()
+        let partition = partition ?? sluice_partition_any()
         let opaque = UnsafeMutableRawPointer(bitPattern: awaiterID)
-        // Under the lifecycle lock so that a concurrent shutdown cannot destroy the handle mid-call.
-        let result = lifecycle.withLock { state -> rd_kafka_resp_err_t in
-            guard !state.stopRequested else { return RD_KAFKA_RESP_ERR__DESTROY }
-            return withOptionalBytes(message.value) { value, valueCount in
-                withOptionalBytes(message.key) { key, keyCount in
-                    sluice_produce(handle, message.topic, partition, value, valueCount, key, keyCount, headers, opaque)
-                }
-            }
+        // Counted as active so that a concurrent shutdown waits for this call before destroying the handle.
+        activeCalls.add(1, ordering: .sequentiallyConsistent)
+        let result: rd_kafka_resp_err_t
+        if stopFlag.load(ordering: .sequentiallyConsistent) {
+            result = RD_KAFKA_RESP_ERR__DESTROY
+        } else {
+            result = sluice_produce(
+                handle, topic, partition, value?.baseAddress, value?.count ?? 0, key?.baseAddress, key?.count ?? 0,
+                headers, opaque)
         }
+        activeCalls.subtract(1, ordering: .sequentiallyConsistent)
         if result != RD_KAFKA_RESP_ERR_NO_ERROR {
             if let headers { rd_kafka_headers_destroy(headers) }
             if result == RD_KAFKA_RESP_ERR__DESTROY { throw KafkaError.closed("the producer") }
-            throw KafkaError.fromLibrdkafka(result, context: "could not produce to \(message.topic)")
+            throw KafkaError.fromLibrdkafka(result, context: "could not produce to \(topic)")
         }
+    }
+
+    /// Serves delivery reports on the calling (producing) thread every 256 records, so that librdkafka frees
+    /// each message on the thread that allocated it: cross-thread frees contend on glibc's arena locks and
+    /// cost more than the produce call itself. The delivery callback is thread-safe (atomics and a `Mutex`),
+    /// so it may run here and on the poll thread at once.
+    func serveReportsInline() {
+        guard inlineCounter.add(1, ordering: .relaxed).newValue & 255 == 0 else { return }
+        activeCalls.add(1, ordering: .sequentiallyConsistent)
+        if !stopFlag.load(ordering: .sequentiallyConsistent) {
+            if rd_kafka_poll(handle, 0) > 0 { wakeCapacityWaiters() }
+        }
+        activeCalls.subtract(1, ordering: .sequentiallyConsistent)
     }
 
     func waitForCapacity() async {
         await withCheckedContinuation { continuation in
-            context.state.withLock { $0.capacityWaiters.append(continuation) }
+            context.state.withLock {
+                $0.capacityWaiters.append(continuation)
+                context.capacityWaiterCount.add(1, ordering: .releasing)
+            }
         }
     }
 
@@ -374,6 +453,7 @@ final class ProducerClient: @unchecked Sendable {
                 guard !state.stopRequested else { return false }
                 commands.withLock { list in
                     list.append { handle in continuation.resume(returning: rd_kafka_flush(handle, timeoutMilliseconds)) }
+                    commandCount.add(1, ordering: .releasing)
                 }
                 return true
             }
@@ -389,7 +469,12 @@ final class ProducerClient: @unchecked Sendable {
 
 /// Calls `body` with a pointer and length for optional bytes (`nil` → NULL, 0).
 @inline(__always)
-func withOptionalBytes<R>(_ bytes: [UInt8]?, _ body: (UnsafeRawPointer?, Int) -> R) -> R {
-    guard let bytes else { return body(nil, 0) }
-    return bytes.withUnsafeBytes { body($0.baseAddress, $0.count) }
+func withOptionalBytes<R, E: Error>(_ bytes: [UInt8]?, _ body: (UnsafeRawPointer?, Int) throws(E) -> R) throws(E) -> R {
+    guard let bytes else { return try body(nil, 0) }
+    // An empty array may have no storage; keep "present but empty" distinct from "absent".
+    if bytes.isEmpty { return try body(UnsafeRawPointer(bitPattern: 1), 0) }
+    let result: Result<R, E> = bytes.withUnsafeBytes { buffer in
+        do throws(E) { return .success(try body(buffer.baseAddress, buffer.count)) } catch { return .failure(error) }
+    }
+    return try result.get()
 }

@@ -15,16 +15,16 @@ extension KafkaRecord {
         output.append(contentsOf: #","offset":"#.utf8)
         output.append(contentsOf: String(offset).utf8)
         output.append(contentsOf: #","key":"#.utf8)
-        JSONText.appendBytes(key, to: &output)
+        JSONText.appendBytes(keyBytes, to: &output)
         output.append(contentsOf: #","value":"#.utf8)
-        JSONText.appendBytes(value, to: &output)
+        JSONText.appendBytes(valueBytes, to: &output)
         output.append(contentsOf: #","headers":["#.utf8)
         for (index, header) in headers.enumerated() {
             if index > 0 { output.append(UInt8(ascii: ",")) }
             output.append(contentsOf: #"{"name":"#.utf8)
             JSONText.appendString(Array(header.name.utf8), to: &output)
             output.append(contentsOf: #","value":"#.utf8)
-            JSONText.appendBytes(header.value, to: &output)
+            JSONText.appendBytes(header.value.map { $0[...] }, to: &output)
             output.append(UInt8(ascii: "}"))
         }
         output.append(contentsOf: #"],"timestamp":"#.utf8)
@@ -35,7 +35,7 @@ extension KafkaRecord {
 
 /// Minimal JSON text writing for records (no Foundation in the per-record path except for base64).
 enum JSONText {
-    static func appendBytes(_ bytes: [UInt8]?, to output: inout [UInt8]) {
+    static func appendBytes(_ bytes: ArraySlice<UInt8>?, to output: inout [UInt8]) {
         guard let bytes else {
             output.append(contentsOf: "null".utf8)
             return
@@ -50,7 +50,7 @@ enum JSONText {
     }
 
     /// Appends valid UTF-8 as a quoted, escaped JSON string.
-    static func appendString(_ bytes: [UInt8], to output: inout [UInt8]) {
+    static func appendString<Bytes: Collection<UInt8>>(_ bytes: Bytes, to output: inout [UInt8]) {
         output.append(UInt8(ascii: "\""))
         let hex: [UInt8] = Array("0123456789abcdef".utf8)
         for byte in bytes {

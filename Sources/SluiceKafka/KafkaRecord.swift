@@ -70,14 +70,18 @@ public struct KafkaTimestamp: Hashable, Sendable {
 }
 
 /// A record read from Kafka. Key, value and headers are copies: holding a record pins no librdkafka memory.
+///
+/// Records of one poll batch share one byte buffer (``keyBytes`` and ``valueBytes`` are slices of it), so a
+/// consumer allocates once per batch rather than twice per record; a record kept alive keeps its batch's
+/// buffer alive.
 public struct KafkaRecord: Sendable {
     public var topic: String
     public var partition: Int32
     public var offset: Int64
-    /// The key; `nil` when the record has none.
-    public var key: [UInt8]?
-    /// The value; `nil` is a tombstone.
-    public var value: [UInt8]?
+    /// The key bytes without copying; `nil` when the record has none.
+    public var keyBytes: ArraySlice<UInt8>?
+    /// The value bytes without copying; `nil` is a tombstone.
+    public var valueBytes: ArraySlice<UInt8>?
     public var headers: [KafkaHeader]
     public var timestamp: KafkaTimestamp?
 
@@ -85,14 +89,29 @@ public struct KafkaRecord: Sendable {
         topic: String, partition: Int32, offset: Int64, key: [UInt8]? = nil, value: [UInt8]?,
         headers: [KafkaHeader] = [], timestamp: KafkaTimestamp? = nil
     ) {
+        self.init(
+            topic: topic, partition: partition, offset: offset, keyBytes: key.map { $0[...] },
+            valueBytes: value.map { $0[...] }, headers: headers, timestamp: timestamp)
+    }
+
+    public init(
+        topic: String, partition: Int32, offset: Int64, keyBytes: ArraySlice<UInt8>?, valueBytes: ArraySlice<UInt8>?,
+        headers: [KafkaHeader], timestamp: KafkaTimestamp?
+    ) {
         self.topic = topic
         self.partition = partition
         self.offset = offset
-        self.key = key
-        self.value = value
+        self.keyBytes = keyBytes
+        self.valueBytes = valueBytes
         self.headers = headers
         self.timestamp = timestamp
     }
+
+    /// The key as an array (a copy); `nil` when the record has none.
+    public var key: [UInt8]? { keyBytes.map { Array($0) } }
+
+    /// The value as an array (a copy); `nil` is a tombstone.
+    public var value: [UInt8]? { valueBytes.map { Array($0) } }
 
     /// The partition this record came from.
     public var topicPartition: TopicPartition { TopicPartition(topic: topic, partition: partition) }

@@ -25,6 +25,11 @@ struct ProduceCommand: AsyncParsableCommand {
     @Option(name: .long, help: ArgumentHelp("Take the key from this field of each JSON line.", valueName: "field"))
     var keyField: String?
 
+    @Option(
+        name: .long,
+        help: ArgumentHelp("Split each line at the first occurrence of this character: key before, value after (like kcat -K).", valueName: "char"))
+    var keyDelimiter: String?
+
     @Option(name: .customLong("header"), help: ArgumentHelp("Add a header to every record (repeatable).", valueName: "name=value"))
     var headers: [String] = []
 
@@ -38,21 +43,23 @@ struct ProduceCommand: AsyncParsableCommand {
             throw ValidationError("--header expects name=value, got '\(header)'")
         }
         if let partition, partition < 0 { throw ValidationError("--partition must be 0 or more") }
+        if let keyDelimiter, keyDelimiter.utf8.count != 1 {
+            throw ValidationError("--key-delimiter must be one ASCII character, e.g. '\t' given as $'\t'")
+        }
+        if keyDelimiter != nil && keyField != nil { throw ValidationError("use --key-field or --key-delimiter, not both") }
     }
 
     func run() async throws {
         let logger = try kafka.bootstrapLogging()
-        let firstFailure = FirstFailure()
-        let producer = try KafkaProducer(configuration: try kafka.kafkaConfiguration(), logger: logger) { report in
-            if let error = report.error { firstFailure.record(error) }
-        }
+        let producer = try KafkaProducer(configuration: try kafka.kafkaConfiguration(), logger: logger)
         let recordHeaders = headers.map { header in
             let equals = header.firstIndex(of: "=")!
             return KafkaHeader(name: String(header[..<equals]), string: String(header[header.index(after: equals)...]))
         }
         let started = ContinuousClock.now
         let reading = StdinProducer(
-            producer: producer, topic: topic, partition: partition, keyField: keyField, headers: recordHeaders)
+            producer: producer, topic: topic, partition: partition, keyField: keyField,
+            keyDelimiter: keyDelimiter?.utf8.first, headers: recordHeaders)
         let result = await reading.run()
         do {
             try await producer.flush(timeout: .seconds(flushTimeout))
@@ -65,7 +72,7 @@ struct ProduceCommand: AsyncParsableCommand {
         Terminal.err(
             "produced \(statistics.delivered) record(s) to \(topic) in \(String(format: "%.2f", seconds)) s"
                 + (statistics.failed > 0 ? "; \(statistics.failed) failed" : ""))
-        if let error = firstFailure.error { Terminal.err("first delivery failure: \(error)") }
+        if let error = statistics.firstError { Terminal.err("first delivery failure: \(error)") }
         if let problem = result.problem {
             Terminal.err("sluice produce: \(problem)")
             throw ExitCode.failure
@@ -81,25 +88,6 @@ extension Duration {
     }
 }
 
-/// Remembers the first delivery failure.
-final class FirstFailure: @unchecked Sendable {
-    // Guarded by `lock`.
-    private let lock = NSLock()
-    private var first: KafkaError?
-
-    func record(_ error: KafkaError) {
-        lock.lock()
-        if first == nil { first = error }
-        lock.unlock()
-    }
-
-    var error: KafkaError? {
-        lock.lock()
-        defer { lock.unlock() }
-        return first
-    }
-}
-
 /// Reads standard input on a dedicated thread (reads block) and enqueues each line.
 struct StdinProducer: Sendable {
     struct Result: Sendable {
@@ -111,6 +99,7 @@ struct StdinProducer: Sendable {
     let topic: String
     let partition: Int32?
     let keyField: String?
+    let keyDelimiter: UInt8?
     let headers: [KafkaHeader]
 
     func run() async -> Result {
@@ -126,20 +115,40 @@ struct StdinProducer: Sendable {
         var reader = LineReader(descriptor: 0)
         var lineNumber = 0
         do {
-            while let line = try reader.nextLine() {
+            // Lines are handed to librdkafka straight from the reader's buffer: no copy per record here.
+            while let problem = try reader.withNextLine({ line -> String? in
                 lineNumber += 1
-                if line.isEmpty { continue }
-                var key: [UInt8]?
-                if let keyField {
-                    guard let extracted = Self.key(from: line, field: keyField) else {
-                        result.problem = "line \(lineNumber): no string or number field '\(keyField)' in a JSON object; stopped there (\(result.sent) records sent before it)"
-                        return result
+                if line.isEmpty { return nil }
+                do {
+                    if let keyDelimiter {
+                        guard let split = line.firstIndex(of: keyDelimiter) else {
+                            return "line \(lineNumber): no key delimiter"
+                        }
+                        try producer.enqueueBlocking(
+                            topic: topic, partition: partition, key: UnsafeRawBufferPointer(rebasing: line[..<split]),
+                            value: UnsafeRawBufferPointer(rebasing: line[(split + 1)...]), headers: headers)
+                    } else if let keyField {
+                        guard let key = Self.key(from: Array(line), field: keyField) else {
+                            return "line \(lineNumber): no string or number field '\(keyField)' in a JSON object"
+                        }
+                        try key.withUnsafeBytes { key in
+                            try producer.enqueueBlocking(
+                                topic: topic, partition: partition, key: key, value: line, headers: headers)
+                        }
+                    } else {
+                        try producer.enqueueBlocking(
+                            topic: topic, partition: partition, key: nil, value: line, headers: headers)
                     }
-                    key = extracted
+                } catch {
+                    return "line \(lineNumber): \(error)"
                 }
-                try producer.enqueueBlocking(
-                    ProducerMessage(topic: topic, partition: partition, key: key, value: line, headers: headers))
                 result.sent += 1
+                return nil
+            }) {
+                if let problem {
+                    result.problem = "\(problem); stopped there (\(result.sent) records sent before it)"
+                    return result
+                }
             }
         } catch {
             result.problem = "line \(lineNumber): \(error)"

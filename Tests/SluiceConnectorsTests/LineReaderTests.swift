@@ -32,3 +32,13 @@ struct LineReaderTests {
         }
     }
 }
+
+@Suite("LineReader limits")
+struct LineReaderLimitTests {
+    @Test func aLineWithoutEndBeyondTheLimitIsAnError() throws {
+        let handle = try #require(FileHandle(forReadingAtPath: "/dev/zero"))
+        defer { try? handle.close() }
+        var reader = LineReader(descriptor: handle.fileDescriptor, blockSize: 1024, maximumLineLength: 1 << 16)
+        #expect(throws: ConnectorError.self) { _ = try reader.nextLine() }
+    }
+}
