@@ -43,7 +43,7 @@ let package = Package(
             dependencies: [
                 "CRdKafka",
                 .product(name: "Logging", package: "swift-log"),
-                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "CoreMetrics", package: "swift-metrics"),
             ],
             swiftSettings: strictSettings),
         // Drivers.
@@ -78,7 +78,10 @@ let package = Package(
 
         .testTarget(
             name: "SluiceKafkaTests",
-            dependencies: ["SluiceKafka", .product(name: "Logging", package: "swift-log")],
+            dependencies: [
+                "SluiceKafka", .product(name: "Logging", package: "swift-log"),
+                .product(name: "MetricsTestKit", package: "swift-metrics"),
+            ],
             swiftSettings: strictSettings),
         .testTarget(name: "SluiceTextTests", dependencies: ["SluiceText"], swiftSettings: strictSettings),
         .testTarget(name: "SluiceShardsTests", dependencies: ["SluiceShards"], swiftSettings: strictSettings),

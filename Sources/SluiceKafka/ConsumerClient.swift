@@ -1,7 +1,7 @@
 internal import CRdKafka
 internal import Foundation
 internal import Logging
-internal import Metrics
+internal import CoreMetrics
 internal import Synchronization
 
 /// Owns a consumer handle, its poll thread and the C callbacks (rebalance, commit replies).
@@ -20,6 +20,8 @@ final class ConsumerClient: ClientContext, @unchecked Sendable {
     private var consumerQueueStorage: OpaquePointer?
     private var handle: OpaquePointer { handleStorage.unsafelyUnwrapped }
     private let blockingQueue = DispatchQueue(label: "sluice.kafka.consumer.blocking")
+    /// Captured at creation (a task-local factory in tests); metrics are created from it on the poll thread.
+    private let metricsFactory: any MetricsFactory
 
     private struct Lifecycle {
         var closeRequested = false
@@ -45,6 +47,7 @@ final class ConsumerClient: ClientContext, @unchecked Sendable {
     init(configuration: KafkaConfiguration, options: KafkaConsumer.Options, logger: Logger) throws {
         buffer = ConsumerBuffer(capacity: options.bufferCapacity)
         self.options = options
+        metricsFactory = MetricsSystem.factory
         groupID = configuration.groupID
         var configuration = configuration
         if configuration.groupID == nil {
@@ -142,7 +145,7 @@ final class ConsumerClient: ClientContext, @unchecked Sendable {
             pending.append(.event(.partitionEOF(TopicPartitionOffset(topic: topic, partition: native.partition, offset: native.offset))))
         case RD_KAFKA_RESP_ERR__AUTO_OFFSET_RESET, RD_KAFKA_RESP_ERR_OFFSET_OUT_OF_RANGE:
             let detail = payloadText(native)
-            Counter(label: ConsumerMetrics.dataLost, dimensions: [("topic", topic)]).increment()
+            Counter(label: ConsumerMetrics.dataLost, dimensions: [("topic", topic)], factory: metricsFactory).increment()
             logger.error(
                 "data lost to retention: committed offset is before the log start",
                 metadata: [LogKeys.topic: "\(topic)", LogKeys.partition: "\(native.partition)",

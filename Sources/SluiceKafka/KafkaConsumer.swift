@@ -1,7 +1,7 @@
 internal import CRdKafka
 internal import Foundation
 public import Logging
-internal import Metrics
+internal import CoreMetrics
 internal import Synchronization
 
 /// A Kafka consumer over librdkafka, in a consumer group with manual commits or with manual assignment.

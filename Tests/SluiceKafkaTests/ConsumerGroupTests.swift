@@ -1,4 +1,6 @@
+import CoreMetrics
 import Foundation
+import MetricsTestKit
 import SluiceKafka
 import Synchronization
 import Testing
@@ -158,7 +160,10 @@ struct ConsumerGroupTests {
             for _ in 0..<70 { try await producer.send(ProducerMessage(topic: topic, partition: 0, value: value)) }
             await producer.shutdown()
 
-            let late = try KafkaConsumer(configuration: testConfiguration(broker, group: group), logger: quietLogger)
+            let metrics = TestMetrics()
+            let late = try withMetricsFactory(metrics) {
+                try KafkaConsumer(configuration: testConfiguration(broker, group: group), logger: quietLogger)
+            }
             let marks = try await late.watermarks(of: TopicPartition(topic: topic, partition: 0))
             #expect(marks.low > 0, "the broker dropped the oldest records")
             try late.subscribe([topic])
@@ -168,6 +173,7 @@ struct ConsumerGroupTests {
                 }
             }
             #expect(error?.code == .dataLostToRetention)
+            #expect(try metrics.expectCounter("sluice_kafka_data_lost_total", [("topic", topic)]).values == [1])
             await late.close()
         }
     }
