@@ -41,9 +41,21 @@ final class ConsumerBuffer: @unchecked Sendable {
 
     /// Appends events from the poll thread.
     func append(contentsOf newEvents: [ConsumerEvent]) {
+        var copy = newEvents
+        append(moving: &copy)
+    }
+
+    /// Appends events from the poll thread. `newEvents` is left empty (with its capacity when the buffer was
+    /// empty and the two arrays were swapped instead of copied).
+    func append(moving newEvents: inout [ConsumerEvent]) {
         guard !newEvents.isEmpty else { return }
         condition.lock()
-        events.append(contentsOf: newEvents)
+        if events.isEmpty {
+            swap(&events, &newEvents)
+        } else {
+            events.append(contentsOf: newEvents)
+            newEvents.removeAll(keepingCapacity: true)
+        }
         let waiter = self.waiter
         self.waiter = nil
         condition.unlock()

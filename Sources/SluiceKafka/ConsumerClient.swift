@@ -40,6 +40,7 @@ final class ConsumerClient: ClientContext, @unchecked Sendable {
     }
     private var pending: [Pending] = []
     private var pendingBytes: [UInt8] = []
+    private var outgoing: [ConsumerEvent] = []
     private var lastTopicPointer: OpaquePointer?
     private var lastTopicName = ""
     private var terminated = false
@@ -101,18 +102,19 @@ final class ConsumerClient: ClientContext, @unchecked Sendable {
     private func flushPending() {
         guard !pending.isEmpty else { return }
         let storage = pendingBytes
-        let events = pending.map { item -> ConsumerEvent in
+        outgoing.reserveCapacity(pending.count)
+        for item in pending {
             switch item {
             case .event(let event):
-                return event
+                outgoing.append(event)
             case .record(var record, let key, let value):
                 record.keyBytes = key.map { storage[$0] }
                 record.valueBytes = value.map { storage[$0] }
-                return .record(record)
+                outgoing.append(.record(record))
             }
         }
-        buffer.append(contentsOf: events)
         pending.removeAll(keepingCapacity: true)
+        buffer.append(moving: &outgoing)
         // A fresh buffer per batch: the previous one now belongs to the delivered records.
         pendingBytes = []
         pendingBytes.reserveCapacity(max(storage.count, 1 << 16))
