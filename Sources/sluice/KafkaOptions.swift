@@ -27,12 +27,26 @@ struct KafkaOptions: ParsableArguments {
     @Option(name: .long, help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: String = ProcessInfo.processInfo.environment["SLUICE_LOG_LEVEL"] ?? "warning"
 
+    func validate() throws {
+        for property in properties where property.firstIndex(of: "=").map({ $0 == property.startIndex }) ?? true {
+            throw ValidationError("-X expects key=value, got '\(property)'")
+        }
+        _ = try bootstrapLevel()
+    }
+
+    private func bootstrapLevel() throws -> Logger.Level {
+        guard let level = Logger.Level(rawValue: logLevel.lowercased()) else {
+            throw ValidationError("unknown log level '\(logLevel)'; use trace, debug, info, notice, warning, error or critical")
+        }
+        return level
+    }
+
     /// The client configuration: --config, then -X, then --bootstrap (or $SLUICE_BOOTSTRAP).
     func kafkaConfiguration() throws -> KafkaConfiguration {
         var configuration = KafkaConfiguration()
         if let config {
             guard let text = try? String(contentsOfFile: config, encoding: .utf8) else {
-                throw ValidationError("cannot read the librdkafka properties file '\(config)'")
+                throw CommandError("cannot read the librdkafka properties file '\(config)'")
             }
             configuration = try KafkaConfiguration.parseProperties(text, origin: config)
         }
@@ -46,7 +60,7 @@ struct KafkaOptions: ParsableArguments {
             configuration.bootstrapServers = bootstrap
         }
         guard configuration.bootstrapServers != nil else {
-            throw ValidationError(
+            throw CommandError(
                 "no Kafka cluster given: pass --bootstrap HOST:PORT (or set SLUICE_BOOTSTRAP, or bootstrap.servers in --config). "
                     + "For a local try-out, start one with `sluice broker`.")
         }
@@ -54,10 +68,7 @@ struct KafkaOptions: ParsableArguments {
     }
 
     func bootstrapLogging() throws -> Logger {
-        guard let level = Logger.Level(rawValue: logLevel.lowercased()) else {
-            throw ValidationError("unknown log level '\(logLevel)'")
-        }
-        return makeLogger(level: level)
+        makeLogger(level: try bootstrapLevel())
     }
 }
 
@@ -107,5 +118,14 @@ enum Terminal {
             }
             offset += written
         }
+    }
+}
+
+/// A failure the user can fix, printed as `Error: <message>` without a usage line.
+struct CommandError: Error, CustomStringConvertible {
+    let description: String
+
+    init(_ description: String) {
+        self.description = description
     }
 }
