@@ -41,6 +41,7 @@ final class ConsumerClient: ClientContext, @unchecked Sendable {
     private var pending: [Pending] = []
     private var pendingBytes: [UInt8] = []
     private var outgoing: [ConsumerEvent] = []
+    private var recordsSinceNudge = 0
     private var lastTopicPointer: OpaquePointer?
     private var lastTopicName = ""
     private var terminated = false
@@ -87,16 +88,46 @@ final class ConsumerClient: ClientContext, @unchecked Sendable {
             }
             if space == 0 { continue }
             let limit = min(space, 1024)
-            var message = rd_kafka_consumer_poll(handle, 100)
+            let bursting = recordsSinceNudge >= Self.nudgeAfterRecords
+            var message = rd_kafka_consumer_poll(handle, bursting ? 5 : 100)
+            if message == nil && bursting { nudgeFetchers() }
             while let current = message {
                 handleMessage(current)
                 rd_kafka_message_destroy(current)
+                recordsSinceNudge &+= 1
                 if pending.count >= limit || terminated { break }
                 message = rd_kafka_consumer_poll(handle, 0)
             }
             flushPending()
         }
         closeOnPollThread()
+    }
+
+    /// After a burst of at least this many records, an empty poll nudges the fetchers.
+    private static let nudgeAfterRecords = 10_000
+
+    /// Wakes the broker threads that lead the assigned partitions.
+    ///
+    /// librdkafka 2.0.2 stops fetching once its forwarded consumer queue reaches `queued.min.messages` or
+    /// `queued.max.messages.kbytes`, and re-checks only when its broker thread wakes up, up to a second later,
+    /// even after the application drained the queue. Any request to a broker wakes its thread: one
+    /// offsets-for-times lookup (one small ListOffsets request per leader) after a drained burst restarts
+    /// fetching at once. A trickle of records never triggers it.
+    private func nudgeFetchers() {
+        recordsSinceNudge = 0
+        var list: UnsafeMutablePointer<rd_kafka_topic_partition_list_t>?
+        guard rd_kafka_assignment(handle, &list) == RD_KAFKA_RESP_ERR_NO_ERROR, let list else { return }
+        guard list.pointee.cnt > 0 else {
+            rd_kafka_topic_partition_list_destroy(list)
+            return
+        }
+        for index in 0..<Int(list.pointee.cnt) { list.pointee.elems[index].offset = -1 }
+        let query = NativeList(pointer: list)
+        // On the blocking queue, which close drains before destroying the handle.
+        blockingQueue.async { [self] in
+            _ = rd_kafka_offsets_for_times(handle, query.pointer, 1000)
+            rd_kafka_topic_partition_list_destroy(query.pointer)
+        }
     }
 
     private func flushPending() {

@@ -63,11 +63,6 @@ public final class KafkaConsumer: Sendable {
         configuration["enable.auto.commit"] = "false"
         configuration["enable.auto.offset.store"] = "false"
         configuration.setDefault("auto.offset.reset", "error")
-        // librdkafka 2.0.2 checks queued.min.messages (default 100,000) and queued.max.messages.kbytes against the
-        // consumer queue that all partitions forward to, and once either is reached it resumes fetching only on
-        // the broker thread's next wake-up, up to 1 s later. 128 MiB keeps about a second of prefetch for a
-        // curation worker on 2-5 KB documents; applications that drain faster raise queued.min.messages.
-        configuration.setDefault("queued.max.messages.kbytes", "131072")
         client = try ConsumerClient(configuration: configuration, options: options, logger: logger)
     }
 

@@ -55,9 +55,6 @@ struct ConsumeCommand: AsyncParsableCommand {
         configuration.groupID = group
         if exitAtEnd { configuration["enable.partition.eof"] = "true" }
         configuration.setDefault("fetch.wait.max.ms", "100")
-        // Printing drains the prefetch faster than librdkafka 2.0.2 refills it once the 100,000-message threshold
-        // is reached (it resumes on a 1 s timer); a larger threshold trades memory for throughput here.
-        configuration.setDefault("queued.min.messages", "1000000")
         var options = KafkaConsumer.Options()
         let start = from ?? (group == nil ? .beginning : .stored)
         options.startWithoutCommittedOffset = start == .end ? .end : .beginning

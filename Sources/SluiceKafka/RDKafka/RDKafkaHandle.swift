@@ -125,3 +125,10 @@ enum LogKeys {
 struct NativeHandle: @unchecked Sendable {
     let pointer: OpaquePointer
 }
+
+/// A topic-partition list handed to the blocking queue, which destroys it.
+///
+/// `@unchecked Sendable`: ownership moves to the receiving closure; nothing else touches the list afterwards.
+struct NativeList: @unchecked Sendable {
+    let pointer: UnsafeMutablePointer<rd_kafka_topic_partition_list_t>
+}
