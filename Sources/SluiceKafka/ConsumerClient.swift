@@ -98,12 +98,17 @@ final class ConsumerClient: ClientContext, @unchecked Sendable {
                 if pending.count >= limit || terminated { break }
                 message = rd_kafka_consumer_poll(handle, 0)
             }
+            // Nudge before the prefetch runs dry rather than after, so fetching never pauses after a burst.
+            if recordsSinceNudge >= Self.nudgeAfterRecords && rd_kafka_queue_length(consumerQueueStorage) < 2048 {
+                nudgeFetchers()
+            }
             flushPending()
         }
         closeOnPollThread()
     }
 
-    /// After a burst of at least this many records, an empty poll nudges the fetchers.
+    /// After a burst of at least this many records, a nearly drained prefetch queue (or an empty poll) nudges
+    /// the fetchers.
     private static let nudgeAfterRecords = 10_000
 
     /// Wakes the broker threads that lead the assigned partitions.
@@ -111,8 +116,8 @@ final class ConsumerClient: ClientContext, @unchecked Sendable {
     /// librdkafka 2.0.2 stops fetching once its forwarded consumer queue reaches `queued.min.messages` or
     /// `queued.max.messages.kbytes`, and re-checks only when its broker thread wakes up, up to a second later,
     /// even after the application drained the queue. Any request to a broker wakes its thread: one
-    /// offsets-for-times lookup (one small ListOffsets request per leader) after a drained burst restarts
-    /// fetching at once. A trickle of records never triggers it.
+    /// offsets-for-times lookup (one small ListOffsets request per leader) when a burst has nearly drained
+    /// the queue restarts fetching before it runs dry. A trickle of records never triggers it.
     private func nudgeFetchers() {
         recordsSinceNudge = 0
         var list: UnsafeMutablePointer<rd_kafka_topic_partition_list_t>?
