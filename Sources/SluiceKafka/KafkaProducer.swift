@@ -73,15 +73,13 @@ public final class KafkaProducer: Sendable {
     /// Like ``enqueueWhenCapacity(_:)`` for code on a dedicated thread (a stdin reader, a file tailer): blocks
     /// the calling thread while the queue is full. Never call it from the cooperative thread pool.
     public func enqueueBlocking(_ message: ProducerMessage) throws {
-        while true {
-            do throws(KafkaError) {
-                try client.produce(message, awaiterID: 0)
-                return
-            } catch {
-                guard error.code == .queueFull else { throw error }
+        try withOptionalBytes(message.key) { key, keyCount in
+            try withOptionalBytes(message.value) { value, valueCount in
+                try enqueueBlocking(
+                    topic: message.topic, partition: message.partition,
+                    key: key.map { UnsafeRawBufferPointer(start: $0, count: keyCount) },
+                    value: value.map { UnsafeRawBufferPointer(start: $0, count: valueCount) }, headers: message.headers)
             }
-            // The poll thread frees space as it serves delivery reports; 1 ms keeps the queue topped up.
-            usleep(1000)
         }
     }
 
@@ -101,6 +99,7 @@ public final class KafkaProducer: Sendable {
             } catch {
                 guard error.code == .queueFull else { throw error }
             }
+            // The poll thread frees space as it serves delivery reports; 1 ms keeps the queue topped up.
             usleep(1000)
         }
     }
