@@ -381,7 +381,12 @@ final class ConsumerClient: ClientContext, @unchecked Sendable {
             defer { state.closeRequested = true }
             return !state.closeRequested
         }
-        if first { wakePollThread() }
+        if first {
+            // A revocation waiting for the application would otherwise hold the poll thread, and so the close,
+            // until its timeout.
+            buffer.acknowledgeRevocation()
+            wakePollThread()
+        }
     }
 
     func close() async {

@@ -12,17 +12,18 @@ struct BrokerCommand: AsyncParsableCommand {
         commandName: "broker",
         abstract: "Run the embedded Kafka broker (librdkafka's mock cluster) until SIGINT or SIGTERM.",
         discussion: """
-            Prints the bootstrap address as the first line on standard output, then serves other processes
-            (sluice, kcat, confluent-kafka) on 127.0.0.1. Data lives in memory only. The mock cluster has no admin
-            API, so topics with explicit partition counts are created here, at start (--topics, --topic) or by a
-            `topic NAME PARTITIONS` command. It keeps at most 5 MiB per partition and drops the oldest data
+            Prints the bootstrap address as the first line on standard output, then serves other processes \
+            (sluice, kcat, confluent-kafka) on 127.0.0.1. Data lives in memory only. The mock cluster has no admin \
+            API, so topics with explicit partition counts are created here, at start (--topics, --topic) or by a \
+            `topic NAME PARTITIONS` command. It keeps at most 5 MiB per partition and drops the oldest data \
             beyond that; Sluice's consumers report such loss as an error.
 
             Commands on standard input (one per line; each answers `ok …` or `error: …` on standard output):
               down ID|-1            take a broker (or all) down
               up ID|-1              bring it back
               rtt ID|-1 MS          add latency to every response
-              err API CODE[,CODE…]  fail the next requests of Kafka API number API (0 Produce, 1 Fetch, 8 OffsetCommit)
+              err API CODE[,CODE…]  fail the next requests of Kafka API number API
+                                    (0 Produce, 1 Fetch, 8 OffsetCommit)
               topic NAME PARTITIONS create a topic
             """)
 

@@ -10,9 +10,9 @@ struct ConsumeCommand: AsyncParsableCommand {
         commandName: "consume",
         abstract: "Print a topic's records as JSON Lines (or raw values).",
         discussion: """
-            Each output line is {"topic","partition","offset","key","value","headers","timestamp"}; keys and values
-            are strings when they are UTF-8, {"base64": …} otherwise, null when absent. With --group the consumer
-            joins that group, commits what it printed when it stops, and --from stored (the default) resumes at the
+            Each output line is {"topic","partition","offset","key","value","headers","timestamp"}; keys and values \
+            are strings when they are UTF-8, {"base64": …} otherwise, null when absent. With --group the consumer \
+            joins that group, commits what it printed when it stops, and --from stored (the default) resumes at the \
             group's committed offsets. Without a group every partition is read. SIGINT or SIGTERM stops cleanly.
             """)
 

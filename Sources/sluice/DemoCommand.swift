@@ -10,8 +10,8 @@ struct DemoCommand: AsyncParsableCommand {
         commandName: "demo",
         abstract: "Run the demo on the embedded broker: topics, sample records, a consumer group, a report.",
         discussion: """
-            Starts the embedded broker in this process, creates the topics declared in --topics, produces sample
-            English and Chinese envelopes to raw.web, raw.forum and raw.docs, reads them back in a consumer group
+            Starts the embedded broker in this process, creates the topics declared in --topics, produces sample \
+            English and Chinese envelopes to raw.web, raw.forum and raw.docs, reads them back in a consumer group \
             that commits what it read, and checks that every record arrived exactly once.
             """)
 

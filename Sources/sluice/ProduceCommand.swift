@@ -9,8 +9,8 @@ struct ProduceCommand: AsyncParsableCommand {
         commandName: "produce",
         abstract: "Produce each line of standard input as one record.",
         discussion: """
-            Empty lines are skipped; a trailing \\r is kept. With --key-field, each line must be a JSON object and
-            the field's value (string or number) becomes the record key, so records of one key share a partition.
+            Empty lines are skipped; a trailing \\r is kept. With --key-field, each line must be a JSON object and \
+            the field's value (string or number) becomes the record key, so records of one key share a partition. \
             Exits non-zero if any record was not delivered.
 
             Example: printf '{"id":"a","text":"hi"}\\n' | sluice produce --bootstrap 127.0.0.1:9092 --topic raw.web --key-field id

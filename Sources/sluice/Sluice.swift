@@ -6,10 +6,10 @@ struct Sluice: AsyncParsableCommand {
         commandName: "sluice",
         abstract: "Sluice: a Kafka-fed curation platform for language-model training data.",
         discussion: """
-            Records stream from sources into raw Kafka topics; Sluice cleans them, redacts personal data, drops
+            Records stream from sources into raw Kafka topics; Sluice cleans them, redacts personal data, drops \
             near-duplicates and low-quality text, and writes WebDataset-style shards with a SQLite index.
 
-            Without a Kafka cluster, `sluice broker` runs an embedded broker (librdkafka's mock cluster, in memory)
+            Without a Kafka cluster, `sluice broker` runs an embedded broker (librdkafka's mock cluster, in memory) \
             that the other commands reach with --bootstrap.
             """,
         subcommands: [
