@@ -1,0 +1,62 @@
+/// Byte-level checks shared by the stages.
+enum TextChecks {
+    /// Whether UTF-8 text has anything besides whitespace (ASCII whitespace, NBSP, ideographic space, BOM and
+    /// the other Unicode spaces).
+    static func hasVisibleContent<Bytes: Collection<UInt8>>(_ bytes: Bytes) -> Bool {
+        var sawNonASCII = false
+        for byte in bytes {
+            switch byte {
+            case 0x09, 0x0A, 0x0B, 0x0C, 0x0D, 0x20: continue
+            case 0..<0x80: return true
+            default: sawNonASCII = true
+            }
+        }
+        guard sawNonASCII else { return false }
+        return String(decoding: Array(bytes), as: UTF8.self).unicodeScalars.contains {
+            !($0.properties.isWhitespace || $0 == "\u{FEFF}" || $0 == "\u{200B}")
+        }
+    }
+}
+
+/// UTF-8 validation per RFC 3629 (no overlongs, no surrogates, nothing above U+10FFFF), with an ASCII fast path.
+enum UTF8Validation {
+    /// The offset of the first byte that is not part of a valid sequence, or `nil` when all is valid.
+    static func firstInvalidByte(_ bytes: UnsafeBufferPointer<UInt8>) -> Int? {
+        var index = 0
+        let count = bytes.count
+        guard let base = bytes.baseAddress else { return nil }
+        while index < count {
+            // Eight ASCII bytes at a time.
+            while index + 8 <= count {
+                let word = UnsafeRawPointer(base + index).loadUnaligned(as: UInt64.self)
+                if word & 0x8080_8080_8080_8080 != 0 { break }
+                index += 8
+            }
+            guard index < count else { return nil }
+            let lead = base[index]
+            if lead < 0x80 {
+                index += 1
+                continue
+            }
+            let length: Int
+            var lower: UInt8 = 0x80
+            var upper: UInt8 = 0xBF
+            switch lead {
+            case 0xC2...0xDF: length = 2
+            case 0xE0: length = 3; lower = 0xA0
+            case 0xE1...0xEC, 0xEE...0xEF: length = 3
+            case 0xED: length = 3; upper = 0x9F
+            case 0xF0: length = 4; lower = 0x90
+            case 0xF1...0xF3: length = 4
+            case 0xF4: length = 4; upper = 0x8F
+            default: return index
+            }
+            guard index + length <= count else { return index }
+            let second = base[index + 1]
+            guard second >= lower && second <= upper else { return index }
+            for offset in 2..<max(2, length) where base[index + offset] & 0xC0 != 0x80 { return index }
+            index += length
+        }
+        return nil
+    }
+}
