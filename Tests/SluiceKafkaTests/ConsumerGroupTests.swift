@@ -25,6 +25,8 @@ final class MemberLog: Sendable {
     struct State {
         var records: [KafkaRecord] = []
         var partitionsSeen = Set<Int32>()
+        /// Records delivered below the group's committed offset at assignment (must stay empty).
+        var belowCommitted: [KafkaRecord] = []
     }
     let state = Mutex(State())
     var records: [KafkaRecord] { state.withLock { $0.records } }
@@ -60,8 +62,18 @@ struct ConsumerGroupTests {
             /// Reads slowly (1 ms per record), storing each processed record, until `stop` says so.
             let member: @Sendable (KafkaConsumer, MemberLog, @escaping @Sendable () -> Bool) async throws -> Void = {
                 consumer, log, stop in
+                // Where each partition starts at assignment: the group's committed offset.
+                var start: [TopicPartition: Int64] = [:]
                 for try await event in consumer.events {
+                    if case .assigned(let partitions) = event {
+                        for (partition, offset) in try await consumer.committed(partitions) {
+                            start[partition] = offset ?? 0
+                        }
+                    }
                     guard case .record(let record) = event else { continue }
+                    if record.offset < start[record.topicPartition, default: 0] {
+                        log.state.withLock { $0.belowCommitted.append(record) }
+                    }
                     try await Task.sleep(for: .milliseconds(1))
                     try consumer.store(record)
                     log.state.withLock {
@@ -94,11 +106,18 @@ struct ConsumerGroupTests {
             #expect(logB.state.withLock { $0.partitionsSeen.count } == 6, "B took over every partition")
             let union = Set(recordsA.map(number)).union(recordsB.map(number))
             #expect(union.count == total, "nothing lost")
-            // A committed everything it processed before leaving, so B never re-reads below those offsets.
-            var committedByA: [Int32: Int64] = [:]
-            for record in recordsA { committedByA[record.partition] = max(committedByA[record.partition] ?? 0, record.offset + 1) }
-            let readTwice = recordsB.filter { record in record.offset < (committedByA[record.partition] ?? 0) && Set(recordsA.map(number)).contains(number(record)) }
-            #expect(readTwice.isEmpty, "records read twice below A's committed offsets: \(readTwice.count)")
+            // Each member starts every assigned partition exactly at the group's committed offset: records are
+            // read twice only past committed offsets. (The embedded broker refuses commits while a group is
+            // joining, so a revocation caused by a late join can leave records uncommitted; they are re-read, not
+            // lost: at-least-once.)
+            let below = logA.state.withLock { $0.belowCommitted } + logB.state.withLock { $0.belowCommitted }
+            #expect(below.isEmpty, "records read below the committed offset: \(below.count)")
+            // A committed what it processed when it closed: B resumes after A's last records.
+            let lastOfA = Dictionary(recordsA.map { ($0.partition, $0.offset) }, uniquingKeysWith: max)
+            let firstOfB = Dictionary(recordsB.map { ($0.partition, $0.offset) }, uniquingKeysWith: min)
+            for (partition, last) in lastOfA where recordsB.contains(where: { $0.partition == partition && $0.offset > last }) {
+                #expect(firstOfB[partition].map { $0 <= last + 1 } ?? true, "B skipped records of partition \(partition)")
+            }
         }
     }
 
