@@ -68,7 +68,7 @@ let package = Package(
         .executableTarget(
             name: "sluice",
             dependencies: [
-                "SluiceKafka", "SluicePipeline", "SluiceConnectors",
+                "SluiceKafka", "SluicePipeline", "SluiceConnectors", "SluiceText", "SluiceText",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
