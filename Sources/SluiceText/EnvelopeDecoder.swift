@@ -148,16 +148,14 @@ public struct EnvelopeDecoder: Sendable {
     private enum Field {
         case text, id, source, url, ts, meta, other
 
+        // Built once: comparing against literals would allocate an array per key per record.
+        private static let names: [([UInt8], Field)] = [
+            (Array("text".utf8), .text), (Array("id".utf8), .id), (Array("source".utf8), .source),
+            (Array("url".utf8), .url), (Array("ts".utf8), .ts), (Array("meta".utf8), .meta),
+        ]
+
         init(_ key: [UInt8]) {
-            switch key {
-            case Array("text".utf8): self = .text
-            case Array("id".utf8): self = .id
-            case Array("source".utf8): self = .source
-            case Array("url".utf8): self = .url
-            case Array("ts".utf8): self = .ts
-            case Array("meta".utf8): self = .meta
-            default: self = .other
-            }
+            self = Self.names.first { $0.0 == key }?.1 ?? .other
         }
     }
 

@@ -12,9 +12,13 @@ enum TextChecks {
             }
         }
         guard sawNonASCII else { return false }
-        return String(decoding: Array(bytes), as: UTF8.self).unicodeScalars.contains {
-            !($0.properties.isWhitespace || $0 == "\u{FEFF}" || $0 == "\u{200B}")
+        // Decode scalars in place and stop at the first visible one (no copy of the text).
+        var iterator = bytes.makeIterator()
+        var decoder = UTF8()
+        while case .scalarValue(let scalar) = decoder.decode(&iterator) {
+            if !(scalar.properties.isWhitespace || scalar == "\u{FEFF}" || scalar == "\u{200B}") { return true }
         }
+        return false
     }
 }
 
