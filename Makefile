@@ -2,7 +2,7 @@
 # Both install missing Debian packages first (as root, or through sudo when available).
 
 SWIFT ?= swift
-DEB_PACKAGES := librdkafka-dev libzstd-dev libsqlite3-dev libopenblas-dev libxxhash-dev kcat zstd python3-venv pkg-config
+DEB_PACKAGES := librdkafka-dev libzstd-dev libsqlite3-dev libopenblas-dev libxxhash-dev libssl-dev kcat zstd python3-venv pkg-config
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: all deps build release test demo bench clean

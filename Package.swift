@@ -33,9 +33,10 @@ let package = Package(
         .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
         .systemLibrary(name: "CXXHash", pkgConfig: "libxxhash", providers: [.apt(["libxxhash-dev"])]),
         .systemLibrary(name: "COpenBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
+        .systemLibrary(name: "COpenSSL", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
 
         // Pure core: text stages. No I/O, no clocks.
-        .target(name: "SluiceText", dependencies: ["CXXHash"], swiftSettings: strictSettings),
+        .target(name: "SluiceText", dependencies: ["CXXHash", "COpenSSL"], swiftSettings: strictSettings),
         // Adapters.
         .target(name: "SluiceShards", dependencies: ["CZstd"], swiftSettings: strictSettings),
         .target(
@@ -68,7 +69,7 @@ let package = Package(
         .executableTarget(
             name: "sluice",
             dependencies: [
-                "SluiceKafka", "SluicePipeline", "SluiceConnectors", "SluiceText", "SluiceText",
+                "SluiceKafka", "SluicePipeline", "SluiceConnectors", "SluiceText",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

@@ -4,7 +4,7 @@ import SluiceText
 
 struct EvalCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "eval", abstract: "Measure the text stages on a JSON Lines corpus.", subcommands: [Decode.self])
+        commandName: "eval", abstract: "Measure the text stages on a JSON Lines corpus.", subcommands: [Decode.self, PII.self])
 
     struct Decode: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
@@ -57,6 +57,25 @@ struct EvalCommand: AsyncParsableCommand {
 
 /// Reads a corpus file, decompressing `.zst` through the zstd tool.
 enum CorpusFile {
+    /// Calls `body` with each line (without its `\n`) and its 1-based number.
+    static func forEachLine(_ data: Data, _ body: (UnsafeBufferPointer<UInt8>, Int) throws -> Void) rethrows {
+        try data.withUnsafeBytes { raw in
+            let bytes = raw.bindMemory(to: UInt8.self)
+            var start = 0
+            var number = 0
+            while start < bytes.count {
+                let end = bytes[start...].firstIndex(of: UInt8(ascii: "\n")) ?? bytes.count
+                number += 1
+                try body(UnsafeBufferPointer(rebasing: bytes[start..<end]), number)
+                start = end + 1
+            }
+        }
+    }
+
+    static func seconds(_ duration: Duration) -> Double {
+        Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
+    }
+
     static func read(_ path: String) throws -> Data {
         guard FileManager.default.fileExists(atPath: path) else { throw CommandError("no such file: \(path)") }
         guard path.hasSuffix(".zst") else { return try Data(contentsOf: URL(fileURLWithPath: path)) }

@@ -1,0 +1,151 @@
+internal import CXXHash
+
+/// Decides whether one line is boilerplate: a configured phrase (cookie banners, "share this", "skip to content"),
+/// a navigation line (three or more short items between `|`, `/`, `·`, `•`, `>`, `»`, `›`), or a line that many
+/// earlier documents carried word for word (site frames, copyright footers).
+///
+/// The repetition evidence is a count-min sketch of exact line hashes (digits kept, so templated lines
+/// that differ in a number, an order id or a phone number are not one line), counted once per
+/// document, in fixed memory (1 MiB). It makes the decision depend on what came before: the first documents keep
+/// a line that later ones lose. Set ``CleanerConfiguration/repeatedLineThreshold`` to 0 for order-free output.
+struct BoilerplateFilter: Sendable {
+    private let phrases: [[UInt8]]
+    /// For each lowercased first byte, the indexes of the phrases starting with it.
+    private var byFirstByte = [[Int]](repeating: [], count: 256)
+    private let maximumLineBytes: Int
+    private let menuLines: Bool
+    private let repeatThreshold: Int
+    private var sketch: [UInt16]
+    private var seenInDocument: Set<UInt64> = []
+
+    private static let sketchBits = 18
+
+    init(phrases: [String], maximumLineBytes: Int, menuLines: Bool, repeatThreshold: Int) {
+        self.phrases = phrases.map { Array($0.utf8).map(ByteClass.lower) }.filter { !$0.isEmpty }
+        for (index, phrase) in self.phrases.enumerated() { byFirstByte[Int(phrase[0])].append(index) }
+        self.maximumLineBytes = maximumLineBytes
+        self.menuLines = menuLines
+        self.repeatThreshold = repeatThreshold
+        self.sketch = repeatThreshold > 0 ? [UInt16](repeating: 0, count: 2 << Self.sketchBits) : []
+    }
+
+    /// Call once before the lines of each document.
+    mutating func startDocument() {
+        if !seenInDocument.isEmpty { seenInDocument.removeAll(keepingCapacity: true) }
+    }
+
+    /// Whether the trimmed line `bytes[range]` is boilerplate. Counts it as seen in this document.
+    mutating func isBoilerplate(_ bytes: UnsafeBufferPointer<UInt8>, _ range: Range<Int>) -> Bool {
+        guard range.count <= maximumLineBytes, !range.isEmpty else { return false }
+        if containsPhrase(bytes, range) { return true }
+        if menuLines && isMenuLine(bytes, range) { return true }
+        if repeatThreshold > 0 && isEligibleForRepetition(bytes, range) {
+            return countRepetition(bytes, range) >= repeatThreshold
+        }
+        return false
+    }
+
+    /// ASCII phrases match at word starts only ("cookie" in "Cookies help us…", not in "fortunecookie"); others
+    /// (Chinese) anywhere.
+    private func containsPhrase(_ bytes: UnsafeBufferPointer<UInt8>, _ range: Range<Int>) -> Bool {
+        var i = range.lowerBound
+        var previousIsAlnum = false
+        while i < range.upperBound {
+            let raw = bytes[i]
+            let b = ByteClass.lower(raw)
+            let isAlnum = ByteClass.isAlnum(raw)
+            if !(isAlnum && previousIsAlnum) {
+                let candidates = byFirstByte[Int(b)]
+                if !candidates.isEmpty {
+                    for index in candidates {
+                        let phrase = phrases[index]
+                        guard i + phrase.count <= range.upperBound else { continue }
+                        var k = 1
+                        while k < phrase.count && ByteClass.lower(bytes[i + k]) == phrase[k] { k += 1 }
+                        if k == phrase.count { return true }
+                    }
+                }
+            }
+            previousIsAlnum = isAlnum
+            i += 1
+        }
+        return false
+    }
+
+    /// Three or more items between menu separators, each short and without sentence punctuation at its end.
+    private func isMenuLine(_ bytes: UnsafeBufferPointer<UInt8>, _ range: Range<Int>) -> Bool {
+        var items = 1
+        var itemStart = range.lowerBound
+        var i = range.lowerBound
+        while i < range.upperBound {
+            let separatorLength = menuSeparator(bytes, at: i, end: range.upperBound)
+            if separatorLength > 0 {
+                guard isMenuItem(bytes, itemStart..<i) else { return false }
+                items += 1
+                i += separatorLength
+                itemStart = i
+            } else {
+                i += 1
+            }
+        }
+        return items >= 3 && isMenuItem(bytes, itemStart..<range.upperBound)
+    }
+
+    /// Length of a separator (with its surrounding spaces) at `i`, or 0.
+    private func menuSeparator(_ bytes: UnsafeBufferPointer<UInt8>, at i: Int, end: Int) -> Int {
+        guard bytes[i] == 0x20, i + 2 < end else { return 0 }
+        let b = bytes[i + 1]
+        if (b == UInt8(ascii: "|") || b == UInt8(ascii: "/") || b == UInt8(ascii: ">")) && bytes[i + 2] == 0x20 {
+            return 3
+        }
+        // · (C2 B7), » (C2 BB), • (E2 80 A2), › (E2 80 BA)
+        if b == 0xC2 && i + 3 < end && (bytes[i + 2] == 0xB7 || bytes[i + 2] == 0xBB) && bytes[i + 3] == 0x20 {
+            return 4
+        }
+        if b == 0xE2 && i + 4 < end && bytes[i + 2] == 0x80 && (bytes[i + 3] == 0xA2 || bytes[i + 3] == 0xBA)
+            && bytes[i + 4] == 0x20
+        {
+            return 5
+        }
+        return 0
+    }
+
+    private func isMenuItem(_ bytes: UnsafeBufferPointer<UInt8>, _ range: Range<Int>) -> Bool {
+        guard !range.isEmpty, range.count <= 32 else { return false }
+        var spaces = 0
+        for i in range {
+            let b = bytes[i]
+            if b == 0x20 { spaces += 1 }
+            if b == UInt8(ascii: "=") || b == UInt8(ascii: "(") || b == UInt8(ascii: ";") || b == UInt8(ascii: "{") {
+                return false
+            }
+        }
+        let last = bytes[range.upperBound - 1]
+        return spaces <= 3 && last != UInt8(ascii: ".") && last != UInt8(ascii: ",") && last != UInt8(ascii: ":")
+    }
+
+    /// Lines of three or more words, or six or more non-ASCII characters, up to 200 bytes: short code lines and
+    /// one-word headings never count as repeated boilerplate.
+    private func isEligibleForRepetition(_ bytes: UnsafeBufferPointer<UInt8>, _ range: Range<Int>) -> Bool {
+        guard range.count <= 200 else { return false }
+        var words = 1
+        var leadBytes = 0
+        for i in range {
+            let b = bytes[i]
+            if b == 0x20 { words += 1 } else if b >= 0xC0 { leadBytes += 1 }
+        }
+        return words >= 3 || leadBytes >= 6
+    }
+
+    private mutating func countRepetition(_ bytes: UnsafeBufferPointer<UInt8>, _ range: Range<Int>) -> Int {
+        let hash = XXH3_64bits(bytes.baseAddress! + range.lowerBound, range.count)
+        let mask = (1 << Self.sketchBits) - 1
+        let first = Int(truncatingIfNeeded: hash) & mask
+        let second = (1 << Self.sketchBits) + (Int(truncatingIfNeeded: hash >> 32) & mask)
+        if seenInDocument.insert(hash).inserted {
+            if sketch[first] < .max { sketch[first] += 1 }
+            if sketch[second] < .max { sketch[second] += 1 }
+        }
+        return Int(min(sketch[first], sketch[second]))
+    }
+}

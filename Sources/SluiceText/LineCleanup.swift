@@ -1,0 +1,59 @@
+/// The line pass of the clean stage: trims line ends, collapses runs of spaces and tabs inside a line (leading
+/// indentation is kept, so code stays readable), drops boilerplate lines, and keeps at most one blank line between
+/// paragraphs, none at the start or end.
+enum LineCleanup {
+    /// Writes the cleaned text to `output` and returns the number of boilerplate lines removed.
+    static func clean(
+        _ input: UnsafeBufferPointer<UInt8>, collapsesWhitespace: Bool, removesBoilerplate: Bool,
+        boilerplate: inout BoilerplateFilter, into output: inout [UInt8]
+    ) -> Int {
+        output.removeAll(keepingCapacity: true)
+        output.reserveCapacity(input.count)
+        let n = input.count
+        var removed = 0
+        var pendingBlank = false
+        var lineStart = 0
+        while lineStart <= n {
+            let lineEnd = indexOf(0x0A, in: input, from: lineStart) ?? n
+            var contentStart = lineStart
+            while contentStart < lineEnd && ByteClass.isBlank(input[contentStart]) { contentStart += 1 }
+            var contentEnd = lineEnd
+            while contentEnd > contentStart && ByteClass.isBlank(input[contentEnd - 1]) { contentEnd -= 1 }
+            if contentStart == contentEnd {
+                if !output.isEmpty { pendingBlank = true }
+            } else if removesBoilerplate && boilerplate.isBoilerplate(input, contentStart..<contentEnd) {
+                removed += 1
+            } else {
+                if !output.isEmpty {
+                    output.append(0x0A)
+                    if pendingBlank { output.append(0x0A) }
+                }
+                pendingBlank = false
+                if collapsesWhitespace {
+                    output.append(contentsOf: UnsafeBufferPointer(rebasing: input[lineStart..<contentStart]))
+                    appendCollapsed(input, contentStart..<contentEnd, to: &output)
+                } else {
+                    output.append(contentsOf: UnsafeBufferPointer(rebasing: input[lineStart..<lineEnd]))
+                }
+            }
+            lineStart = lineEnd + 1
+        }
+        return removed
+    }
+
+    private static func appendCollapsed(_ input: UnsafeBufferPointer<UInt8>, _ range: Range<Int>, to output: inout [UInt8]) {
+        var i = range.lowerBound
+        var runStart = i
+        while i < range.upperBound {
+            if ByteClass.isBlank(input[i]) {
+                output.append(contentsOf: UnsafeBufferPointer(rebasing: input[runStart..<i]))
+                output.append(0x20)
+                while i < range.upperBound && ByteClass.isBlank(input[i]) { i += 1 }
+                runStart = i
+            } else {
+                i += 1
+            }
+        }
+        output.append(contentsOf: UnsafeBufferPointer(rebasing: input[runStart..<range.upperBound]))
+    }
+}
