@@ -25,6 +25,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+        .package(url: "https://github.com/x-sheep/swift-property-based", from: "2.0.1"),
     ],
     targets: [
         // System-library shims. Each has a module map and one header; no C type leaves its adapter module.
@@ -84,7 +85,10 @@ let package = Package(
                 .product(name: "MetricsTestKit", package: "swift-metrics"),
             ],
             swiftSettings: strictSettings),
-        .testTarget(name: "SluiceTextTests", dependencies: ["SluiceText"], swiftSettings: strictSettings),
+        .testTarget(
+            name: "SluiceTextTests",
+            dependencies: ["SluiceText", .product(name: "PropertyBased", package: "swift-property-based")],
+            swiftSettings: strictSettings),
         .testTarget(name: "SluiceShardsTests", dependencies: ["SluiceShards"], swiftSettings: strictSettings),
         .testTarget(
             name: "SluicePipelineTests", dependencies: ["SluicePipeline", "SluiceKafka"],

@@ -77,9 +77,14 @@ struct BoilerplateFilter: Sendable {
         var items = 1
         var itemStart = range.lowerBound
         var i = range.lowerBound
+        var separator: UInt8 = 0
         while i < range.upperBound {
             let separatorLength = menuSeparator(bytes, at: i, end: range.upperBound)
             if separatorLength > 0 {
+                // One kind of separator per menu: "if a > b / c" is code.
+                let kind = bytes[i + separatorLength - 2]
+                if separator != 0 && kind != separator { return false }
+                separator = kind
                 guard isMenuItem(bytes, itemStart..<i) else { return false }
                 items += 1
                 i += separatorLength

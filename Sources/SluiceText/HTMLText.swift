@@ -6,7 +6,7 @@
 /// becomes a space, as a browser renders it; the whitespace step collapses the runs later.
 struct HTMLText: Sendable {
     enum TagKind: UInt8 {
-        case inline, block, lineBreak, cell, preformatted, dropped
+        case inline, block, paragraph, lineBreak, cell, preformatted, dropped
     }
 
     private let tags: [UInt64: TagKind]
@@ -17,6 +17,7 @@ struct HTMLText: Sendable {
     init(droppedElements: Set<String>) {
         var tags: [UInt64: TagKind] = [:]
         for name in Self.blockNames { tags[Self.packName(Array(name.utf8))] = .block }
+        for name in Self.paragraphNames { tags[Self.packName(Array(name.utf8))] = .paragraph }
         for name in Self.inlineNames { tags[Self.packName(Array(name.utf8))] = .inline }
         tags[Self.packName(Array("br".utf8))] = .lineBreak
         tags[Self.packName(Array("td".utf8))] = .cell
@@ -64,12 +65,16 @@ struct HTMLText: Sendable {
                 case nil, .inline?:
                     break
                 case .block?:
+                    if !tag.closing { output.append(0x0A) }  // </li><li> is one line break, not a blank line
+                case .paragraph?:
+                    output.append(0x0A)
                     output.append(0x0A)
                 case .lineBreak?:
                     output.append(0x0A)
                 case .cell?:
                     output.append(0x20)
                 case .preformatted?:
+                    output.append(0x0A)
                     output.append(0x0A)
                     preformatted = max(0, preformatted + (tag.closing ? -1 : 1))
                 case .dropped?:
@@ -240,11 +245,16 @@ struct HTMLText: Sendable {
         name.withUnsafeBufferPointer { packName($0, 0..<$0.count) }
     }
 
+    /// Elements that end a line.
     private static let blockNames = [
-        "html", "head", "body", "title", "p", "div", "h1", "h2", "h3", "h4", "h5", "h6", "ul", "ol", "li", "dl", "dt",
-        "dd", "table", "tr", "thead", "tbody", "tfoot", "caption", "section", "article", "header", "footer", "main",
-        "aside", "blockquote", "hr", "address", "figure", "figcaption", "form", "fieldset", "legend", "details",
-        "summary", "center", "menu", "option", "dialog", "hgroup", "search",
+        "li", "dt", "dd", "tr", "thead", "tbody", "tfoot", "caption", "option", "summary", "legend", "figcaption",
+        "menu", "hgroup", "search", "dialog", "nav", "footer",
+    ]
+    /// Elements that end a paragraph (a blank line).
+    private static let paragraphNames = [
+        "html", "head", "body", "title", "p", "div", "h1", "h2", "h3", "h4", "h5", "h6", "ul", "ol", "dl", "table",
+        "section", "article", "header", "main", "aside", "blockquote", "hr", "address", "figure", "form", "fieldset",
+        "details", "center",
     ]
     private static let inlineNames = [
         "a", "span", "b", "i", "u", "em", "strong", "small", "sub", "sup", "code", "kbd", "samp", "var", "abbr",

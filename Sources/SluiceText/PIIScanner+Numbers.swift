@@ -27,7 +27,13 @@ extension PIIScanner {
         }
         groups.removeAll(keepingCapacity: true)
         var separator: UInt8 = 0
-        while j < n && groups.count < 8 {
+        while j < n {
+            if groups.count == 16 {
+                // A longer chain is no single value: keep the part up to its last space, scan the rest again.
+                guard let cut = groups.lastIndex(where: { $0.separator == 0x20 }) else { return nil }
+                groups.removeSubrange(cut...)
+                break
+            }
             var parenthesized = false
             if bytes[j] == UInt8(ascii: "(") {
                 parenthesized = true
@@ -78,6 +84,19 @@ extension PIIScanner {
         return end
     }
 
+    /// 4-4-4-4(-…) with one separator, 13–19 digits.
+    private func isCardShaped() -> Bool {
+        guard groups.count >= 4, groups.count <= 5 else { return false }
+        let separator = groups[1].separator
+        var total = 0
+        for (index, group) in groups.enumerated() {
+            if index > 0 && group.separator != separator { return false }
+            if index < groups.count - 1 && group.count != 4 { return false }
+            total += group.count
+        }
+        return total >= 13 && total <= 19
+    }
+
     private func isGluedOnTheRight(_ bytes: UnsafeBufferPointer<UInt8>, at end: Int) -> Bool {
         guard end < bytes.count else { return false }
         let c = bytes[end]
@@ -86,21 +105,20 @@ extension PIIScanner {
             && ByteClass.isLetter(bytes[end + 1])
     }
 
-    /// Tries the whole token first, then, when the token mixes separators ("10.1.2.3 22", "2024-01-05 138…"),
-    /// shorter spans that start and end at space separators. A token with one separator is one value or none:
-    /// "5993 0969 7720 0088" is a card number that fails Luhn, not a landline inside it.
+    /// Tries the whole token first, then shorter spans that start and end at space separators ("10.1.2.3 22",
+    /// "13987426658 13987426658"). A token shaped like a card number is one value or none: "5993 0969 7720 0088"
+    /// is a card number that fails Luhn, not a landline inside it.
     private mutating func classifyGroups(
         _ bytes: UnsafeBufferPointer<UInt8>, plus: Bool, tokenStart: Int, findings: inout [PIIFinding]
     ) {
         let count = groups.count
-        let mixed = groups.dropFirst().contains { $0.separator != 0x20 && $0.separator != 0 }
-            && groups.dropFirst().contains { $0.separator == 0x20 }
+        let splittable = groups.dropFirst().contains { $0.separator == 0x20 } && !isCardShaped()
         var first = 0
         while first < count {
             var matched = false
             var last = count
             while last > first {
-                if last == count || (mixed && groups[last].separator == 0x20) {
+                if last == count || (splittable && groups[last].separator == 0x20) {
                     let leadingPlus = plus && first == 0
                     if let kind = classify(bytes, first..<last, plus: leadingPlus) {
                         var lower = groups[first].start - (groups[first].parenthesized ? 1 : 0)
@@ -115,7 +133,7 @@ extension PIIScanner {
                 last -= 1
             }
             if !matched {
-                if !mixed { return }
+                if !splittable { return }
                 first += 1
                 while first < count && groups[first].separator != 0x20 { first += 1 }
             }
@@ -246,7 +264,7 @@ extension PIIScanner {
             var from = 0
             for i in 0..<line.count {
                 let c = line[i]
-                let comparison = i > 0 && "<>=!~".utf8.contains(line[i - 1])
+                let comparison = i > 0 && "<>=!~;".utf8.contains(line[i - 1])  // ">=", "&gt;="
                 if (c == UInt8(ascii: "=") && !comparison) || c == UInt8(ascii: ",")
                     || (c == UInt8(ascii: ".") && i + 1 < line.count && line[i + 1] == 0x20)
                 {
