@@ -118,12 +118,13 @@ struct BoilerplateFilter: Sendable {
     private func isMenuItem(_ bytes: UnsafeBufferPointer<UInt8>, _ range: Range<Int>) -> Bool {
         guard !range.isEmpty, range.count <= 32 else { return false }
         var spaces = 0
+        let first = bytes[range.lowerBound]
+        guard ByteClass.isLetter(first) || first >= 0x80 else { return false }
         for i in range {
             let b = bytes[i]
             if b == 0x20 { spaces += 1 }
-            if b == UInt8(ascii: "=") || b == UInt8(ascii: "(") || b == UInt8(ascii: ";") || b == UInt8(ascii: "{") {
-                return false
-            }
+            // Shell pipelines and code are not menus: "cat /proc/mounts | grep /mnt | sed …".
+            if "=(){};#$*/\\<>\"'|&".utf8.contains(b) { return false }
         }
         let last = bytes[range.upperBound - 1]
         return spaces <= 3 && last != UInt8(ascii: ".") && last != UInt8(ascii: ",") && last != UInt8(ascii: ":")

@@ -35,7 +35,8 @@ public struct CleanerConfiguration: Sendable, Equatable {
 
     /// Lines mentioning these are cookie banners, share bars, skip links and sign-up prompts in English and Chinese.
     public static let defaultBoilerplatePhrases = [
-        "cookie", "skip to content", "skip to main content", "share this", "share it with", "share on facebook",
+        "use cookies", "uses cookies", "use of cookies", "cookies help", "cookie policy", "cookie settings",
+        "accept cookies", "accept all cookies", "使用 cookie", "使用cookie", "cookie 政策", "cookies 来", "skip to content", "skip to main content", "share this", "share it with", "share on facebook",
         "share: tweet", "related posts", "all rights reserved", "privacy policy", "terms of use", "terms of service",
         "subscribe to our newsletter", "enable javascript", "javascript is disabled", "back to top",
         "跳到主要内容", "跳转到主要内容", "分享到", "扫一扫", "点个赞", "相关文章", "版权所有", "返回顶部", "我知道了",

@@ -28,23 +28,39 @@ struct HTMLText: Sendable {
         self.tags = tags
     }
 
-    /// Whether the text has markup worth converting: a doctype or `<html>`, or at least two known tags.
+    /// Whether the text is an HTML document or fragment: it starts with markup (after whitespace, a BOM or
+    /// terminal escapes), or known tags are dense (at least two, one per 200 bytes). Prose and manuals that quote
+    /// a few tags (`<html><head><title>` in a CGI tutorial) stay as written.
     func looksLikeHTML(_ bytes: UnsafeBufferPointer<UInt8>) -> Bool {
-        var found = 0
-        var i = 0
         let n = bytes.count
+        var i = 0
         while i < n {
-            guard let lt = indexOf(UInt8(ascii: "<"), in: bytes, from: i) else { return false }
+            let b = bytes[i]
+            if ByteClass.isSpace(b) {
+                i += 1
+            } else if b == 0xEF && i + 2 < n && bytes[i + 1] == 0xBB && bytes[i + 2] == 0xBF {
+                i += 3
+            } else if b == 0x1B {
+                i += 1
+                while i < n && !ByteClass.isLetter(bytes[i]) { i += 1 }
+                i += 1
+            } else {
+                break
+            }
+        }
+        if i < n && bytes[i] == UInt8(ascii: "<") && parseTag(bytes, at: i) != nil { return true }
+        var found = 0
+        i = 0
+        while i < n {
+            guard let lt = indexOf(UInt8(ascii: "<"), in: bytes, from: i) else { break }
             if let tag = parseTag(bytes, at: lt) {
-                if tag.kind == nil { return true }  // comment or doctype
                 found += 1
-                if found >= 2 { return true }
                 i = tag.end
             } else {
                 i = lt + 1
             }
         }
-        return false
+        return found >= 2 && found * 200 >= n
     }
 
     /// Appends the text content of `bytes` to `output`.

@@ -94,6 +94,8 @@ struct TruthLabel {
     var pii: [(type: String, value: [UInt8])] = []
     var source: [(type: String, value: [UInt8])] = []
     var decoys: [(type: String, value: [UInt8])] = []
+    var noise: [String] = []
+    var language: String?
 }
 
 enum TruthFile {
@@ -110,7 +112,10 @@ enum TruthFile {
                     return (type, Array(value.utf8))
                 }
             }
-            labels.append(TruthLabel(pii: items("pii"), source: items("pii_source"), decoys: items("decoys")))
+            labels.append(
+                TruthLabel(
+                    pii: items("pii"), source: items("pii_source"), decoys: items("decoys"),
+                    noise: object["noise"] as? [String] ?? [], language: object["lang"] as? String))
         }
         return labels
     }
