@@ -10,8 +10,8 @@ internal import CXXHash
 /// a line that later ones lose. Set ``CleanerConfiguration/repeatedLineThreshold`` to 0 for order-free output.
 struct BoilerplateFilter: Sendable {
     private let phrases: [[UInt8]]
-    /// For each lowercased first byte, the indexes of the phrases starting with it.
-    private var byFirstByte = [[Int]](repeating: [], count: 256)
+    /// One bit per lowercased two-byte prefix that starts some phrase: one lookup per position.
+    private var prefixBits = [UInt64](repeating: 0, count: 1024)
     private let maximumLineBytes: Int
     private let menuLines: Bool
     private let repeatThreshold: Int
@@ -22,7 +22,10 @@ struct BoilerplateFilter: Sendable {
 
     init(phrases: [String], maximumLineBytes: Int, menuLines: Bool, repeatThreshold: Int) {
         self.phrases = phrases.map { Array($0.utf8).map(ByteClass.lower) }.filter { !$0.isEmpty }
-        for (index, phrase) in self.phrases.enumerated() { byFirstByte[Int(phrase[0])].append(index) }
+        for phrase in self.phrases where phrase.count >= 2 {
+            let pair = Int(phrase[0]) << 8 | Int(phrase[1])
+            prefixBits[pair >> 6] |= 1 << UInt64(pair & 63)
+        }
         self.maximumLineBytes = maximumLineBytes
         self.menuLines = menuLines
         self.repeatThreshold = repeatThreshold
@@ -37,37 +40,51 @@ struct BoilerplateFilter: Sendable {
     /// Whether the trimmed line `bytes[range]` is boilerplate. Counts it as seen in this document.
     mutating func isBoilerplate(_ bytes: UnsafeBufferPointer<UInt8>, _ range: Range<Int>) -> Bool {
         guard range.count <= maximumLineBytes, !range.isEmpty else { return false }
-        if containsPhrase(bytes, range) { return true }
-        if menuLines && isMenuLine(bytes, range) { return true }
+        let scan = scanLine(bytes, range)
+        if scan.phrase { return true }
+        if menuLines && scan.separators >= 2 && isMenuLine(bytes, range) { return true }
         if repeatThreshold > 0 && isEligibleForRepetition(bytes, range) {
             return countRepetition(bytes, range) >= repeatThreshold
         }
         return false
     }
 
-    /// ASCII phrases match at word starts only ("cookie" in "Cookies help us…", not in "fortunecookie"); others
-    /// (Chinese) anywhere.
-    private func containsPhrase(_ bytes: UnsafeBufferPointer<UInt8>, _ range: Range<Int>) -> Bool {
-        var i = range.lowerBound
-        var previousIsAlnum = false
-        while i < range.upperBound {
-            let raw = bytes[i]
-            let b = ByteClass.lower(raw)
-            let isAlnum = ByteClass.isAlnum(raw)
-            if !(isAlnum && previousIsAlnum) {
-                let candidates = byFirstByte[Int(b)]
-                if !candidates.isEmpty {
-                    for index in candidates {
-                        let phrase = phrases[index]
-                        guard i + phrase.count <= range.upperBound else { continue }
-                        var k = 1
-                        while k < phrase.count && ByteClass.lower(bytes[i + k]) == phrase[k] { k += 1 }
-                        if k == phrase.count { return true }
+    /// ASCII phrases match at word starts only ("cookies help" in "Cookies help us…", not inside a word); others
+    /// (Chinese) anywhere. Also counts candidate menu separators, so most lines skip the menu check.
+    private func scanLine(_ bytes: UnsafeBufferPointer<UInt8>, _ range: Range<Int>) -> (phrase: Bool, separators: Int) {
+        var separators = 0
+        let end = range.upperBound
+        return prefixBits.withUnsafeBufferPointer { bits in
+            var i = range.lowerBound
+            var previousIsAlnum = false
+            while i + 1 < end {
+                let raw = bytes[i]
+                let isAlnum = ByteClass.isAlnum(raw)
+                if raw == 0x20 {
+                    let next = bytes[i + 1]
+                    if next == UInt8(ascii: "|") || next == UInt8(ascii: "/") || next == UInt8(ascii: ">") || next == 0xC2
+                        || next == 0xE2
+                    {
+                        separators += 1
+                    }
+                } else if !(isAlnum && previousIsAlnum) {
+                    let pair = Int(ByteClass.lower(raw)) << 8 | Int(ByteClass.lower(bytes[i + 1]))
+                    if bits[pair >> 6] & (1 << UInt64(pair & 63)) != 0 && matchesPhrase(bytes, at: i, end: end) {
+                        return (true, separators)
                     }
                 }
+                previousIsAlnum = isAlnum
+                i += 1
             }
-            previousIsAlnum = isAlnum
-            i += 1
+            return (false, separators)
+        }
+    }
+
+    private func matchesPhrase(_ bytes: UnsafeBufferPointer<UInt8>, at i: Int, end: Int) -> Bool {
+        for phrase in phrases where i + phrase.count <= end {
+            var k = 0
+            while k < phrase.count && ByteClass.lower(bytes[i + k]) == phrase[k] { k += 1 }
+            if k == phrase.count { return true }
         }
         return false
     }

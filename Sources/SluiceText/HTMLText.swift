@@ -1,3 +1,5 @@
+internal import Foundation
+
 /// HTML to plain text on UTF-8 bytes: tags removed, `<script>`/`<style>` and other dropped elements removed with
 /// their content, character references decoded, block elements turned into line breaks.
 ///
@@ -281,16 +283,12 @@ struct HTMLText: Sendable {
     ]
 }
 
-/// First index of `byte` at or after `start`, looking at most `limit` bytes.
-@inlinable
+/// First index of `byte` at or after `start`, looking at most `limit` bytes (memchr: vectorized).
 func indexOf(_ byte: UInt8, in bytes: UnsafeBufferPointer<UInt8>, from start: Int, limit: Int = .max) -> Int? {
     let end = limit == .max ? bytes.count : min(bytes.count, start + limit)
-    var i = start
-    while i < end {
-        if bytes[i] == byte { return i }
-        i += 1
-    }
-    return nil
+    guard start < end, let base = bytes.baseAddress else { return nil }
+    guard let hit = memchr(base + start, Int32(byte), end - start) else { return nil }
+    return base.distance(to: hit.assumingMemoryBound(to: UInt8.self))
 }
 
 /// First index of `needle` at or after `start`.

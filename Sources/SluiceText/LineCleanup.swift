@@ -42,6 +42,21 @@ enum LineCleanup {
     }
 
     private static func appendCollapsed(_ input: UnsafeBufferPointer<UInt8>, _ range: Range<Int>, to output: inout [UInt8]) {
+        // Most lines have nothing to collapse: copy them whole.
+        var clean = true
+        var k = range.lowerBound
+        while k + 1 < range.upperBound {
+            let b = input[k]
+            if b == 0x09 || (b == 0x20 && ByteClass.isBlank(input[k + 1])) {
+                clean = false
+                break
+            }
+            k += 1
+        }
+        if clean {
+            output.append(contentsOf: UnsafeBufferPointer(rebasing: input[range]))
+            return
+        }
         var i = range.lowerBound
         var runStart = i
         while i < range.upperBound {

@@ -48,6 +48,11 @@ public struct PIIScanner: Sendable {
                 i += 3
                 continue
             }
+            if b >= 0xC0 {
+                // Other non-ASCII characters start nothing: step over the whole character.
+                i += b >= 0xF0 ? 4 : b >= 0xE0 ? 3 : 2
+                continue
+            }
             if b < 0x80 {
                 let prev: UInt8 = i > 0 ? bytes[i - 1] : 0x20
                 switch b {
