@@ -50,6 +50,13 @@ extension EvalCommand {
                     speed.desensitizeSeconds, Double(speed.cleanedBytes) / speed.desensitizeSeconds / 1e6,
                     Double(speed.cleanedBytes) / 1e6))
             let labels = try TruthFile.parse(truthData)
+            var corpusLines = 0
+            CorpusFile.forEachLine(corpusData) { _, _ in corpusLines += 1 }
+            if corpusLines != labels.count {
+                Terminal.err(
+                    "warning: the corpus has \(corpusLines) lines and the truth \(labels.count); lines are matched by "
+                        + "position, and lines without a label are not scored")
+            }
             var score = PIIScore()
             var cleaner = Cleaner()
             var desensitizer = try Desensitizer()
