@@ -35,11 +35,12 @@ let package = Package(
         .systemLibrary(name: "CXXHash", pkgConfig: "libxxhash", providers: [.apt(["libxxhash-dev"])]),
         .systemLibrary(name: "COpenBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
         .systemLibrary(name: "COpenSSL", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
+        .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
 
         // Pure core: text stages. No I/O, no clocks.
         .target(name: "SluiceText", dependencies: ["CXXHash", "COpenSSL"], swiftSettings: strictSettings),
         // Adapters.
-        .target(name: "SluiceShards", dependencies: ["CZstd"], swiftSettings: strictSettings),
+        .target(name: "SluiceShards", dependencies: ["CZstd", "CSQLite", "SluiceText"], swiftSettings: strictSettings),
         .target(
             name: "SluiceKafka",
             dependencies: [
@@ -89,7 +90,8 @@ let package = Package(
             name: "SluiceTextTests",
             dependencies: ["SluiceText", .product(name: "PropertyBased", package: "swift-property-based")],
             swiftSettings: strictSettings),
-        .testTarget(name: "SluiceShardsTests", dependencies: ["SluiceShards"], swiftSettings: strictSettings),
+        .testTarget(
+            name: "SluiceShardsTests", dependencies: ["SluiceShards", "SluiceText"], swiftSettings: strictSettings),
         .testTarget(
             name: "SluicePipelineTests", dependencies: ["SluicePipeline", "SluiceKafka"],
             swiftSettings: strictSettings),

@@ -41,22 +41,3 @@ public enum ZstdFrame {
         String(cString: ZSTD_getErrorName(code))
     }
 }
-
-/// The one error type of `SluiceShards`.
-public struct ShardError: Error, Sendable, CustomStringConvertible {
-    /// What kind of failure this is.
-    public struct Code: Hashable, Sendable {
-        fileprivate let name: String
-        /// Compressing or decompressing failed.
-        public static let compression = Code(name: "compression")
-    }
-    public let code: Code
-    /// What happened and what to do.
-    public let reason: String
-
-    static func compression(_ detail: String) -> ShardError {
-        ShardError(code: .compression, reason: "zstd: \(detail)")
-    }
-
-    public var description: String { "ShardError.\(code.name): \(reason)" }
-}

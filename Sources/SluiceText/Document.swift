@@ -17,6 +17,13 @@ public struct Document: Sendable, Equatable {
     public var metaJSON: [UInt8]?
     /// What the stages measured and decided.
     public var signals: Signals
+    /// XXH3 of the text as decoded, before any stage changed it (set by ``EnvelopeDecoder``): exact duplicates
+    /// are found by it even when order-dependent cleaning made two copies differ.
+    public var rawTextHash: UInt64?
+    /// Set by the dedup stage on a dropped duplicate: the id of the kept document it duplicates.
+    public var duplicateOf: String?
+    /// Set by the quality stage: `en`, `zh` or `other` (the script of most letters).
+    public var language: String?
 
     public init(
         text: [UInt8], id: String? = nil, source: String? = nil, url: String? = nil, timestamp: String? = nil,

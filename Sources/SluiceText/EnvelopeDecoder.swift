@@ -57,7 +57,9 @@ public struct EnvelopeDecoder: Sendable {
         switch format {
         case .text:
             guard TextChecks.hasVisibleContent(bytes) else { return .failure(DecodeFailure(.emptyText, "text is empty")) }
-            return .success(Document(text: Array(bytes)))
+            var document = Document(text: Array(bytes))
+            document.rawTextHash = ContentHash(bytes: UnsafeRawBufferPointer(bytes)).value
+            return .success(document)
         case .json:
             do {
                 return .success(try decodeJSON(bytes))
@@ -142,7 +144,9 @@ public struct EnvelopeDecoder: Sendable {
         if let timestamp, !RFC3339.isValid(timestamp.utf8) {
             throw DecodeFailure(.invalidTimestamp, "ts is not an RFC 3339 timestamp")
         }
-        return Document(text: text, id: id, source: source, url: url, timestamp: timestamp, metaJSON: meta)
+        var document = Document(text: text, id: id, source: source, url: url, timestamp: timestamp, metaJSON: meta)
+        document.rawTextHash = ContentHash(text).value
+        return document
     }
 
     private enum Field {

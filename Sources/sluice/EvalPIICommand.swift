@@ -137,6 +137,16 @@ struct TruthLabel {
     var decoys: [(type: String, value: [UInt8])] = []
     var noise: [String] = []
     var language: String?
+    var id: String?
+    var origin: String?
+    var duplicateOf: String?
+    var duplicateKind: String?
+    var jaccard: Double?
+    var hardNegativeOf: String?
+    var junk = false
+    var junkKind: String?
+    var badInput = false
+    var gray: [String] = []
 }
 
 enum TruthFile {
@@ -156,7 +166,13 @@ enum TruthFile {
             labels.append(
                 TruthLabel(
                     pii: items("pii"), source: items("pii_source"), decoys: items("decoys"),
-                    noise: object["noise"] as? [String] ?? [], language: object["lang"] as? String))
+                    noise: object["noise"] as? [String] ?? [], language: object["lang"] as? String,
+                    id: object["id"] as? String, origin: object["source"] as? String,
+                    duplicateOf: object["dup_of"] as? String, duplicateKind: object["dup_kind"] as? String,
+                    jaccard: object["jaccard"] as? Double, hardNegativeOf: object["hard_negative_of"] as? String,
+                    junk: object["junk"] as? Bool ?? false, junkKind: object["junk_kind"] as? String,
+                    badInput: object["bad_input"] as? Bool ?? false,
+                    gray: (object["gray"] as? [[Any]] ?? []).compactMap { $0.first as? String }))
         }
         return labels
     }

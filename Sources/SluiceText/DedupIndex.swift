@@ -1,0 +1,221 @@
+internal import CXXHash
+
+/// The near-duplicate index: signatures and LSH band keys of kept documents, in memory, in two layers.
+///
+/// Documents added since the last ``commitPending()`` are *pending*: later lookups see them (so duplicates inside
+/// an open shard are caught), ``pendingEntries`` lists them for the durable store, and ``discardPending()`` (or a
+/// crash, which never persisted them) forgets them. ``commitPending()`` is called once the store has made them
+/// durable, in the transaction that seals the shard. A lookup that meets the document's own id is a replay, never
+/// a duplicate. Pure: the durable store lives in `SluiceShards`.
+public struct DedupIndex: Sendable {
+    public let configuration: MinHashConfiguration
+    private var idBytes: [UInt8] = []
+    private var idEnds: [UInt32] = []
+    private var signatures: [UInt32] = []
+    private var exactHashes: [UInt64] = []
+    private var rawHashes: [UInt64] = []
+    private var exact = HashSlotTable()
+    private var raw = HashSlotTable()
+    private var bands: [HashSlotTable]
+    private var pendingExact: [UInt64: UInt32] = [:]
+    private var pendingRaw: [UInt64: UInt32] = [:]
+    private var pendingBands: [UInt64: UInt32] = [:]
+    /// Documents below this number are durable.
+    public private(set) var committedCount = 0
+
+    public init(_ configuration: MinHashConfiguration) {
+        self.configuration = configuration
+        bands = (0..<configuration.bands).map { _ in HashSlotTable() }
+    }
+
+    /// Documents in the index, durable and pending.
+    public var count: Int { idEnds.count }
+    public var pendingCount: Int { count - committedCount }
+
+    /// What a lookup found.
+    public enum Match: Sendable, Equatable {
+        /// No earlier document is this similar.
+        case none
+        /// The document itself, seen before (a replay after a restart).
+        case replay
+        /// The same normalized text as the kept document `id`.
+        case exact(id: String)
+        /// A near duplicate of the kept document `id`, with the estimated Jaccard similarity.
+        case near(id: String, similarity: Double)
+    }
+
+    /// Looks a document up; when nothing matches, adds it as pending and returns `.none`. A document without an
+    /// id (`nil`) is never a replay.
+    /// `rawHash` is the hash of the text as received (identical copies), `exactHash` of the normalized text;
+    /// a document without tokens has an empty signature and is matched by its hashes only.
+    public mutating func lookupOrAdd(id: String?, rawHash: UInt64, exactHash: UInt64, signature: [UInt32]) -> Match {
+        if let index = raw.value(for: rawHash) ?? pendingRaw[rawHash] ?? exact.value(for: exactHash)
+            ?? pendingExact[exactHash]
+        {
+            let other = self.id(at: Int(index))
+            return id != nil && other == id ? .replay : .exact(id: other)
+        }
+        var best: (index: Int, similarity: Double)?
+        var replay = false
+        let k = configuration.hashCount
+        signature.withUnsafeBufferPointer { signature in
+            guard signature.count == k else { return }
+            signatures.withUnsafeBufferPointer { all in
+                withUnsafeTemporaryAllocation(of: UInt32.self, capacity: 2 * configuration.bands) { checked in
+                    var checkedCount = 0
+                    func consider(_ candidate: UInt32) {
+                        for c in 0..<checkedCount where checked[c] == candidate { return }
+                        checked[checkedCount] = candidate
+                        checkedCount += 1
+                        if let id, idEquals(Int(candidate), id) {
+                            replay = true
+                            return
+                        }
+                        let start = Int(candidate) * k
+                        let similarity = MinHasher.similarity(signature, UnsafeBufferPointer(rebasing: all[start..<start + k]))
+                        if similarity >= configuration.threshold && similarity > (best?.similarity ?? -1) {
+                            best = (Int(candidate), similarity)
+                        }
+                    }
+                    for band in 0..<configuration.bands {
+                        let key = bandKey(signature, band)
+                        if let candidate = bands[band].value(for: key) { consider(candidate) }
+                        if !pendingBands.isEmpty, let candidate = pendingBands[key ^ Self.bandSalt(band)] {
+                            consider(candidate)
+                        }
+                    }
+                }
+            }
+        }
+        if let best { return .near(id: self.id(at: best.index), similarity: best.similarity) }
+        if replay { return .replay }
+        add(id: id ?? "", rawHash: rawHash, exactHash: exactHash, signature: signature, pending: true)
+        return .none
+    }
+
+    /// One document as the durable store keeps it.
+    public struct Entry: Sendable, Equatable {
+        public var id: String
+        public var rawHash: UInt64
+        public var exactHash: UInt64
+        /// Empty for a document without tokens.
+        public var signature: [UInt32]
+
+        public init(id: String, rawHash: UInt64, exactHash: UInt64, signature: [UInt32]) {
+            self.id = id
+            self.rawHash = rawHash
+            self.exactHash = exactHash
+            self.signature = signature
+        }
+    }
+
+    /// The pending documents, in the order they were added.
+    public var pendingEntries: [Entry] {
+        (committedCount..<count).map { entry(at: $0) }
+    }
+
+    /// The document at `index` (0 ..< count).
+    public func entry(at index: Int) -> Entry {
+        let k = configuration.hashCount
+        let signature = Array(signatures[(index * k)..<(index * k + k)])
+        return Entry(
+            id: id(at: index), rawHash: rawHashes[index], exactHash: exactHashes[index],
+            signature: signature.allSatisfy { $0 == 0 } ? [] : signature)
+    }
+
+    /// Makes the pending documents durable in memory; call after the store has written ``pendingEntries``.
+    public mutating func commitPending() {
+        for index in committedCount..<count { indexDurably(index) }
+        pendingExact.removeAll(keepingCapacity: true)
+        pendingRaw.removeAll(keepingCapacity: true)
+        pendingBands.removeAll(keepingCapacity: true)
+        committedCount = count
+    }
+
+    /// Forgets the pending documents (the open shard was abandoned).
+    public mutating func discardPending() {
+        let k = configuration.hashCount
+        idBytes.removeSubrange(Int(committedCount == 0 ? 0 : idEnds[committedCount - 1])...)
+        idEnds.removeSubrange(committedCount...)
+        exactHashes.removeSubrange(committedCount...)
+        rawHashes.removeSubrange(committedCount...)
+        signatures.removeSubrange((committedCount * k)...)
+        pendingExact.removeAll(keepingCapacity: true)
+        pendingRaw.removeAll(keepingCapacity: true)
+        pendingBands.removeAll(keepingCapacity: true)
+    }
+
+    /// Adds durable documents read back from the store. Only valid with no pending documents.
+    public mutating func restore(_ entries: [Entry]) {
+        precondition(pendingCount == 0, "restore with pending documents")
+        for entry in entries {
+            add(id: entry.id, rawHash: entry.rawHash, exactHash: entry.exactHash, signature: entry.signature, pending: false)
+        }
+        committedCount = count
+    }
+
+    /// Bytes held in memory (capacities, not just counts).
+    public var memoryBytes: Int {
+        idBytes.capacity + idEnds.capacity * 4 + signatures.capacity * 4 + exactHashes.capacity * 8
+            + rawHashes.capacity * 8 + exact.memoryBytes + raw.memoryBytes + bands.reduce(0) { $0 + $1.memoryBytes }
+            + (pendingExact.capacity + pendingRaw.capacity + pendingBands.capacity) * 16
+    }
+
+    private mutating func add(id: String, rawHash: UInt64, exactHash: UInt64, signature: [UInt32], pending: Bool) {
+        let index = UInt32(count)
+        let hasSignature = signature.count == configuration.hashCount
+        idBytes.append(contentsOf: id.utf8)
+        idEnds.append(UInt32(idBytes.count))
+        exactHashes.append(exactHash)
+        rawHashes.append(rawHash)
+        if hasSignature {
+            signatures.append(contentsOf: signature)
+        } else {
+            signatures.append(contentsOf: repeatElement(0, count: configuration.hashCount))
+        }
+        if pending {
+            pendingExact[exactHash] = pendingExact[exactHash] ?? index
+            pendingRaw[rawHash] = pendingRaw[rawHash] ?? index
+            guard hasSignature else { return }
+            signature.withUnsafeBufferPointer { signature in
+                for band in 0..<configuration.bands {
+                    let key = bandKey(signature, band) ^ Self.bandSalt(band)
+                    if pendingBands[key] == nil { pendingBands[key] = index }
+                }
+            }
+        } else {
+            indexDurably(Int(index))
+        }
+    }
+
+    private mutating func indexDurably(_ index: Int) {
+        exact.insert(exactHashes[index], UInt32(index))
+        raw.insert(rawHashes[index], UInt32(index))
+        let k = configuration.hashCount
+        guard signatures[(index * k)..<(index * k + k)].contains(where: { $0 != 0 }) else { return }
+        let keys = signatures.withUnsafeBufferPointer { all in
+            let signature = UnsafeBufferPointer(rebasing: all[(index * k)..<(index * k + k)])
+            return (0..<configuration.bands).map { bandKey(signature, $0) }
+        }
+        for (band, key) in keys.enumerated() { bands[band].insert(key, UInt32(index)) }
+    }
+
+    private func idEquals(_ index: Int, _ id: String) -> Bool {
+        let start = index == 0 ? 0 : Int(idEnds[index - 1])
+        return idBytes[start..<Int(idEnds[index])].elementsEqual(id.utf8)
+    }
+
+    private func id(at index: Int) -> String {
+        let start = index == 0 ? 0 : Int(idEnds[index - 1])
+        return String(decoding: idBytes[start..<Int(idEnds[index])], as: UTF8.self)
+    }
+
+    private func bandKey(_ signature: UnsafeBufferPointer<UInt32>, _ band: Int) -> UInt64 {
+        let rows = configuration.rows
+        let start = signature.baseAddress! + band * rows
+        return XXH3_64bits_withSeed(UnsafeRawPointer(start), rows * 4, UInt64(band))
+    }
+
+    /// Pending band keys share one dictionary; the salt keeps bands apart.
+    private static func bandSalt(_ band: Int) -> UInt64 { UInt64(band) &* 0x9E37_79B9_7F4A_7C15 }
+}

@@ -1,0 +1,58 @@
+/// The dedup stage: drops exact duplicates (same normalized text) and near duplicates (MinHash + LSH, verified
+/// against the stored signature) of documents kept earlier.
+///
+/// Drop reasons: `duplicate` (exact) and `near_duplicate`; the dropped document's ``Document/duplicateOf`` names
+/// the kept one and the signal `dedup.similarity` holds the estimated Jaccard similarity (1 for exact). Kept
+/// documents enter the index as pending; the driver makes them durable when it seals the shard that holds them
+/// (``index`` gives access). A document without an id is never taken for a replay.
+public struct Deduplicator: TextStage {
+    public let name = "dedup"
+    public var index: DedupIndex
+    private var shingler: Shingler
+    private var hasher: MinHasher
+    private var shingles: [UInt64] = []
+    private var signature: [UInt32] = []
+
+    /// - Throws: ``TextConfigurationError`` for impossible settings.
+    public init(_ configuration: MinHashConfiguration = MinHashConfiguration(), index: DedupIndex? = nil)
+        throws(TextConfigurationError)
+    {
+        try configuration.validate()
+        if let index, index.configuration != configuration {
+            throw TextConfigurationError(key: "dedup", reason: "the index was built with other MinHash settings")
+        }
+        self.index = index ?? DedupIndex(configuration)
+        self.shingler = Shingler(size: configuration.shingleSize)
+        self.hasher = MinHasher(configuration)
+    }
+
+    /// The signature and exact hash of a text, as the stage computes them (for evaluation tools).
+    public mutating func fingerprint(_ text: [UInt8]) -> (exactHash: UInt64, signature: [UInt32], tokens: Int) {
+        let set = shingler.shingles(text, into: &shingles)
+        hasher.signature(of: shingles, into: &signature)
+        return (set.exactHash, signature, set.tokenCount)
+    }
+
+    public mutating func process(_ document: inout Document) -> StageVerdict {
+        let set = shingler.shingles(document.text, into: &shingles)
+        hasher.signature(of: shingles, into: &signature)
+        let rawHash = document.rawTextHash ?? ContentHash(document.text).value
+        // Without tokens (symbols only) there is no normalized text to compare: only identical copies match.
+        let exactHash = set.tokenCount > 0 ? set.exactHash : rawHash
+        switch index.lookupOrAdd(id: document.id, rawHash: rawHash, exactHash: exactHash, signature: signature) {
+        case .none:
+            return .keep
+        case .replay:
+            document.signals.set("dedup.replay", 1)
+            return .keep
+        case .exact(let id):
+            document.duplicateOf = id
+            document.signals.set("dedup.similarity", 1)
+            return .drop(reason: "duplicate")
+        case .near(let id, let similarity):
+            document.duplicateOf = id
+            document.signals.set("dedup.similarity", similarity)
+            return .drop(reason: "near_duplicate")
+        }
+    }
+}

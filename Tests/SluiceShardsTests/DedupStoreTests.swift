@@ -1,0 +1,96 @@
+import Foundation
+import SluiceShards
+import SluiceText
+import Testing
+
+@Suite("DedupStore")
+struct DedupStoreTests {
+    private func withTemporaryDatabase(_ body: (String) throws -> Void) throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("sluice-dedup-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        try body(directory.appendingPathComponent("index.sqlite").path)
+    }
+
+    private func document(_ id: String, _ text: String) -> Document {
+        var document = Document(text: Array(text.utf8), id: id)
+        document.rawTextHash = ContentHash(text).value
+        return document
+    }
+
+    private let texts = (0..<50).map { number in
+        "Document \(number) talks about topic \(number * 7919 % 1000), with its own words: "
+            + (0..<40).map { "w\(($0 * 31 + number * 17) % 997)" }.joined(separator: " ")
+    }
+
+    @Test func committedDocumentsSurviveARestart() throws {
+        try withTemporaryDatabase { path in
+            let configuration = MinHashConfiguration()
+            do {
+                let store = try DedupStore(database: try SQLiteDatabase(path: path), configuration: configuration)
+                var stage = try Deduplicator(configuration, index: try store.load())
+                for (number, text) in texts.enumerated() {
+                    var doc = document("doc-\(number)", text)
+                    #expect(stage.process(&doc) == .keep)
+                }
+                try store.commit(&stage.index)
+                #expect(try store.count() == 50)
+            }
+            let store = try DedupStore(database: try SQLiteDatabase(path: path), configuration: configuration)
+            var stage = try Deduplicator(configuration, index: try store.load())
+            #expect(stage.index.count == 50)
+            #expect(stage.index.pendingCount == 0)
+            var copy = document("copy", texts[17])
+            #expect(stage.process(&copy) == .drop(reason: "duplicate"))
+            #expect(copy.duplicateOf == "doc-17")
+            var near = document("near", texts[23] + " and one more sentence")
+            #expect(stage.process(&near) == .drop(reason: "near_duplicate"))
+            #expect(near.duplicateOf == "doc-23")
+            var replay = document("doc-5", texts[5])
+            #expect(stage.process(&replay) == .keep)
+            #expect(store.database.fileBytes > 0)
+        }
+    }
+
+    @Test func pendingDocumentsAreGoneAfterACrash() throws {
+        try withTemporaryDatabase { path in
+            let configuration = MinHashConfiguration()
+            do {
+                let store = try DedupStore(database: try SQLiteDatabase(path: path), configuration: configuration)
+                var stage = try Deduplicator(configuration, index: try store.load())
+                var first = document("first", texts[0])
+                _ = stage.process(&first)
+                try store.commit(&stage.index)
+                // The open shard: processed, never sealed; the process dies here.
+                for number in 1..<10 {
+                    var doc = document("doc-\(number)", texts[number])
+                    _ = stage.process(&doc)
+                }
+                #expect(stage.index.pendingCount == 9)
+            }
+            let store = try DedupStore(database: try SQLiteDatabase(path: path), configuration: configuration)
+            #expect(try store.count() == 1)
+            var stage = try Deduplicator(configuration, index: try store.load())
+            // The replayed records are new again, not duplicates of their lost selves.
+            for number in 1..<10 {
+                var doc = document("doc-\(number)", texts[number])
+                #expect(stage.process(&doc) == .keep)
+            }
+        }
+    }
+
+    @Test func otherSettingsAreRefusedByName() throws {
+        try withTemporaryDatabase { path in
+            _ = try DedupStore(database: try SQLiteDatabase(path: path), configuration: MinHashConfiguration())
+            var other = MinHashConfiguration()
+            other.hashCount = 128
+            other.bands = 32
+            #expect {
+                _ = try DedupStore(database: try SQLiteDatabase(path: path), configuration: other)
+            } throws: { error in
+                guard let error = error as? ShardError else { return false }
+                return error.code == .settingsMismatch && error.reason.contains("hashes=112")
+            }
+        }
+    }
+}
