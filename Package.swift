@@ -71,7 +71,7 @@ let package = Package(
         .executableTarget(
             name: "sluice",
             dependencies: [
-                "SluiceKafka", "SluicePipeline", "SluiceConnectors", "SluiceText",
+                "SluiceKafka", "SluicePipeline", "SluiceConnectors", "SluiceText", "SluiceShards",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

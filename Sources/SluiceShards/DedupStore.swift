@@ -69,13 +69,13 @@ public final class DedupStore: @unchecked Sendable {
             "SELECT id, raw_hash, exact_hash, signature FROM dedup_documents ORDER BY seq")
         while try statement.step() {
             let blob = statement.blob(3)
-            let values = blob.count / 4
-            var signature = [UInt32](repeating: 0, count: values)
-            signature.withUnsafeMutableBytes { $0.copyMemory(from: UnsafeRawBufferPointer(rebasing: blob[0..<(values * 4)])) }
+            let values = blob.count / 2
+            var signature = [UInt16](repeating: 0, count: values)
+            signature.withUnsafeMutableBytes { $0.copyMemory(from: UnsafeRawBufferPointer(rebasing: blob[0..<(values * 2)])) }
             entries.append(
                 DedupIndex.Entry(
                     id: statement.text(0), rawHash: UInt64(bitPattern: statement.int64(1)),
-                    exactHash: UInt64(bitPattern: statement.int64(2)), signature: signature.map { UInt32(littleEndian: $0) }))
+                    exactHash: UInt64(bitPattern: statement.int64(2)), signature: signature.map { UInt16(littleEndian: $0) }))
             if entries.count == 65_536 {
                 index.restore(entries)
                 entries.removeAll(keepingCapacity: true)

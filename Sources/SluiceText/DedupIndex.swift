@@ -11,7 +11,10 @@ public struct DedupIndex: Sendable {
     public let configuration: MinHashConfiguration
     private var idBytes: [UInt8] = []
     private var idEnds: [UInt32] = []
-    private var signatures: [UInt32] = []
+    /// The high 16 bits of each signature value (b-bit minwise hashing, b = 16: equal values by chance add
+    /// (1 − J)/65,536 to an estimate) — half the memory of 32-bit values.
+    private var signatures: [UInt16] = []
+    private var scratch: [UInt16] = []
     private var exactHashes: [UInt64] = []
     private var rawHashes: [UInt64] = []
     private var exact = HashSlotTable()
@@ -49,16 +52,17 @@ public struct DedupIndex: Sendable {
     /// `rawHash` is the hash of the text as received (identical copies), `exactHash` of the normalized text;
     /// a document without tokens has an empty signature and is matched by its hashes only.
     public mutating func lookupOrAdd(id: String?, rawHash: UInt64, exactHash: UInt64, signature: [UInt32]) -> Match {
-        if let index = raw.value(for: rawHash) ?? pendingRaw[rawHash] ?? exact.value(for: exactHash)
-            ?? pendingExact[exactHash]
-        {
+        let rawMatch = raw.value(for: rawHash).flatMap { rawHashes[Int($0)] == rawHash ? $0 : nil }
+        let exactMatch = exact.value(for: exactHash).flatMap { exactHashes[Int($0)] == exactHash ? $0 : nil }
+        if let index = rawMatch ?? pendingRaw[rawHash] ?? exactMatch ?? pendingExact[exactHash] {
             let other = self.id(at: Int(index))
             return id != nil && other == id ? .replay : .exact(id: other)
         }
         var best: (index: Int, similarity: Double)?
         var replay = false
         let k = configuration.hashCount
-        signature.withUnsafeBufferPointer { signature in
+        let short = Self.truncate(signature)
+        short.withUnsafeBufferPointer { signature in
             guard signature.count == k else { return }
             signatures.withUnsafeBufferPointer { all in
                 withUnsafeTemporaryAllocation(of: UInt32.self, capacity: 2 * configuration.bands) { checked in
@@ -72,7 +76,7 @@ public struct DedupIndex: Sendable {
                             return
                         }
                         let start = Int(candidate) * k
-                        let similarity = MinHasher.similarity(signature, UnsafeBufferPointer(rebasing: all[start..<start + k]))
+                        let similarity = Self.similarity(signature, UnsafeBufferPointer(rebasing: all[start..<start + k]))
                         if similarity >= configuration.threshold && similarity > (best?.similarity ?? -1) {
                             best = (Int(candidate), similarity)
                         }
@@ -89,7 +93,7 @@ public struct DedupIndex: Sendable {
         }
         if let best { return .near(id: self.id(at: best.index), similarity: best.similarity) }
         if replay { return .replay }
-        add(id: id ?? "", rawHash: rawHash, exactHash: exactHash, signature: signature, pending: true)
+        add(id: id ?? "", rawHash: rawHash, exactHash: exactHash, signature: short, pending: true)
         return .none
     }
 
@@ -98,10 +102,10 @@ public struct DedupIndex: Sendable {
         public var id: String
         public var rawHash: UInt64
         public var exactHash: UInt64
-        /// Empty for a document without tokens.
-        public var signature: [UInt32]
+        /// The high 16 bits of each signature value; empty for a document without tokens.
+        public var signature: [UInt16]
 
-        public init(id: String, rawHash: UInt64, exactHash: UInt64, signature: [UInt32]) {
+        public init(id: String, rawHash: UInt64, exactHash: UInt64, signature: [UInt16]) {
             self.id = id
             self.rawHash = rawHash
             self.exactHash = exactHash
@@ -156,12 +160,12 @@ public struct DedupIndex: Sendable {
 
     /// Bytes held in memory (capacities, not just counts).
     public var memoryBytes: Int {
-        idBytes.capacity + idEnds.capacity * 4 + signatures.capacity * 4 + exactHashes.capacity * 8
+        idBytes.capacity + idEnds.capacity * 4 + signatures.capacity * 2 + exactHashes.capacity * 8
             + rawHashes.capacity * 8 + exact.memoryBytes + raw.memoryBytes + bands.reduce(0) { $0 + $1.memoryBytes }
             + (pendingExact.capacity + pendingRaw.capacity + pendingBands.capacity) * 16
     }
 
-    private mutating func add(id: String, rawHash: UInt64, exactHash: UInt64, signature: [UInt32], pending: Bool) {
+    private mutating func add(id: String, rawHash: UInt64, exactHash: UInt64, signature: [UInt16], pending: Bool) {
         let index = UInt32(count)
         let hasSignature = signature.count == configuration.hashCount
         idBytes.append(contentsOf: id.utf8)
@@ -210,10 +214,21 @@ public struct DedupIndex: Sendable {
         return String(decoding: idBytes[start..<Int(idEnds[index])], as: UTF8.self)
     }
 
-    private func bandKey(_ signature: UnsafeBufferPointer<UInt32>, _ band: Int) -> UInt64 {
+    private func bandKey(_ signature: UnsafeBufferPointer<UInt16>, _ band: Int) -> UInt64 {
         let rows = configuration.rows
         let start = signature.baseAddress! + band * rows
-        return XXH3_64bits_withSeed(UnsafeRawPointer(start), rows * 4, UInt64(band))
+        return XXH3_64bits_withSeed(UnsafeRawPointer(start), rows * 2, UInt64(band))
+    }
+
+    static func truncate(_ signature: [UInt32]) -> [UInt16] {
+        signature.map { UInt16(truncatingIfNeeded: $0 >> 16) }
+    }
+
+    static func similarity(_ a: UnsafeBufferPointer<UInt16>, _ b: UnsafeBufferPointer<UInt16>) -> Double {
+        guard a.count == b.count, !a.isEmpty else { return 0 }
+        var equal = 0
+        for i in 0..<a.count where a[i] == b[i] { equal += 1 }
+        return Double(equal) / Double(a.count)
     }
 
     /// Pending band keys share one dictionary; the salt keeps bands apart.

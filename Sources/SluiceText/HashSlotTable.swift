@@ -1,61 +1,67 @@
-/// An open-addressing hash table from 64-bit keys to 32-bit document numbers that keeps the first value stored
-/// for a key. Linear probing, power-of-two capacity, at most 70% full: about 17 bytes per entry.
+/// An open-addressing hash table from 32-bit keys (the high half of a 64-bit hash) to 32-bit document numbers
+/// that keeps the first value stored for a key: 8 bytes a slot, linear probing, power-of-two capacity, at most
+/// 70% full. Callers verify hits (a 32-bit key can collide); a lost collision costs one missed candidate in about
+/// four billion.
 struct HashSlotTable: Sendable {
-    private var keys: [UInt64]
-    private var values: [UInt32]
+    /// `key << 32 | (value + 1)`; 0 is an empty slot.
+    private var slots: [UInt64]
     private(set) var count = 0
     private var mask: Int
 
     init(capacity: Int = 1024) {
         var size = 16
         while size < capacity * 10 / 7 { size <<= 1 }
-        keys = [UInt64](repeating: 0, count: size)
-        values = [UInt32](repeating: 0, count: size)
+        slots = [UInt64](repeating: 0, count: size)
         mask = size - 1
     }
 
-    /// Zero marks an empty slot, so key 0 is stored as 1.
     @inline(__always)
-    private static func stored(_ key: UInt64) -> UInt64 { key == 0 ? 1 : key }
+    private static func key(_ hash: UInt64) -> UInt64 { hash >> 32 }
 
-    func value(for key: UInt64) -> UInt32? {
-        let key = Self.stored(key)
-        var slot = Int(truncatingIfNeeded: key) & mask
+    @inline(__always)
+    private func start(_ key: UInt64) -> Int { Int(truncatingIfNeeded: Shingler.mix(key)) & mask }
+
+    func value(for hash: UInt64) -> UInt32? {
+        let key = Self.key(hash)
+        var slot = start(key)
         while true {
-            let existing = keys[slot]
-            if existing == key { return values[slot] }
+            let existing = slots[slot]
             if existing == 0 { return nil }
+            if existing >> 32 == key { return UInt32(truncatingIfNeeded: existing) &- 1 }
             slot = (slot + 1) & mask
         }
     }
 
     /// Stores `value` unless the key is present.
-    mutating func insert(_ key: UInt64, _ value: UInt32) {
-        if (count + 1) * 10 > keys.count * 7 { grow() }
-        let key = Self.stored(key)
-        var slot = Int(truncatingIfNeeded: key) & mask
+    mutating func insert(_ hash: UInt64, _ value: UInt32) {
+        if (count + 1) * 10 > slots.count * 7 { grow() }
+        let key = Self.key(hash)
+        var slot = start(key)
         while true {
-            let existing = keys[slot]
-            if existing == key { return }
+            let existing = slots[slot]
             if existing == 0 {
-                keys[slot] = key
-                values[slot] = value
+                slots[slot] = key << 32 | UInt64(value &+ 1)
                 count += 1
                 return
             }
+            if existing >> 32 == key { return }
             slot = (slot + 1) & mask
         }
     }
 
     private mutating func grow() {
-        let oldKeys = keys
-        let oldValues = values
-        keys = [UInt64](repeating: 0, count: oldKeys.count * 2)
-        values = [UInt32](repeating: 0, count: oldKeys.count * 2)
-        mask = keys.count - 1
+        let old = slots
+        slots = [UInt64](repeating: 0, count: old.count * 2)
+        mask = slots.count - 1
         count = 0
-        for i in 0..<oldKeys.count where oldKeys[i] != 0 { insert(oldKeys[i], oldValues[i]) }
+        for entry in old where entry != 0 {
+            let key = entry >> 32
+            var slot = start(key)
+            while slots[slot] != 0 { slot = (slot + 1) & mask }
+            slots[slot] = entry
+            count += 1
+        }
     }
 
-    var memoryBytes: Int { keys.capacity * 8 + values.capacity * 4 }
+    var memoryBytes: Int { slots.capacity * 8 }
 }

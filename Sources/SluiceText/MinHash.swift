@@ -23,8 +23,8 @@ public struct MinHashConfiguration: Sendable, Equatable {
     /// Seeds every hash function; changing it changes every signature.
     public var seed: UInt64 = 0x5EED_51C3
     /// A candidate from the LSH index counts as a near duplicate when the signatures agree on at least this
-    /// share of positions (the estimated Jaccard similarity). Default 0.6; 0 keeps every LSH candidate.
-    public var threshold = 0.6
+    /// share of positions (the estimated Jaccard similarity). Default 0.65; 0 keeps every LSH candidate.
+    public var threshold = 0.65
 
     public init() {}
 
