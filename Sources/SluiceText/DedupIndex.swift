@@ -20,9 +20,9 @@ public struct DedupIndex: Sendable {
     private var exact = HashSlotTable()
     private var raw = HashSlotTable()
     private var bands: [HashSlotTable]
-    private var pendingExact: [UInt64: UInt32] = [:]
-    private var pendingRaw: [UInt64: UInt32] = [:]
-    private var pendingBands: [UInt64: UInt32] = [:]
+    private var pendingExact = HashSlotTable(capacity: 64)
+    private var pendingRaw = HashSlotTable(capacity: 64)
+    private var pendingBands = HashSlotTable(capacity: 1024)
     /// Documents below this number are durable.
     public private(set) var committedCount = 0
 
@@ -54,7 +54,11 @@ public struct DedupIndex: Sendable {
     public mutating func lookupOrAdd(id: String?, rawHash: UInt64, exactHash: UInt64, signature: [UInt32]) -> Match {
         let rawMatch = raw.value(for: rawHash).flatMap { rawHashes[Int($0)] == rawHash ? $0 : nil }
         let exactMatch = exact.value(for: exactHash).flatMap { exactHashes[Int($0)] == exactHash ? $0 : nil }
-        if let index = rawMatch ?? pendingRaw[rawHash] ?? exactMatch ?? pendingExact[exactHash] {
+        let pendingRawMatch = pendingRaw.value(for: rawHash).flatMap { rawHashes[Int($0)] == rawHash ? $0 : nil }
+        let pendingExactMatch = pendingExact.value(for: exactHash).flatMap {
+            exactHashes[Int($0)] == exactHash ? $0 : nil
+        }
+        if let index = rawMatch ?? pendingRawMatch ?? exactMatch ?? pendingExactMatch {
             let other = self.id(at: Int(index))
             return id != nil && other == id ? .replay : .exact(id: other)
         }
@@ -84,7 +88,7 @@ public struct DedupIndex: Sendable {
                     for band in 0..<configuration.bands {
                         let key = bandKey(signature, band)
                         if let candidate = bands[band].value(for: key) { consider(candidate) }
-                        if !pendingBands.isEmpty, let candidate = pendingBands[key ^ Self.bandSalt(band)] {
+                        if pendingBands.count > 0, let candidate = pendingBands.value(for: key ^ Self.bandSalt(band)) {
                             consider(candidate)
                         }
                     }
@@ -130,10 +134,14 @@ public struct DedupIndex: Sendable {
     /// Makes the pending documents durable in memory; call after the store has written ``pendingEntries``.
     public mutating func commitPending() {
         for index in committedCount..<count { indexDurably(index) }
-        pendingExact.removeAll(keepingCapacity: true)
-        pendingRaw.removeAll(keepingCapacity: true)
-        pendingBands.removeAll(keepingCapacity: true)
+        clearPending()
         committedCount = count
+    }
+
+    private mutating func clearPending() {
+        pendingExact = HashSlotTable(capacity: 64)
+        pendingRaw = HashSlotTable(capacity: 64)
+        pendingBands = HashSlotTable(capacity: 1024)
     }
 
     /// Forgets the pending documents (the open shard was abandoned).
@@ -144,9 +152,7 @@ public struct DedupIndex: Sendable {
         exactHashes.removeSubrange(committedCount...)
         rawHashes.removeSubrange(committedCount...)
         signatures.removeSubrange((committedCount * k)...)
-        pendingExact.removeAll(keepingCapacity: true)
-        pendingRaw.removeAll(keepingCapacity: true)
-        pendingBands.removeAll(keepingCapacity: true)
+        clearPending()
     }
 
     /// Adds durable documents read back from the store. Only valid with no pending documents.
@@ -162,7 +168,7 @@ public struct DedupIndex: Sendable {
     public var memoryBytes: Int {
         idBytes.capacity + idEnds.capacity * 4 + signatures.capacity * 2 + exactHashes.capacity * 8
             + rawHashes.capacity * 8 + exact.memoryBytes + raw.memoryBytes + bands.reduce(0) { $0 + $1.memoryBytes }
-            + (pendingExact.capacity + pendingRaw.capacity + pendingBands.capacity) * 16
+            + pendingExact.memoryBytes + pendingRaw.memoryBytes + pendingBands.memoryBytes
     }
 
     private mutating func add(id: String, rawHash: UInt64, exactHash: UInt64, signature: [UInt16], pending: Bool) {
@@ -178,13 +184,12 @@ public struct DedupIndex: Sendable {
             signatures.append(contentsOf: repeatElement(0, count: configuration.hashCount))
         }
         if pending {
-            pendingExact[exactHash] = pendingExact[exactHash] ?? index
-            pendingRaw[rawHash] = pendingRaw[rawHash] ?? index
+            pendingExact.insert(exactHash, index)
+            pendingRaw.insert(rawHash, index)
             guard hasSignature else { return }
             signature.withUnsafeBufferPointer { signature in
                 for band in 0..<configuration.bands {
-                    let key = bandKey(signature, band) ^ Self.bandSalt(band)
-                    if pendingBands[key] == nil { pendingBands[key] = index }
+                    pendingBands.insert(bandKey(signature, band) ^ Self.bandSalt(band), index)
                 }
             }
         } else {
@@ -216,8 +221,14 @@ public struct DedupIndex: Sendable {
 
     private func bandKey(_ signature: UnsafeBufferPointer<UInt16>, _ band: Int) -> UInt64 {
         let rows = configuration.rows
-        let start = signature.baseAddress! + band * rows
-        return XXH3_64bits_withSeed(UnsafeRawPointer(start), rows * 2, UInt64(band))
+        let start = band * rows
+        if rows <= 4 {
+            // Up to four 16-bit values fit in one word: pack and mix instead of hashing bytes.
+            var packed: UInt64 = 0
+            for row in 0..<rows { packed = packed << 16 | UInt64(signature[start + row]) }
+            return Shingler.mix(packed ^ (UInt64(band + 1) &* 0x9E37_79B9_7F4A_7C15))
+        }
+        return XXH3_64bits_withSeed(UnsafeRawPointer(signature.baseAddress! + start), rows * 2, UInt64(band))
     }
 
     static func truncate(_ signature: [UInt32]) -> [UInt16] {

@@ -19,7 +19,7 @@ struct HashSlotTable: Sendable {
     private static func key(_ hash: UInt64) -> UInt64 { hash >> 32 }
 
     @inline(__always)
-    private func start(_ key: UInt64) -> Int { Int(truncatingIfNeeded: Shingler.mix(key)) & mask }
+    private func start(_ key: UInt64) -> Int { Int(truncatingIfNeeded: key &* 0x9E37_79B9_7F4A_7C15 >> 20) & mask }
 
     func value(for hash: UInt64) -> UInt32? {
         let key = Self.key(hash)
