@@ -76,8 +76,8 @@ public struct QualityFilter: TextStage {
         return .drop(reason: first.rawValue)
     }
 
-    /// The language and how many rules applied; ``failed`` holds the failed rules in a fixed order (Gopher
-    /// quality, repetition, C4, FineWeb, Sluice).
+    /// The language and how many rules applied; ``failed`` holds the failed rules in FineWeb's order (Gopher
+    /// repetition, Gopher quality, C4, FineWeb), then Sluice's own; the first enforced one is the drop reason.
     private mutating func judge(_ bytes: UnsafeBufferPointer<UInt8>) -> (String, Int) {
         // The language decides the thresholds; it needs a first look at the scripts.
         let zh = Shingler.isCharacterMode(bytes)
@@ -95,6 +95,19 @@ public struct QualityFilter: TextStage {
         }
         let words = Double(max(1, s.words))
         let lines = Double(max(1, s.lines))
+        // Gopher repetition.
+        let characters = Double(max(1, s.characters))
+        check(.dupParagraphFraction, Double(s.duplicateParagraphs) / Double(max(1, s.paragraphs)) > t.maximumDuplicateParagraphRatio)
+        check(.dupParagraphCharacterFraction, Double(s.duplicateParagraphCharacters) / characters > t.maximumDuplicateParagraphCharacterRatio)
+        check(.dupLineFraction, Double(s.duplicateLines) / lines > t.maximumDuplicateLineRatio)
+        check(.dupLineCharacterFraction, Double(s.duplicateLineCharacters) / characters > t.maximumDuplicateLineCharacterRatio)
+        let repetition = s.words >= t.repetitionMinimumWords
+        for (index, rule) in [QualityRule.top2Gram, .top3Gram, .top4Gram].enumerated() {
+            check(rule, repetition && s.topNGram[index] > t.maximumTopNGramRatio[index])
+        }
+        for (index, rule) in [QualityRule.duplicated5, .duplicated6, .duplicated7, .duplicated8, .duplicated9, .duplicated10].enumerated() {
+            check(rule, repetition && s.duplicatedNGram[index] > t.maximumDuplicatedNGramRatio[index])
+        }
         // Gopher quality.
         check(.gopherShortDoc, s.nonSymbolWords < t.minimumWords)
         check(.gopherLongDoc, s.nonSymbolWords > t.maximumWords)
@@ -110,19 +123,6 @@ public struct QualityFilter: TextStage {
         check(.gopherBelowAlpha, Double(s.alphabeticWords) / words < t.minimumAlphabeticWordRatio)
         let punctuated = Double(s.terminalPunctuationLines) / lines >= t.minimumTerminalPunctuationLineRatio
         check(.gopherStopWords, s.stopWords < t.minimumStopWords && (s.words >= t.stopWordsMinimumWords || !punctuated))
-        // Gopher repetition.
-        let characters = Double(max(1, s.characters))
-        check(.dupParagraphFraction, Double(s.duplicateParagraphs) / Double(max(1, s.paragraphs)) > t.maximumDuplicateParagraphRatio)
-        check(.dupParagraphCharacterFraction, Double(s.duplicateParagraphCharacters) / characters > t.maximumDuplicateParagraphCharacterRatio)
-        check(.dupLineFraction, Double(s.duplicateLines) / lines > t.maximumDuplicateLineRatio)
-        check(.dupLineCharacterFraction, Double(s.duplicateLineCharacters) / characters > t.maximumDuplicateLineCharacterRatio)
-        let repetition = s.words >= t.repetitionMinimumWords
-        for (index, rule) in [QualityRule.top2Gram, .top3Gram, .top4Gram].enumerated() {
-            check(rule, repetition && s.topNGram[index] > t.maximumTopNGramRatio[index])
-        }
-        for (index, rule) in [QualityRule.duplicated5, .duplicated6, .duplicated7, .duplicated8, .duplicated9, .duplicated10].enumerated() {
-            check(rule, repetition && s.duplicatedNGram[index] > t.maximumDuplicatedNGramRatio[index])
-        }
         // C4 (document-level rules; the line rules are the clean stage's job).
         check(.c4LoremIpsum, s.lorem || Double(s.loremWords) / words > t.maximumLoremWordRatio)
         check(.c4CurlyBracket, s.curlyBracket)

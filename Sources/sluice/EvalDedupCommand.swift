@@ -188,6 +188,27 @@ extension EvalCommand {
             }
             Terminal.out("hard negatives wrongly dropped: \(hardDropped) of \(hardTotal) (\(percent(hardDropped, hardTotal)))")
             Terminal.out("distinct originals wrongly dropped: \(originalDropped) of \(originalTotal) (\(percent(originalDropped, originalTotal))); \(grayDropped) more were gray pairs (0.5 ≤ J < 0.8, unlabelled)")
+            // Estimation error on the labelled near-duplicate pairs: estimated vs exact Jaccard of Sluice's shingles.
+            var hasher = MinHasher(settings)
+            var errors: [Double] = []
+            var a: [UInt32] = [], b: [UInt32] = []
+            for label in labels where label.duplicateKind == "near" {
+                guard let x = label.id.flatMap({ texts[$0] }), let y = label.duplicateOf.flatMap({ texts[$0] }) else { continue }
+                var sa: [UInt64] = [], sb: [UInt64] = []
+                _ = shingler.shingles(x, into: &sa)
+                _ = shingler.shingles(y, into: &sb)
+                let exact = Double(Set(sa).intersection(Set(sb)).count) / Double(max(1, Set(sa).union(Set(sb)).count))
+                hasher.signature(of: sa, into: &a)
+                hasher.signature(of: sb, into: &b)
+                let estimate = a.withUnsafeBufferPointer { p in b.withUnsafeBufferPointer { MinHasher.similarity(p, $0) } }
+                errors.append(estimate - exact)
+            }
+            if !errors.isEmpty {
+                let mean = errors.reduce(0) { $0 + abs($1) } / Double(errors.count)
+                let rmse = (errors.reduce(0) { $0 + $1 * $1 } / Double(errors.count)).squareRoot()
+                let p95 = errors.map(abs).sorted()[errors.count * 95 / 100]
+                Terminal.out(String(format: "estimated vs exact Jaccard on %d near-duplicate pairs: mean |error| %.4f, RMSE %.4f, p95 %.4f", errors.count, mean, rmse, p95))
+            }
             if !missedJaccard.isEmpty {
                 let sorted = missedJaccard.sorted()
                 Terminal.out(String(format: "missed near duplicates, Jaccard under Sluice's shingles: median %.3f, p90 %.3f, max %.3f", sorted[sorted.count / 2], sorted[sorted.count * 9 / 10], sorted.last!))

@@ -24,6 +24,9 @@ extension EvalCommand {
         @Option(name: .long, help: ArgumentHelp("The ground truth: .jsonl or .jsonl.zst.", valueName: "file"))
         var truth: String
 
+        @Option(name: .long, help: "Rule thresholds and drop policy: sluice (the defaults) or datatrove (its values, every rule enforced).")
+        var preset = "sluice"
+
         @Option(name: .long, help: "Print up to this many clean documents of 200+ characters that were rejected.")
         var showMisses = 0
 
@@ -35,7 +38,7 @@ extension EvalCommand {
             let decoder = EnvelopeDecoder()
             var cleaner = Cleaner()
             var desensitizer = try Desensitizer()
-            var quality = QualityFilter()
+            var quality = QualityFilter(try qualityConfiguration)
             var dedup = try Deduplicator()
             var textBytes = 0
             var documents = 0
@@ -55,7 +58,18 @@ extension EvalCommand {
             return (CorpusFile.seconds(clock.now - started), textBytes, documents, kept)
         }
 
+        private var qualityConfiguration: QualityConfiguration {
+            get throws {
+                switch preset {
+                case "sluice": return QualityConfiguration()
+                case "datatrove": return .datatrove
+                default: throw CommandError("--preset must be sluice or datatrove, not \(preset)")
+                }
+            }
+        }
+
         func run() async throws {
+            _ = try qualityConfiguration
             let data = try CorpusFile.read(corpus)
             let chain = try timeChain(data)
             Terminal.out(
@@ -67,7 +81,7 @@ extension EvalCommand {
             let decoder = EnvelopeDecoder()
             var cleaner = Cleaner()
             var desensitizer = try Desensitizer()
-            var quality = QualityFilter()
+            var quality = QualityFilter(try qualityConfiguration)
             var dedup = try Deduplicator()
             let clock = ContinuousClock()
             var qualityTime = Duration.zero
@@ -183,7 +197,7 @@ extension EvalCommand {
                 Terminal.out("  \(language.padding(toLength: 8, withPad: " ", startingAt: 0)) \("\(entry.rejected) of \(entry.total) (\(percent(entry.rejected, entry.total)))".padding(toLength: 26, withPad: " ", startingAt: 0)) \(entry.longRejected) of \(entry.long) (\(percent(entry.longRejected, entry.long)))")
             }
             Terminal.out("\nrule                          fails on clean   on junk    enforced   drops clean  drops junk")
-            let enforced = QualityConfiguration().enforced
+            let enforced = try qualityConfiguration.enforced
             for rule in QualityRule.allCases {
                 let entry = ruleFailures[rule, default: (0, 0)]
                 let drops = dropReasons[rule.rawValue, default: (0, 0)]
