@@ -162,7 +162,7 @@ extension EvalCommand {
                             if misses > 0 {
                                 misses -= 1
                                 let own = ownJaccard(label.id, outcome.duplicateOf) ?? -1
-                                Terminal.out(String(format: "hard negative dropped line %d: estimated %.3f, own J %.3f", index + 1, outcome.similarity, own))
+                                Terminal.out(String(format: "hard negative dropped line %d as a duplicate of %@ (its template: %@): estimated %.3f, own J %.3f", index + 1, outcome.duplicateOf ?? "?", label.hardNegativeOf ?? "?", outcome.similarity, own))
                             }
                         }
                     } else {
