@@ -55,11 +55,19 @@ public struct Cleaner: TextStage {
         }
         if configuration.normalizesWhitespace || configuration.removesBoilerplate {
             boilerplate.startDocument()
+            var basis: [UInt8] = []
+            let keepsBasis = configuration.removesBoilerplate && configuration.dedupKeepsBoilerplate
             let removed = document.text.withUnsafeBufferPointer { text in
-                LineCleanup.clean(
-                    text, collapsesWhitespace: configuration.normalizesWhitespace,
-                    removesBoilerplate: configuration.removesBoilerplate, boilerplate: &boilerplate, into: &scratch)
+                withUnsafeMutablePointer(to: &basis) { basis in
+                    LineCleanup.clean(
+                        text, collapsesWhitespace: configuration.normalizesWhitespace,
+                        removesBoilerplate: configuration.removesBoilerplate, boilerplate: &boilerplate,
+                        into: &scratch, basis: keepsBasis ? basis : nil)
+                }
             }
+            // Kept even when equal to the text: the text is desensitized later and this copy is not, and every
+            // document must be compared in the same form.
+            if keepsBasis { document.dedupText = basis }
             swap(&document.text, &scratch)
             if removed > 0 { document.signals.set("clean.boilerplate_lines", Double(removed)) }
         }

@@ -4,7 +4,8 @@
 /// Drop reasons: `duplicate` (exact) and `near_duplicate`; the dropped document's ``Document/duplicateOf`` names
 /// the kept one and the signal `dedup.similarity` holds the estimated Jaccard similarity (1 for exact). Kept
 /// documents enter the index as pending; the driver makes them durable when it seals the shard that holds them
-/// (``index`` gives access). A document without an id is never taken for a replay.
+/// (``index`` gives access). A document without an id is never taken for a replay. Shingles come from
+/// ``Document/dedupText`` when the clean stage kept one (the text with its boilerplate lines), else the text.
 public struct Deduplicator: TextStage {
     public let name = "dedup"
     public var index: DedupIndex
@@ -34,7 +35,7 @@ public struct Deduplicator: TextStage {
     }
 
     public mutating func process(_ document: inout Document) -> StageVerdict {
-        let set = shingler.shingles(document.text, into: &shingles)
+        let set = shingler.shingles(document.dedupText ?? document.text, into: &shingles)
         hasher.signature(of: shingles, into: &signature)
         let rawHash = document.rawTextHash ?? ContentHash(document.text).value
         // Without tokens (symbols only) there is no normalized text to compare: only identical copies match.

@@ -20,6 +20,9 @@ public struct Document: Sendable, Equatable {
     /// XXH3 of the text as decoded, before any stage changed it (set by ``EnvelopeDecoder``): exact duplicates
     /// are found by it even when order-dependent cleaning made two copies differ.
     public var rawTextHash: UInt64?
+    /// Set by the clean stage (``CleanerConfiguration/dedupKeepsBoilerplate``): the cleaned text with its
+    /// boilerplate lines still in, which near-duplicate detection compares. Never written out; not desensitized.
+    public var dedupText: [UInt8]?
     /// Set by the dedup stage on a dropped duplicate: the id of the kept document it duplicates.
     public var duplicateOf: String?
     /// Set by the quality stage: `en`, `zh` or `other` (the script of most letters).

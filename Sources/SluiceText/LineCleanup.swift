@@ -2,16 +2,19 @@
 /// indentation is kept, so code stays readable), drops boilerplate lines, and keeps at most one blank line between
 /// paragraphs, none at the start or end.
 enum LineCleanup {
-    /// Writes the cleaned text to `output` and returns the number of boilerplate lines removed.
+    /// Writes the cleaned text to `output` and returns the number of boilerplate lines removed. With `basis`,
+    /// also writes the same text with the boilerplate lines kept.
     static func clean(
         _ input: UnsafeBufferPointer<UInt8>, collapsesWhitespace: Bool, removesBoilerplate: Bool,
-        boilerplate: inout BoilerplateFilter, into output: inout [UInt8]
+        boilerplate: inout BoilerplateFilter, into output: inout [UInt8], basis: UnsafeMutablePointer<[UInt8]>? = nil
     ) -> Int {
         output.removeAll(keepingCapacity: true)
         output.reserveCapacity(input.count)
+        basis?.pointee.reserveCapacity(input.count)
         let n = input.count
         var removed = 0
         var pendingBlank = false
+        var basisPendingBlank = false
         var lineStart = 0
         while lineStart <= n {
             let lineEnd = indexOf(0x0A, in: input, from: lineStart) ?? n
@@ -21,7 +24,20 @@ enum LineCleanup {
             while contentEnd > contentStart && ByteClass.isBlank(input[contentEnd - 1]) { contentEnd -= 1 }
             if contentStart == contentEnd {
                 if !output.isEmpty { pendingBlank = true }
-            } else if removesBoilerplate && boilerplate.isBoilerplate(input, contentStart..<contentEnd) {
+                if let basis, !basis.pointee.isEmpty { basisPendingBlank = true }
+                lineStart = lineEnd + 1
+                continue
+            }
+            if let basis {
+                if !basis.pointee.isEmpty {
+                    basis.pointee.append(0x0A)
+                    if basisPendingBlank { basis.pointee.append(0x0A) }
+                }
+                basisPendingBlank = false
+                basis.pointee.append(contentsOf: UnsafeBufferPointer(rebasing: input[lineStart..<contentStart]))
+                appendCollapsed(input, contentStart..<contentEnd, to: &basis.pointee)
+            }
+            if removesBoilerplate && boilerplate.isBoilerplate(input, contentStart..<contentEnd) {
                 removed += 1
             } else {
                 if !output.isEmpty {

@@ -57,6 +57,7 @@ struct TextMeasurer: Sendable {
     private var paragraphSeen = ScratchSet()
     private var wordHashes: [UInt64] = []
     private var wordLengths: [Int32] = []
+    private var rolling: [UInt64] = []
     private var counter = ScratchCounter()
     private var word: [UInt8] = []
 
@@ -325,50 +326,49 @@ struct TextMeasurer: Sendable {
         let count = wordHashes.count
         guard count >= 2, s.characters > 0 else { return }
         let total = Double(s.characters)
-        wordHashes.withUnsafeBufferPointer { hashes in
-            wordLengths.withUnsafeBufferPointer { lengths in
-                // Most frequent n-gram, n = 2…4 (datatrove: len(ngram) × count / len(text)).
-                for n in 2...4 where count >= n {
-                    counter.reset()
-                    var best = 0
-                    var bestStart = 0
-                    for start in 0...(count - n) {
-                        let key = ngramHash(hashes, start, n)
-                        let c = counter.increment(key)
-                        if c > best {
-                            best = c
-                            bestStart = start
-                        }
+        // rolling[i] holds the hash of the n-gram starting at word i, extended by one word per round (n = 2…10).
+        rolling.removeAll(keepingCapacity: true)
+        rolling.append(contentsOf: wordHashes)
+        for n in 2...10 where count >= n {
+            let positions = count - n + 1
+            wordHashes.withUnsafeBufferPointer { hashes in
+                rolling.withUnsafeMutableBufferPointer { rolling in
+                    for i in 0..<positions {
+                        // Polynomial in the word hashes: order matters ("a b" is not "b a").
+                        rolling[i] = rolling[i] &* 0x9E37_79B9_7F4A_7C15 &+ hashes[i + n - 1]
                     }
-                    var characters = spaced ? n - 1 : 0
-                    for k in 0..<n { characters += Int(lengths[bestStart + k]) }
-                    s.topNGram[n - 2] = Double(characters * best) / total
-                }
-                // Characters in duplicated n-grams, n = 5…10, skipping past each duplicate as datatrove does.
-                for n in 5...10 where count >= n {
-                    counter.reset()
-                    var repeated = 0
-                    var index = 0
-                    while index <= count - n {
-                        let key = ngramHash(hashes, index, n)
-                        if counter.increment(key) > 1 {
-                            for k in 0..<n { repeated += Int(lengths[index + k]) }
-                            index += n
-                        } else {
-                            index += 1
-                        }
-                    }
-                    s.duplicatedNGram[n - 5] = Double(repeated) / total
                 }
             }
+            counter.reset()
+            if n <= 4 {
+                // Most frequent n-gram (datatrove: len(ngram) × count / len(text)).
+                var best = 0
+                var bestStart = 0
+                for start in 0..<positions {
+                    let c = counter.increment(rolling[start] ^ UInt64(n))
+                    if c > best {
+                        best = c
+                        bestStart = start
+                    }
+                }
+                var characters = spaced ? n - 1 : 0
+                for k in 0..<n { characters += Int(wordLengths[bestStart + k]) }
+                s.topNGram[n - 2] = Double(characters * best) / total
+            } else {
+                // Characters in duplicated n-grams, skipping past each duplicate as datatrove does.
+                var repeated = 0
+                var index = 0
+                while index < positions {
+                    if counter.increment(rolling[index] ^ UInt64(n)) > 1 {
+                        for k in 0..<n { repeated += Int(wordLengths[index + k]) }
+                        index += n
+                    } else {
+                        index += 1
+                    }
+                }
+                s.duplicatedNGram[n - 5] = Double(repeated) / total
+            }
         }
-    }
-
-    @inline(__always)
-    private func ngramHash(_ hashes: UnsafeBufferPointer<UInt64>, _ start: Int, _ n: Int) -> UInt64 {
-        var h: UInt64 = 0x243F_6A88_85A3_08D3 &+ UInt64(n)
-        for k in 0..<n { h = (h ^ hashes[start + k]) &* 0x100_0000_01B3 &+ 0x9E37_79B9 }
-        return h
     }
 }
 

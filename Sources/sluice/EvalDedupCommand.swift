@@ -31,6 +31,9 @@ extension EvalCommand {
         var threshold = MinHashConfiguration().threshold
         @Option(name: .long, help: "one-hashing or permutations.") var scheme = MinHashConfiguration().scheme.rawValue
 
+        @Option(name: .long, help: "The clean stage's repeated-line threshold (0: no cross-document boilerplate evidence).")
+        var repeatedLineThreshold = CleanerConfiguration().repeatedLineThreshold
+
         @Option(name: .long, help: "Print up to this many missed duplicates and false drops.")
         var showMisses = 0
 
@@ -49,7 +52,9 @@ extension EvalCommand {
             let data = try CorpusFile.read(corpus)
             let labels = try TruthFile.parse(try CorpusFile.read(truth))
             let decoder = EnvelopeDecoder()
-            var cleaner = Cleaner()
+            var cleaning = CleanerConfiguration()
+            cleaning.repeatedLineThreshold = repeatedLineThreshold
+            var cleaner = Cleaner(cleaning)
             var desensitizer = try Desensitizer()
             var dedup = try Deduplicator(settings)
             var fingerprinter = try Deduplicator(settings)
@@ -81,11 +86,12 @@ extension EvalCommand {
                 dedupTime += clock.now - t0
                 if number <= labels.count {
                     let t1 = clock.now
-                    _ = fingerprinter.fingerprint(document.text)
+                    let basis = document.dedupText ?? document.text
+                    _ = fingerprinter.fingerprint(basis)
                     fingerprintTime += clock.now - t1
-                    if let id = labels[number - 1].id, targets.contains(id) { texts[id] = document.text }
+                    if let id = labels[number - 1].id, targets.contains(id) { texts[id] = basis }
                     if labels[number - 1].duplicateOf != nil || labels[number - 1].hardNegativeOf != nil {
-                        texts[labels[number - 1].id ?? ""] = document.text
+                        texts[labels[number - 1].id ?? ""] = basis
                     }
                     outcomes[number - 1] = Outcome(
                         dropped: !verdict.isKeep, exact: verdict == .drop(reason: "duplicate"),
