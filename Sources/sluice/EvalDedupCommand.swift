@@ -72,6 +72,7 @@ extension EvalCommand {
             var textBytes = 0
             var dedupTime = Duration.zero
             var fingerprintTime = Duration.zero
+            var shingledBytes = 0
             var documents = 0
             let started = clock.now
             CorpusFile.forEachLine(data) { line, number in
@@ -87,6 +88,7 @@ extension EvalCommand {
                 if number <= labels.count {
                     let t1 = clock.now
                     let basis = document.dedupText ?? document.text
+                    shingledBytes += basis.count
                     _ = fingerprinter.fingerprint(basis)
                     fingerprintTime += clock.now - t1
                     if let id = labels[number - 1].id, targets.contains(id) { texts[id] = basis }
@@ -105,9 +107,10 @@ extension EvalCommand {
                     Double(textBytes) / seconds / 1e6, Double(documents) / seconds, documents))
             Terminal.out(
                 String(
-                    format: "  dedup stage %.2f s (%.1f MB/s of input text); shingling + signature alone %.2f s (%.1f MB/s)",
+                    format: "  dedup stage %.2f s (%.1f MB/s of input text); shingling + signature alone %.2f s (%.1f MB/s of the %.1f MB of cleaned text it reads)",
                     CorpusFile.seconds(dedupTime), Double(textBytes) / CorpusFile.seconds(dedupTime) / 1e6,
-                    CorpusFile.seconds(fingerprintTime), Double(textBytes) / CorpusFile.seconds(fingerprintTime) / 1e6))
+                    CorpusFile.seconds(fingerprintTime), Double(shingledBytes) / CorpusFile.seconds(fingerprintTime) / 1e6,
+                    Double(shingledBytes) / 1e6))
             Terminal.out(
                 "  index: \(dedup.index.count) documents, \(dedup.index.memoryBytes / max(1, dedup.index.count)) bytes per document in memory")
             report(labels: labels, outcomes: outcomes.map { $0.map { ($0.dropped, $0.exact, $0.duplicateOf, $0.similarity) } },
