@@ -26,6 +26,7 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
         .package(url: "https://github.com/x-sheep/swift-property-based", from: "2.0.1"),
+        .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
     ],
     targets: [
         // System-library shims. Each has a module map and one header; no C type leaves its adapter module.
@@ -35,12 +36,14 @@ let package = Package(
         .systemLibrary(name: "CXXHash", pkgConfig: "libxxhash", providers: [.apt(["libxxhash-dev"])]),
         .systemLibrary(name: "COpenBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
         .systemLibrary(name: "COpenSSL", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
-        .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
 
         // Pure core: text stages. No I/O, no clocks.
         .target(name: "SluiceText", dependencies: ["CXXHash", "COpenSSL"], swiftSettings: strictSettings),
         // Adapters.
-        .target(name: "SluiceShards", dependencies: ["CZstd", "CSQLite", "SluiceText"], swiftSettings: strictSettings),
+        .target(
+            name: "SluiceShards",
+            dependencies: ["CZstd", "COpenSSL", "SluiceText", .product(name: "GRDB", package: "GRDB.swift")],
+            swiftSettings: strictSettings),
         .target(
             name: "SluiceKafka",
             dependencies: [

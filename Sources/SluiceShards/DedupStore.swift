@@ -1,50 +1,54 @@
+public import GRDB
 public import SluiceText
+internal import Foundation
 
 /// The durable part of the near-duplicate index, in SQLite tables beside the shard index.
 ///
-/// Pending documents of the open shard are written with ``write(_:)`` inside the transaction that seals the
+/// Pending documents of the open shard are written with ``write(_:in:)`` inside the transaction that seals the
 /// shard, and only then committed in memory (``DedupIndex/commitPending()``): a crash before the seal leaves
 /// the stored index as it was, so replayed records meet nothing of themselves. The MinHash settings are stored
 /// with the index; opening it with other settings throws (signatures would not be comparable).
-public final class DedupStore: @unchecked Sendable {
-    // @unchecked: like SQLiteDatabase, used by one owner at a time.
-    public let database: SQLiteDatabase
+public struct DedupStore: Sendable {
+    public let writer: any DatabaseWriter
     public let configuration: MinHashConfiguration
 
-    /// Opens the store in `database`, creating its tables when missing.
+    /// Creates the tables when missing (the shard index's migrations do too) and checks the stored settings.
     /// - Throws: ``ShardError`` `.database`, or `.settingsMismatch` when the stored index used other settings.
-    public init(database: SQLiteDatabase, configuration: MinHashConfiguration) throws(ShardError) {
-        self.database = database
+    public init(writer: any DatabaseWriter, configuration: MinHashConfiguration) throws(ShardError) {
+        self.writer = writer
         self.configuration = configuration
-        try database.execute(
-            """
-            CREATE TABLE IF NOT EXISTS dedup_settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-            CREATE TABLE IF NOT EXISTS dedup_documents (
-                seq INTEGER PRIMARY KEY, id TEXT NOT NULL, raw_hash INTEGER NOT NULL,
-                exact_hash INTEGER NOT NULL, signature BLOB);
-            """)
         let wanted = Self.settings(configuration)
-        var stored: [String: String] = [:]
-        let select = try database.prepare("SELECT key, value FROM dedup_settings")
-        while try select.step() { stored[select.text(0)] = select.text(1) }
-        if stored.isEmpty {
-            try database.transaction { () throws(ShardError) in
-                let insert = try database.prepare("INSERT INTO dedup_settings (key, value) VALUES (?, ?)")
-                for (key, value) in wanted.sorted(by: { $0.key < $1.key }) {
-                    insert.reset()
-                    insert.bind(1, key)
-                    insert.bind(2, value)
-                    _ = try insert.step()
+        try ShardError.wrap("opening the dedup index") {
+            try writer.write { db in
+                try Self.createTables(db)
+                let stored = try Dictionary(
+                    uniqueKeysWithValues: Row.fetchAll(db, sql: "SELECT key, value FROM dedup_settings").map {
+                        ($0["key"] as String, $0["value"] as String)
+                    })
+                if stored.isEmpty {
+                    for (key, value) in wanted {
+                        try db.execute(sql: "INSERT INTO dedup_settings (key, value) VALUES (?, ?)", arguments: [key, value])
+                    }
+                } else if stored != wanted {
+                    let describe = { (settings: [String: String]) in
+                        settings.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
+                    }
+                    throw ShardError.settingsMismatch(
+                        "the dedup index was built with \(describe(stored)), not \(describe(wanted)); "
+                            + "use the same settings or start a new index")
                 }
             }
-        } else if stored != wanted {
-            let describe = { (settings: [String: String]) in
-                settings.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
-            }
-            throw ShardError.settingsMismatch(
-                "the dedup index in \(database.path) was built with \(describe(stored)), not \(describe(wanted)); "
-                    + "use the same settings or start a new index")
         }
+    }
+
+    static func createTables(_ db: Database) throws {
+        try db.execute(
+            sql: """
+                CREATE TABLE IF NOT EXISTS dedup_settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+                CREATE TABLE IF NOT EXISTS dedup_documents (
+                    seq INTEGER PRIMARY KEY, id TEXT NOT NULL, raw_hash INTEGER NOT NULL,
+                    exact_hash INTEGER NOT NULL, signature BLOB);
+                """)
     }
 
     private static func settings(_ c: MinHashConfiguration) -> [String: String] {
@@ -56,47 +60,53 @@ public final class DedupStore: @unchecked Sendable {
 
     /// Documents stored.
     public func count() throws(ShardError) -> Int {
-        let statement = try database.prepare("SELECT count(*) FROM dedup_documents")
-        _ = try statement.step()
-        return Int(statement.int64(0))
+        try ShardError.wrap("counting dedup documents") {
+            try writer.read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM dedup_documents") ?? 0 }
+        }
     }
 
     /// Reads every stored document into a new index.
     public func load() throws(ShardError) -> DedupIndex {
-        var index = DedupIndex(configuration)
-        var entries: [DedupIndex.Entry] = []
-        let statement = try database.prepare(
-            "SELECT id, raw_hash, exact_hash, signature FROM dedup_documents ORDER BY seq")
-        while try statement.step() {
-            let blob = statement.blob(3)
-            let values = blob.count / 2
-            var signature = [UInt16](repeating: 0, count: values)
-            signature.withUnsafeMutableBytes { $0.copyMemory(from: UnsafeRawBufferPointer(rebasing: blob[0..<(values * 2)])) }
-            entries.append(
-                DedupIndex.Entry(
-                    id: statement.text(0), rawHash: UInt64(bitPattern: statement.int64(1)),
-                    exactHash: UInt64(bitPattern: statement.int64(2)), signature: signature.map { UInt16(littleEndian: $0) }))
-            if entries.count == 65_536 {
+        try ShardError.wrap("loading the dedup index") {
+            try writer.read { db in
+                var index = DedupIndex(configuration)
+                var entries: [DedupIndex.Entry] = []
+                let rows = try Row.fetchCursor(
+                    db, sql: "SELECT id, raw_hash, exact_hash, signature FROM dedup_documents ORDER BY seq")
+                while let row = try rows.next() {
+                    let data: Data = row["signature"] ?? Data()
+                    let blob = [UInt8](data)
+                    var signature = [UInt16](repeating: 0, count: blob.count / 2)
+                    for i in 0..<signature.count { signature[i] = UInt16(blob[2 * i]) | UInt16(blob[2 * i + 1]) << 8 }
+                    entries.append(
+                        DedupIndex.Entry(
+                            id: row["id"], rawHash: UInt64(bitPattern: row["raw_hash"]),
+                            exactHash: UInt64(bitPattern: row["exact_hash"]), signature: signature))
+                    if entries.count == 65_536 {
+                        index.restore(entries)
+                        entries.removeAll(keepingCapacity: true)
+                    }
+                }
                 index.restore(entries)
-                entries.removeAll(keepingCapacity: true)
+                return index
             }
         }
-        index.restore(entries)
-        return index
     }
 
-    /// Appends entries; call inside the transaction that seals the shard holding their documents.
-    public func write(_ entries: [DedupIndex.Entry]) throws(ShardError) {
-        let insert = try database.prepare(
-            "INSERT INTO dedup_documents (id, raw_hash, exact_hash, signature) VALUES (?, ?, ?, ?)")
+    /// Appends entries inside an open write transaction (the one that seals the shard holding their documents).
+    public static func write(_ entries: [DedupIndex.Entry], in db: Database) throws {
+        let statement = try db.cachedStatement(
+            sql: "INSERT INTO dedup_documents (id, raw_hash, exact_hash, signature) VALUES (?, ?, ?, ?)")
         for entry in entries {
-            insert.reset()
-            insert.bind(1, entry.id)
-            insert.bind(2, Int64(bitPattern: entry.rawHash))
-            insert.bind(3, Int64(bitPattern: entry.exactHash))
-            let little = entry.signature.map { $0.littleEndian }
-            little.withUnsafeBytes { insert.bind(4, blob: $0) }
-            _ = try insert.step()
+            var blob = [UInt8]()
+            blob.reserveCapacity(entry.signature.count * 2)
+            for value in entry.signature {
+                blob.append(UInt8(truncatingIfNeeded: value))
+                blob.append(UInt8(truncatingIfNeeded: value >> 8))
+            }
+            try statement.execute(arguments: [
+                entry.id, Int64(bitPattern: entry.rawHash), Int64(bitPattern: entry.exactHash), Data(blob),
+            ])
         }
     }
 
@@ -105,7 +115,9 @@ public final class DedupStore: @unchecked Sendable {
     public func commit(_ index: inout DedupIndex) throws(ShardError) {
         let entries = index.pendingEntries
         guard !entries.isEmpty else { return }
-        try database.transaction { () throws(ShardError) in try write(entries) }
+        try ShardError.wrap("writing dedup documents") {
+            try writer.write { db in try Self.write(entries, in: db) }
+        }
         index.commitPending()
     }
 }

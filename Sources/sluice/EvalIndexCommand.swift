@@ -23,7 +23,8 @@ extension EvalCommand {
             let path = database ?? FileManager.default.temporaryDirectory.appendingPathComponent("sluice-index-\(UUID().uuidString).sqlite").path
             defer { if database == nil { for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: path + suffix) } } }
             let settings = MinHashConfiguration()
-            let store = try DedupStore(database: try SQLiteDatabase(path: path), configuration: settings)
+            let shardIndex = try ShardIndex(path: path)
+            let store = try DedupStore(writer: shardIndex.writer, configuration: settings)
             var index = try store.load()
             var hasher = MinHasher(settings)
             var state: UInt64 = 1
@@ -43,7 +44,9 @@ extension EvalCommand {
             try store.commit(&index)
             let seconds = CorpusFile.seconds(clock.now - started)
             let memory = index.memoryBytes
-            let disk = store.database.fileBytes
+            let disk = ["", "-wal"].reduce(0) { total, suffix in
+                total + ((try? FileManager.default.attributesOfItem(atPath: path + suffix)[.size] as? Int) ?? 0)
+            }
             let loadStarted = clock.now
             let loaded = try store.load()
             let loadSeconds = CorpusFile.seconds(clock.now - loadStarted)

@@ -27,7 +27,7 @@ struct DedupStoreTests {
         try withTemporaryDatabase { path in
             let configuration = MinHashConfiguration()
             do {
-                let store = try DedupStore(database: try SQLiteDatabase(path: path), configuration: configuration)
+                let store = try DedupStore(writer: try ShardIndex(path: path).writer, configuration: configuration)
                 var stage = try Deduplicator(configuration, index: try store.load())
                 for (number, text) in texts.enumerated() {
                     var doc = document("doc-\(number)", text)
@@ -36,7 +36,7 @@ struct DedupStoreTests {
                 try store.commit(&stage.index)
                 #expect(try store.count() == 50)
             }
-            let store = try DedupStore(database: try SQLiteDatabase(path: path), configuration: configuration)
+            let store = try DedupStore(writer: try ShardIndex(path: path).writer, configuration: configuration)
             var stage = try Deduplicator(configuration, index: try store.load())
             #expect(stage.index.count == 50)
             #expect(stage.index.pendingCount == 0)
@@ -48,7 +48,6 @@ struct DedupStoreTests {
             #expect(near.duplicateOf == "doc-23")
             var replay = document("doc-5", texts[5])
             #expect(stage.process(&replay) == .keep)
-            #expect(store.database.fileBytes > 0)
         }
     }
 
@@ -56,7 +55,7 @@ struct DedupStoreTests {
         try withTemporaryDatabase { path in
             let configuration = MinHashConfiguration()
             do {
-                let store = try DedupStore(database: try SQLiteDatabase(path: path), configuration: configuration)
+                let store = try DedupStore(writer: try ShardIndex(path: path).writer, configuration: configuration)
                 var stage = try Deduplicator(configuration, index: try store.load())
                 var first = document("first", texts[0])
                 _ = stage.process(&first)
@@ -68,7 +67,7 @@ struct DedupStoreTests {
                 }
                 #expect(stage.index.pendingCount == 9)
             }
-            let store = try DedupStore(database: try SQLiteDatabase(path: path), configuration: configuration)
+            let store = try DedupStore(writer: try ShardIndex(path: path).writer, configuration: configuration)
             #expect(try store.count() == 1)
             var stage = try Deduplicator(configuration, index: try store.load())
             // The replayed records are new again, not duplicates of their lost selves.
@@ -81,12 +80,12 @@ struct DedupStoreTests {
 
     @Test func otherSettingsAreRefusedByName() throws {
         try withTemporaryDatabase { path in
-            _ = try DedupStore(database: try SQLiteDatabase(path: path), configuration: MinHashConfiguration())
+            _ = try DedupStore(writer: try ShardIndex(path: path).writer, configuration: MinHashConfiguration())
             var other = MinHashConfiguration()
             other.hashCount = 128
             other.bands = 32
             #expect {
-                _ = try DedupStore(database: try SQLiteDatabase(path: path), configuration: other)
+                _ = try DedupStore(writer: try ShardIndex(path: path).writer, configuration: other)
             } throws: { error in
                 guard let error = error as? ShardError else { return false }
                 return error.code == .settingsMismatch && error.reason.contains("hashes=112")

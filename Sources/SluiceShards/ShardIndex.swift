@@ -1,0 +1,192 @@
+public import GRDB
+public import Foundation
+
+/// The dataset index: SQLite (WAL, one writer, many readers) through GRDB, created and upgraded by migrations.
+///
+/// Tables: `datasets`; `shards` (name, path, format, samples, raw and stored bytes, SHA-256, created/sealed
+/// times, document time range, status); `shard_offsets` (per topic-partition offset ranges of a shard);
+/// `samples` (key, shard, frame and member offsets and lengths, id, source, lang, score); and the dedup tables of
+/// ``DedupStore``. A shard and its samples are recorded in one transaction, after the file is sealed.
+public final class ShardIndex: Sendable {
+    /// The connection pool; ``DedupStore`` and readers share it.
+    public let writer: DatabasePool
+    public let path: String
+
+    /// Opens (creating and migrating) the index at `path`.
+    public init(path: String) throws(ShardError) {
+        self.path = path
+        var configuration = Configuration()
+        configuration.busyMode = .timeout(10)
+        configuration.prepareDatabase { db in
+            try db.execute(sql: "PRAGMA synchronous = FULL")
+        }
+        writer = try ShardError.wrap("opening \(path)") { try DatabasePool(path: path, configuration: configuration) }
+        try ShardError.wrap("migrating \(path)") { try Self.migrator.migrate(writer) }
+    }
+
+    static var migrator: DatabaseMigrator {
+        var migrator = DatabaseMigrator()
+        migrator.registerMigration("v1") { db in
+            try db.execute(
+                sql: """
+                    CREATE TABLE datasets (
+                        name TEXT PRIMARY KEY, created_at TEXT NOT NULL, input TEXT, config TEXT);
+                    CREATE TABLE shards (
+                        name TEXT PRIMARY KEY, dataset TEXT NOT NULL REFERENCES datasets(name), path TEXT NOT NULL,
+                        format TEXT NOT NULL, samples INTEGER NOT NULL, raw_bytes INTEGER NOT NULL,
+                        stored_bytes INTEGER NOT NULL, sha256 TEXT NOT NULL, created_at TEXT NOT NULL,
+                        sealed_at TEXT NOT NULL, ts_min TEXT, ts_max TEXT, status TEXT NOT NULL DEFAULT 'sealed');
+                    CREATE TABLE shard_offsets (
+                        shard TEXT NOT NULL REFERENCES shards(name), topic TEXT NOT NULL, partition INTEGER NOT NULL,
+                        first_offset INTEGER NOT NULL, last_offset INTEGER NOT NULL,
+                        PRIMARY KEY (shard, topic, partition));
+                    CREATE TABLE samples (
+                        key TEXT PRIMARY KEY, shard TEXT NOT NULL REFERENCES shards(name),
+                        frame_offset INTEGER NOT NULL, frame_length INTEGER NOT NULL,
+                        text_offset INTEGER NOT NULL, text_length INTEGER NOT NULL,
+                        json_offset INTEGER NOT NULL, json_length INTEGER NOT NULL,
+                        id TEXT, source TEXT, lang TEXT, score REAL);
+                    CREATE INDEX samples_by_shard ON samples(shard);
+                    CREATE INDEX samples_by_id ON samples(id);
+                    """)
+            try DedupStore.createTables(db)
+        }
+        return migrator
+    }
+
+    /// Records a dataset (once) with what made it.
+    public func registerDataset(name: String, input: String?, config: String?, now: Date) throws(ShardError) {
+        try ShardError.wrap("registering dataset \(name)") {
+            try writer.write { db in
+                try db.execute(
+                    sql: "INSERT OR IGNORE INTO datasets (name, created_at, input, config) VALUES (?, ?, ?, ?)",
+                    arguments: [name, ShardTime.format(now), input, config])
+            }
+        }
+    }
+
+    /// Records a sealed shard, its samples and offset ranges, and runs `extra` (the dedup entries of its
+    /// documents) in the same transaction.
+    public func record(
+        _ shard: SealedShard, dataset: String, offsets: [ShardOffsetRange] = [],
+        extra: (Database) throws -> Void = { _ in }
+    ) throws(ShardError) {
+        try ShardError.wrap("recording shard \(shard.name)") {
+            try writer.write { db in
+                try db.execute(
+                    sql: """
+                        INSERT INTO shards (name, dataset, path, format, samples, raw_bytes, stored_bytes, sha256,
+                            created_at, sealed_at, ts_min, ts_max)
+                        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                        """,
+                    arguments: [
+                        shard.name, dataset, shard.fileName, shard.format.rawValue, shard.samples.count,
+                        shard.rawBytes, shard.storedBytes, shard.sha256, ShardTime.format(shard.createdAt),
+                        ShardTime.format(shard.sealedAt), shard.timestampRange?.lowerBound,
+                        shard.timestampRange?.upperBound,
+                    ])
+                for range in offsets {
+                    try db.execute(
+                        sql: "INSERT INTO shard_offsets (shard, topic, partition, first_offset, last_offset) VALUES (?, ?, ?, ?, ?)",
+                        arguments: [shard.name, range.topic, range.partition, range.first, range.last])
+                }
+                let insert = try db.cachedStatement(
+                    sql: """
+                        INSERT INTO samples (key, shard, frame_offset, frame_length, text_offset, text_length,
+                            json_offset, json_length, id, source, lang, score)
+                        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                        """)
+                for sample in shard.samples {
+                    try insert.execute(arguments: [
+                        sample.key, shard.name, sample.frameOffset, sample.frameLength, sample.textOffset,
+                        sample.textLength, sample.jsonOffset, sample.jsonLength, sample.id, sample.source,
+                        sample.language, sample.score,
+                    ])
+                }
+                try extra(db)
+            }
+        }
+    }
+
+    /// Every shard, in name order.
+    public func shards() throws(ShardError) -> [ShardRecord] {
+        try ShardError.wrap("listing shards") {
+            try writer.read { db in
+                try Row.fetchAll(db, sql: "SELECT * FROM shards ORDER BY name").map(ShardRecord.init(row:))
+            }
+        }
+    }
+
+    /// Where a sample is, by key.
+    public func location(ofKey key: String) throws(ShardError) -> (shard: ShardRecord, sample: SampleLocation)? {
+        try ShardError.wrap("looking up \(key)") {
+            try writer.read { db in
+                guard let row = try Row.fetchOne(db, sql: "SELECT * FROM samples WHERE key = ?", arguments: [key]),
+                    let shardRow = try Row.fetchOne(
+                        db, sql: "SELECT * FROM shards WHERE name = ?", arguments: [row["shard"] as String])
+                else { return nil }
+                return (ShardRecord(row: shardRow), SampleLocation(row: row))
+            }
+        }
+    }
+
+    /// The samples of one shard, in file order.
+    public func samples(inShard name: String) throws(ShardError) -> [SampleLocation] {
+        try ShardError.wrap("listing samples of \(name)") {
+            try writer.read { db in
+                try Row.fetchAll(
+                    db, sql: "SELECT * FROM samples WHERE shard = ? ORDER BY frame_offset, text_offset",
+                    arguments: [name]
+                ).map(SampleLocation.init(row:))
+            }
+        }
+    }
+}
+
+/// A shard row of the index.
+public struct ShardRecord: Sendable, Equatable {
+    public var name: String
+    public var dataset: String
+    public var fileName: String
+    public var format: ShardFormat
+    public var samples: Int
+    public var rawBytes: Int
+    public var storedBytes: Int
+    public var sha256: String
+    public var createdAt: String
+    public var sealedAt: String
+
+    init(row: Row) {
+        name = row["name"]
+        dataset = row["dataset"]
+        fileName = row["path"]
+        format = ShardFormat(rawValue: row["format"]) ?? .tar
+        samples = row["samples"]
+        rawBytes = row["raw_bytes"]
+        storedBytes = row["stored_bytes"]
+        sha256 = row["sha256"]
+        createdAt = row["created_at"]
+        sealedAt = row["sealed_at"]
+    }
+}
+
+/// The Kafka offsets a shard covers in one topic-partition.
+public struct ShardOffsetRange: Sendable, Equatable {
+    public var topic: String
+    public var partition: Int
+    public var first: Int64
+    public var last: Int64
+
+    public init(topic: String, partition: Int, first: Int64, last: Int64) {
+        self.topic = topic
+        self.partition = partition
+        self.first = first
+        self.last = last
+    }
+}
+
+enum ShardTime {
+    static func format(_ date: Date) -> String {
+        date.formatted(.iso8601.year().month().day().time(includingFractionalSeconds: true).timeZone(separator: .omitted))
+    }
+}

@@ -1,0 +1,281 @@
+internal import CZstd
+public import Foundation
+internal import GRDB
+
+/// How shards are stored.
+public enum ShardFormat: String, Sendable, CaseIterable {
+    /// Uncompressed POSIX tar.
+    case tar
+    /// A sequence of independent zstd frames, one per sample group (``ShardWriterConfiguration/samplesPerFrame``)
+    /// and one for the end blocks: a valid zstd stream of a valid tar, and random access by frame offset.
+    case tarZstd = "tar.zst"
+
+    public var fileExtension: String { rawValue }
+}
+
+/// Shard writer settings.
+public struct ShardWriterConfiguration: Sendable, Equatable {
+    public var format: ShardFormat = .tarZstd
+    /// zstd level, 1…19. Default 3.
+    public var compressionLevel: Int32 = 3
+    /// Samples per zstd frame. Default 1 (random access costs one sample's decompression).
+    public var samplesPerFrame = 1
+    /// Seal when the uncompressed payload reaches this many bytes. Default 256 MiB.
+    public var maximumPayloadBytes = 256 << 20
+    /// Seal after this many samples; nil for no limit.
+    public var maximumSamples: Int?
+    /// Seal a shard this old (seconds since its first sample, by the driver's clock); nil for no limit.
+    public var maximumAge: Double?
+
+    public init() {}
+}
+
+/// One sample to write: `<key>.txt` and `<key>.json`, and what the index keeps about it.
+public struct ShardSample: Sendable {
+    public var key: String
+    public var text: [UInt8]
+    public var json: [UInt8]
+    public var id: String?
+    public var source: String?
+    public var language: String?
+    public var score: Double?
+    public var timestamp: String?
+
+    public init(
+        key: String, text: [UInt8], json: [UInt8], id: String? = nil, source: String? = nil, language: String? = nil,
+        score: Double? = nil, timestamp: String? = nil
+    ) {
+        self.key = key
+        self.text = text
+        self.json = json
+        self.id = id
+        self.source = source
+        self.language = language
+        self.score = score
+        self.timestamp = timestamp
+    }
+}
+
+/// Where a sample lives in its shard. For `.tar` the frame is the whole file (offset 0) and member offsets are
+/// file offsets; for `.tar.zst` member offsets are within the decompressed frame.
+public struct SampleLocation: Sendable, Equatable {
+    public var key: String
+    public var frameOffset: Int
+    public var frameLength: Int
+    public var textOffset: Int
+    public var textLength: Int
+    public var jsonOffset: Int
+    public var jsonLength: Int
+    public var id: String?
+    public var source: String?
+    public var language: String?
+    public var score: Double?
+
+    init(row: Row) {
+        key = row["key"]
+        frameOffset = row["frame_offset"]
+        frameLength = row["frame_length"]
+        textOffset = row["text_offset"]
+        textLength = row["text_length"]
+        jsonOffset = row["json_offset"]
+        jsonLength = row["json_length"]
+        id = row["id"]
+        source = row["source"]
+        language = row["lang"]
+        score = row["score"]
+    }
+
+    init(key: String, frameOffset: Int, frameLength: Int, textOffset: Int, textLength: Int, jsonOffset: Int,
+        jsonLength: Int, sample: ShardSample)
+    {
+        self.key = key
+        self.frameOffset = frameOffset
+        self.frameLength = frameLength
+        self.textOffset = textOffset
+        self.textLength = textLength
+        self.jsonOffset = jsonOffset
+        self.jsonLength = jsonLength
+        id = sample.id
+        source = sample.source
+        language = sample.language
+        score = sample.score
+    }
+}
+
+/// A shard on disk under its final name, with everything the index records.
+public struct SealedShard: Sendable {
+    public var name: String
+    public var fileName: String
+    public var format: ShardFormat
+    public var samples: [SampleLocation]
+    public var rawBytes: Int
+    public var storedBytes: Int
+    public var sha256: String
+    public var createdAt: Date
+    public var sealedAt: Date
+    public var timestampRange: ClosedRange<String>?
+}
+
+/// Writes samples into shards in one directory, sealing by size, count or age.
+///
+/// Sealing is atomic: the shard is written under `.<name>.tmp`, fsynced, renamed to `<name>.tar[.zst]`, and the
+/// directory is fsynced; only then does the caller record it in the index. A crash before that leaves a
+/// temporary file that readers ignore and ``removeTemporaryFiles(in:)`` deletes. Names come from where a shard
+/// starts (the caller's `position`, e.g. `raw.web+3+0000001200` or `corpus+0000000001`), so a shard re-made
+/// after a crash has the same name and content (sample mtimes come from the caller, not the clock).
+public final class ShardWriter {
+    // One owner (the driver's writing task); not shared.
+    public let directory: URL
+    public let configuration: ShardWriterConfiguration
+    private var current: OpenShard?
+    private let compressor: OpaquePointer
+
+    private struct OpenShard {
+        var name: String
+        var handle: FileHandle
+        var temporary: URL
+        var digest = SHA256Digest()
+        var written = 0
+        var rawBytes = 0
+        var samples: [SampleLocation] = []
+        var pending: [(ShardSample, Int64)] = []
+        var createdAt: Date
+        var openedAtSeconds: Double
+        var timestamps: ClosedRange<String>?
+    }
+
+    public init(directory: URL, configuration: ShardWriterConfiguration = ShardWriterConfiguration()) {
+        self.directory = directory
+        self.configuration = configuration
+        compressor = ZSTD_createCCtx()
+    }
+
+    deinit {
+        if let current { try? FileManager.default.removeItem(at: current.temporary) }
+        ZSTD_freeCCtx(compressor)
+    }
+
+    /// Deletes the temporary files a crashed writer left in `directory`.
+    public static func removeTemporaryFiles(in directory: URL) {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: directory.path)) ?? []
+        for name in names where name.hasPrefix(".") && name.hasSuffix(".tmp") {
+            try? FileManager.default.removeItem(at: directory.appendingPathComponent(name))
+        }
+    }
+
+    /// Whether a shard is open.
+    public var isOpen: Bool { current != nil }
+
+    /// Adds a sample. `position` names a shard this sample opens; `now` is the driver's clock (seconds) for the
+    /// age limit, `mtime` the members' modification time (Unix seconds, deterministic). Returns the shard sealed
+    /// by a limit this sample reached, if any.
+    public func add(_ sample: ShardSample, position: String, mtime: Int64, now: Double) throws(ShardError) -> SealedShard? {
+        precondition(!sample.key.contains(".") && !sample.key.contains("/"), "sample keys contain no dots or slashes")
+        if current == nil { try open(name: position, now: now) }
+        current!.pending.append((sample, mtime))
+        current!.rawBytes += sample.text.count + sample.json.count
+        if let ts = sample.timestamp {
+            current!.timestamps = current!.timestamps.map { min($0.lowerBound, ts)...max($0.upperBound, ts) } ?? ts...ts
+        }
+        if current!.pending.count >= max(1, configuration.samplesPerFrame) { try flushFrame() }
+        let shard = current!
+        let full = shard.rawBytes >= configuration.maximumPayloadBytes
+            || (configuration.maximumSamples.map { shard.samples.count + shard.pending.count >= $0 } ?? false)
+            || (configuration.maximumAge.map { now - shard.openedAtSeconds >= $0 } ?? false)
+        return full ? try seal(now: now) : nil
+    }
+
+    /// Seals the open shard (if any) and returns it.
+    public func seal(now: Double) throws(ShardError) -> SealedShard? {
+        guard current != nil else { return nil }
+        try flushFrame()
+        var end: [UInt8] = []
+        Tar.appendEnd(to: &end)
+        try write(end, compressed: configuration.format == .tarZstd)
+        let shard = current!
+        current = nil
+        let fileName = "\(shard.name).\(configuration.format.fileExtension)"
+        let destination = directory.appendingPathComponent(fileName)
+        do {
+            try shard.handle.synchronize()
+            try shard.handle.close()
+            if FileManager.default.fileExists(atPath: destination.path) {
+                try FileManager.default.removeItem(at: destination)
+            }
+            try FileManager.default.moveItem(at: shard.temporary, to: destination)
+            let directoryHandle = try FileHandle(forReadingFrom: directory)
+            try directoryHandle.synchronize()
+            try directoryHandle.close()
+        } catch {
+            throw ShardError.make(.io, "sealing \(fileName): \(error.localizedDescription)")
+        }
+        return SealedShard(
+            name: shard.name, fileName: fileName, format: configuration.format, samples: shard.samples,
+            rawBytes: shard.rawBytes, storedBytes: shard.written, sha256: shard.digest.finish(),
+            createdAt: shard.createdAt, sealedAt: Date(), timestampRange: shard.timestamps)
+    }
+
+    private func open(name: String, now: Double) throws(ShardError) {
+        let temporary = directory.appendingPathComponent(".\(name).tmp")
+        guard FileManager.default.createFile(atPath: temporary.path, contents: nil),
+            let handle = try? FileHandle(forWritingTo: temporary)
+        else { throw ShardError.make(.io, "cannot create \(temporary.path)") }
+        current = OpenShard(name: name, handle: handle, temporary: temporary, createdAt: Date(), openedAtSeconds: now)
+    }
+
+    /// Writes the pending samples as one tar chunk (one zstd frame when compressing) and records their places.
+    private func flushFrame() throws(ShardError) {
+        guard let shard = current, !shard.pending.isEmpty else { return }
+        var chunk: [UInt8] = []
+        var places: [(ShardSample, Int, Int, Int, Int)] = []
+        let compressed = configuration.format == .tarZstd
+        let base = compressed ? 0 : shard.written
+        for (sample, mtime) in shard.pending {
+            let textStart = chunk.count + Self.headerBytes(for: "\(sample.key).txt")
+            sample.text.withUnsafeBytes { Tar.appendMember(name: "\(sample.key).txt", data: $0, mtime: mtime, to: &chunk) }
+            let jsonStart = chunk.count + Self.headerBytes(for: "\(sample.key).json")
+            sample.json.withUnsafeBytes { Tar.appendMember(name: "\(sample.key).json", data: $0, mtime: mtime, to: &chunk) }
+            places.append((sample, base + textStart, sample.text.count, base + jsonStart, sample.json.count))
+        }
+        let frameOffset = shard.written
+        try write(chunk, compressed: compressed)
+        let frameLength = current!.written - frameOffset
+        for (sample, textOffset, textLength, jsonOffset, jsonLength) in places {
+            current!.samples.append(
+                SampleLocation(
+                    key: sample.key, frameOffset: compressed ? frameOffset : 0, frameLength: compressed ? frameLength : 0,
+                    textOffset: textOffset, textLength: textLength, jsonOffset: jsonOffset, jsonLength: jsonLength,
+                    sample: sample))
+        }
+        current!.pending.removeAll(keepingCapacity: true)
+    }
+
+    private static func headerBytes(for name: String) -> Int {
+        let bytes = name.utf8
+        return bytes.count > 100 || bytes.contains(where: { $0 >= 0x80 }) ? 3 * Tar.block : Tar.block
+    }
+
+    private func write(_ bytes: [UInt8], compressed: Bool) throws(ShardError) {
+        var output = bytes
+        if compressed {
+            var frame = [UInt8](repeating: 0, count: ZSTD_compressBound(bytes.count))
+            let size = frame.withUnsafeMutableBytes { destination in
+                bytes.withUnsafeBytes { source in
+                    ZSTD_compressCCtx(
+                        compressor, destination.baseAddress, destination.count, source.baseAddress, source.count,
+                        configuration.compressionLevel)
+                }
+            }
+            if ZSTD_isError(size) != 0 { throw ShardError.compression(String(cString: ZSTD_getErrorName(size))) }
+            frame.removeSubrange(size...)
+            output = frame
+        }
+        output.withUnsafeBytes { current!.digest.update($0) }
+        do {
+            try current!.handle.write(contentsOf: output)
+        } catch {
+            throw ShardError.make(.io, "writing \(current!.temporary.lastPathComponent): \(error.localizedDescription)")
+        }
+        current!.written += output.count
+    }
+}

@@ -1,0 +1,145 @@
+internal import Foundation
+
+/// POSIX tar (ustar, with PAX records for long names) encoding and decoding of regular-file members.
+///
+/// Headers are deterministic: mode 0644, uid/gid 0, user and group `sluice`, mtime given by the caller. Member
+/// data is padded to 512 bytes; an archive ends with two zero blocks.
+enum Tar {
+    static let block = 512
+
+    /// Appends one member (header, PAX header when the name needs one, data, padding).
+    static func appendMember(name: String, data: UnsafeRawBufferPointer, mtime: Int64, to output: inout [UInt8]) {
+        let nameBytes = Array(name.utf8)
+        if nameBytes.count > 100 || nameBytes.contains(where: { $0 >= 0x80 }) {
+            var record = Array(" path=".utf8) + nameBytes + [0x0A]
+            // The length prefix counts itself: find the fixed point.
+            var length = record.count + 1
+            while String(length).utf8.count + record.count != length { length = String(length).utf8.count + record.count }
+            record = Array(String(length).utf8) + record
+            appendHeader(name: Array("PaxHeaders/\(nameBytes.count)".utf8), size: record.count, mtime: mtime, type: UInt8(ascii: "x"), to: &output)
+            output.append(contentsOf: record)
+            pad(&output)
+        }
+        appendHeader(name: Array(nameBytes.prefix(100)), size: data.count, mtime: mtime, type: UInt8(ascii: "0"), to: &output)
+        output.append(contentsOf: data)
+        pad(&output)
+    }
+
+    static func appendEnd(to output: inout [UInt8]) {
+        output.append(contentsOf: repeatElement(0, count: 2 * block))
+    }
+
+    private static func pad(_ output: inout [UInt8]) {
+        let remainder = output.count % block
+        if remainder != 0 { output.append(contentsOf: repeatElement(0, count: block - remainder)) }
+    }
+
+    private static func appendHeader(name: [UInt8], size: Int, mtime: Int64, type: UInt8, to output: inout [UInt8]) {
+        var header = [UInt8](repeating: 0, count: block)
+        func put(_ bytes: [UInt8], at offset: Int) {
+            for (i, b) in bytes.enumerated() { header[offset + i] = b }
+        }
+        func octal(_ value: Int64, width: Int) -> [UInt8] {
+            let digits = String(value, radix: 8)
+            return Array((String(repeating: "0", count: max(0, width - 1 - digits.count)) + digits).utf8) + [0]
+        }
+        put(name, at: 0)
+        put(octal(0o644, width: 8), at: 100)
+        put(octal(0, width: 8), at: 108)
+        put(octal(0, width: 8), at: 116)
+        put(octal(Int64(size), width: 12), at: 124)
+        put(octal(mtime, width: 12), at: 136)
+        put(Array(repeating: 0x20, count: 8), at: 148)
+        header[156] = type
+        put(Array("ustar".utf8) + [0], at: 257)
+        put(Array("00".utf8), at: 263)
+        put(Array("sluice".utf8), at: 265)
+        put(Array("sluice".utf8), at: 297)
+        let checksum = header.reduce(0) { $0 + Int($1) }
+        put(octal(Int64(checksum), width: 7) + [0x20], at: 148)
+        output.append(contentsOf: header)
+    }
+
+    /// One member read back.
+    struct Member {
+        var name: String
+        var dataOffset: Int
+        var size: Int
+    }
+
+    /// Parses the members of `bytes` (a whole archive or a frame of one), starting at `start`. Stops at the end
+    /// blocks or the end of the bytes.
+    /// - Throws: ``ShardError`` `.truncated`, `.corrupt` or `.unsafeMemberName`.
+    static func members(_ bytes: UnsafeRawBufferPointer, base: Int = 0) throws(ShardError) -> [Member] {
+        var members: [Member] = []
+        var offset = 0
+        var paxName: String?
+        while offset + block <= bytes.count {
+            let header = UnsafeRawBufferPointer(rebasing: bytes[offset..<(offset + block)])
+            if header.allSatisfy({ $0 == 0 }) { return members }
+            let stored = parseOctal(header, 148, 8)
+            var sum = 0
+            for i in 0..<block { sum += (148..<156).contains(i) ? 0x20 : Int(header[i]) }
+            guard stored == sum else {
+                throw ShardError.make(.corrupt, "tar header at byte \(base + offset) has a bad checksum")
+            }
+            let size = parseOctal(header, 124, 12)
+            guard size >= 0 else { throw ShardError.make(.corrupt, "tar header at byte \(base + offset) has a bad size") }
+            let dataOffset = offset + block
+            guard dataOffset + size <= bytes.count else {
+                throw ShardError.make(.truncated, "member at byte \(base + offset) needs \(size) bytes; the file ends first")
+            }
+            let type = header[156]
+            if type == UInt8(ascii: "x") {
+                paxName = parsePaxPath(UnsafeRawBufferPointer(rebasing: bytes[dataOffset..<(dataOffset + size)]))
+            } else {
+                let name = paxName ?? cString(header, 0, 100)
+                paxName = nil
+                guard isSafe(name) else {
+                    throw ShardError.make(.unsafeMemberName, "member name \"\(name.prefix(80))\" is absolute or climbs out of the archive")
+                }
+                if type == UInt8(ascii: "0") || type == 0 {
+                    members.append(Member(name: name, dataOffset: base + dataOffset, size: size))
+                }
+            }
+            offset = dataOffset + (size + block - 1) / block * block
+        }
+        if offset < bytes.count {
+            throw ShardError.make(.truncated, "the archive ends inside a header at byte \(base + offset)")
+        }
+        return members
+    }
+
+    static func isSafe(_ name: String) -> Bool {
+        !name.isEmpty && !name.hasPrefix("/") && !name.split(separator: "/").contains("..")
+    }
+
+    private static func parseOctal(_ header: UnsafeRawBufferPointer, _ offset: Int, _ width: Int) -> Int {
+        var value = 0
+        var seen = false
+        for i in offset..<(offset + width) {
+            let b = header[i]
+            if b == 0 || b == 0x20 {
+                if seen { break } else { continue }
+            }
+            guard b >= 0x30 && b <= 0x37 else { return -1 }
+            value = value * 8 + Int(b - 0x30)
+            seen = true
+        }
+        return value
+    }
+
+    private static func cString(_ header: UnsafeRawBufferPointer, _ offset: Int, _ width: Int) -> String {
+        var end = offset
+        while end < offset + width && header[end] != 0 { end += 1 }
+        return String(decoding: header[offset..<end], as: UTF8.self)
+    }
+
+    private static func parsePaxPath(_ data: UnsafeRawBufferPointer) -> String? {
+        let text = String(decoding: data, as: UTF8.self)
+        for record in text.split(separator: "\n") {
+            if let range = record.range(of: " path=") { return String(record[range.upperBound...]) }
+        }
+        return nil
+    }
+}
