@@ -56,7 +56,7 @@ let package = Package(
         .target(
             name: "SluicePipeline",
             dependencies: [
-                "SluiceText", "SluiceShards", "SluiceKafka",
+                "SluiceText", "SluiceShards", "SluiceKafka", "CZstd",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Yams", package: "Yams"),
             ],

@@ -55,7 +55,7 @@ public struct ShardError: Error, Sendable, CustomStringConvertible {
         ShardError(code: .settingsMismatch, reason: detail, file: file, line: line)
     }
 
-    static func make(_ code: Code, _ reason: String, native: Int32? = nil, file: String = #fileID, line: Int = #line)
+    public static func make(_ code: Code, _ reason: String, native: Int32? = nil, file: String = #fileID, line: Int = #line)
         -> ShardError
     {
         ShardError(code: code, reason: reason, nativeCode: native, file: file, line: line)

@@ -102,6 +102,45 @@ public struct SampleLocation: Sendable, Equatable {
     }
 }
 
+/// A sample already turned into its tar members (and, for `.tar.zst` with one sample per frame, its zstd
+/// frame), so that the expensive part of writing runs on the worker that produced the sample.
+public struct PreparedSample: @unchecked Sendable {
+    // @unchecked: plain value arrays, built on one thread and handed over once.
+    public var sample: ShardSample
+    var chunk: [UInt8]
+    var frame: [UInt8]?
+    var textStart: Int
+    var jsonStart: Int
+}
+
+/// Builds ``PreparedSample``s; one per worker thread (it owns a zstd context).
+public final class SampleEncoder {
+    // One owner thread.
+    private let context: OpaquePointer
+    public let configuration: ShardWriterConfiguration
+
+    public init(configuration: ShardWriterConfiguration) {
+        self.configuration = configuration
+        context = ZSTD_createCCtx()
+    }
+
+    deinit { ZSTD_freeCCtx(context) }
+
+    public func prepare(_ sample: ShardSample, mtime: Int64) throws(ShardError) -> PreparedSample {
+        var chunk: [UInt8] = []
+        chunk.reserveCapacity(sample.text.count + sample.json.count + 4 * Tar.block)
+        let textStart = ShardWriter.headerBytes(for: "\(sample.key).txt")
+        sample.text.withUnsafeBytes { Tar.appendMember(name: "\(sample.key).txt", data: $0, mtime: mtime, to: &chunk) }
+        let jsonStart = chunk.count + ShardWriter.headerBytes(for: "\(sample.key).json")
+        sample.json.withUnsafeBytes { Tar.appendMember(name: "\(sample.key).json", data: $0, mtime: mtime, to: &chunk) }
+        var frame: [UInt8]?
+        if configuration.format == .tarZstd && configuration.samplesPerFrame == 1 {
+            frame = try ShardWriter.compress(chunk, context: context, level: configuration.compressionLevel)
+        }
+        return PreparedSample(sample: sample, chunk: chunk, frame: frame, textStart: textStart, jsonStart: jsonStart)
+    }
+}
+
 /// A shard on disk under its final name, with everything the index records.
 public struct SealedShard: Sendable {
     public var name: String
@@ -130,18 +169,27 @@ public final class ShardWriter {
     private var current: OpenShard?
     private let compressor: OpaquePointer
 
-    private struct OpenShard {
-        var name: String
-        var handle: FileHandle
-        var temporary: URL
-        var digest = SHA256Digest()
+    /// A class, so that appending to its arrays never copies them.
+    private final class OpenShard {
+        let name: String
+        let handle: FileHandle
+        let temporary: URL
+        let digest = SHA256Digest()
         var written = 0
         var rawBytes = 0
         var samples: [SampleLocation] = []
         var pending: [(ShardSample, Int64)] = []
-        var createdAt: Date
-        var openedAtSeconds: Double
+        let createdAt: Date
+        let openedAtSeconds: Double
         var timestamps: ClosedRange<String>?
+
+        init(name: String, handle: FileHandle, temporary: URL, createdAt: Date, openedAtSeconds: Double) {
+            self.name = name
+            self.handle = handle
+            self.temporary = temporary
+            self.createdAt = createdAt
+            self.openedAtSeconds = openedAtSeconds
+        }
     }
 
     public init(directory: URL, configuration: ShardWriterConfiguration = ShardWriterConfiguration()) {
@@ -178,6 +226,37 @@ public final class ShardWriter {
             current!.timestamps = current!.timestamps.map { min($0.lowerBound, ts)...max($0.upperBound, ts) } ?? ts...ts
         }
         if current!.pending.count >= max(1, configuration.samplesPerFrame) { try flushFrame() }
+        return try sealIfFull(now: now)
+    }
+
+    /// Adds a sample prepared by a ``SampleEncoder`` (same configuration); see ``add(_:position:mtime:now:)``.
+    public func add(_ prepared: PreparedSample, position: String, now: Double) throws(ShardError) -> SealedShard? {
+        guard let frame = prepared.frame, configuration.format == .tarZstd, configuration.samplesPerFrame == 1 else {
+            return try add(prepared.sample, position: position, mtime: 0, now: now, chunk: prepared)
+        }
+        if current == nil { try open(name: position, now: now) }
+        let shard = current!
+        shard.rawBytes += prepared.sample.text.count + prepared.sample.json.count
+        if let ts = prepared.sample.timestamp {
+            shard.timestamps = shard.timestamps.map { min($0.lowerBound, ts)...max($0.upperBound, ts) } ?? ts...ts
+        }
+        let frameOffset = shard.written
+        try writeRaw(frame)
+        shard.samples.append(
+            SampleLocation(
+                key: prepared.sample.key, frameOffset: frameOffset, frameLength: frame.count,
+                textOffset: prepared.textStart, textLength: prepared.sample.text.count, jsonOffset: prepared.jsonStart,
+                jsonLength: prepared.sample.json.count, sample: prepared.sample))
+        return try sealIfFull(now: now)
+    }
+
+    private func add(_ sample: ShardSample, position: String, mtime: Int64, now: Double, chunk: PreparedSample?)
+        throws(ShardError) -> SealedShard?
+    {
+        try add(sample, position: position, mtime: mtime, now: now)
+    }
+
+    private func sealIfFull(now: Double) throws(ShardError) -> SealedShard? {
         let shard = current!
         let full = shard.rawBytes >= configuration.maximumPayloadBytes
             || (configuration.maximumSamples.map { shard.samples.count + shard.pending.count >= $0 } ?? false)
@@ -250,26 +329,29 @@ public final class ShardWriter {
         current!.pending.removeAll(keepingCapacity: true)
     }
 
-    private static func headerBytes(for name: String) -> Int {
+    static func headerBytes(for name: String) -> Int {
         let bytes = name.utf8
         return bytes.count > 100 || bytes.contains(where: { $0 >= 0x80 }) ? 3 * Tar.block : Tar.block
     }
 
-    private func write(_ bytes: [UInt8], compressed: Bool) throws(ShardError) {
-        var output = bytes
-        if compressed {
-            var frame = [UInt8](repeating: 0, count: ZSTD_compressBound(bytes.count))
-            let size = frame.withUnsafeMutableBytes { destination in
-                bytes.withUnsafeBytes { source in
-                    ZSTD_compressCCtx(
-                        compressor, destination.baseAddress, destination.count, source.baseAddress, source.count,
-                        configuration.compressionLevel)
-                }
+    static func compress(_ bytes: [UInt8], context: OpaquePointer, level: Int32) throws(ShardError) -> [UInt8] {
+        var frame = [UInt8](repeating: 0, count: ZSTD_compressBound(bytes.count))
+        let size = frame.withUnsafeMutableBytes { destination in
+            bytes.withUnsafeBytes { source in
+                ZSTD_compressCCtx(context, destination.baseAddress, destination.count, source.baseAddress, source.count, level)
             }
-            if ZSTD_isError(size) != 0 { throw ShardError.compression(String(cString: ZSTD_getErrorName(size))) }
-            frame.removeSubrange(size...)
-            output = frame
         }
+        if ZSTD_isError(size) != 0 { throw ShardError.compression(String(cString: ZSTD_getErrorName(size))) }
+        frame.removeSubrange(size...)
+        return frame
+    }
+
+    private func write(_ bytes: [UInt8], compressed: Bool) throws(ShardError) {
+        let output = compressed ? try Self.compress(bytes, context: compressor, level: configuration.compressionLevel) : bytes
+        try writeRaw(output)
+    }
+
+    private func writeRaw(_ output: [UInt8]) throws(ShardError) {
         output.withUnsafeBytes { current!.digest.update($0) }
         do {
             try current!.handle.write(contentsOf: output)

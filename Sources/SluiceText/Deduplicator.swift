@@ -34,9 +34,29 @@ public struct Deduplicator: TextStage {
         return (set.exactHash, signature, set.tokenCount)
     }
 
-    public mutating func process(_ document: inout Document) -> StageVerdict {
+    /// What parallel workers compute for the single-threaded index lookup (``decide(_:fingerprint:)``).
+    public struct Fingerprint: Sendable {
+        public var exactHash: UInt64
+        public var signature: [UInt32]
+        public var tokens: Int
+    }
+
+    /// Shingles and signature of a document, without touching the index: safe to run on any worker.
+    public mutating func fingerprint(of document: Document) -> Fingerprint {
         let set = shingler.shingles(document.dedupText ?? document.text, into: &shingles)
         hasher.signature(of: shingles, into: &signature)
+        return Fingerprint(exactHash: set.exactHash, signature: signature, tokens: set.tokenCount)
+    }
+
+    public mutating func process(_ document: inout Document) -> StageVerdict {
+        let print = fingerprint(of: document)
+        return decide(&document, fingerprint: print)
+    }
+
+    /// The index half of ``process(_:)`` for a fingerprint computed elsewhere.
+    public mutating func decide(_ document: inout Document, fingerprint: Fingerprint) -> StageVerdict {
+        let set = ShingleSet(tokenCount: fingerprint.tokens, exactHash: fingerprint.exactHash)
+        let signature = fingerprint.signature
         let rawHash = document.rawTextHash ?? ContentHash(document.text).value
         // Without tokens (symbols only) there is no normalized text to compare: only identical copies match.
         let exactHash = set.tokenCount > 0 ? set.exactHash : rawHash

@@ -1,0 +1,172 @@
+public import SluiceShards
+public import SluiceText
+internal import Yams
+internal import Foundation
+
+/// Everything `sluice curate` (and later the streaming pipeline) configures: the stage settings and the shard
+/// writer. Loaded from YAML; every key is optional and unknown keys are errors that name the key.
+///
+/// ```yaml
+/// decode:      { max_bytes: 1048576, nul: reject }
+/// clean:       { normalization: nfc, repeated_line_threshold: 50, min_characters: 1 }
+/// desensitize: { policy: placeholder, policies: { cn_id: drop }, pseudonym_key_env: SLUICE_PSEUDONYM_KEY }
+/// quality:     { preset: sluice, shadow: false }
+/// dedup:       { hashes: 112, bands: 28, rows: 4, threshold: 0.65 }
+/// shards:      { format: tar.zst, level: 3, max_payload_mb: 256, max_samples: 100000, samples_per_frame: 1 }
+/// ```
+public struct CurateConfiguration: Sendable {
+    public var decoder = EnvelopeDecoder()
+    public var cleaner = CleanerConfiguration()
+    public var desensitizer = DesensitizerConfiguration()
+    public var quality = QualityConfiguration()
+    public var dedup = MinHashConfiguration()
+    public var shards = ShardWriterConfiguration()
+    /// Worker threads for the stage chain. Default: the active processor count (at least 1).
+    public var workers = max(1, ProcessInfo.processInfo.activeProcessorCount)
+
+    public init() {}
+
+    /// Parses YAML; `file` names the source in errors; `environment` resolves `pseudonym_key_env`.
+    public static func load(yaml: String, file: String, environment: [String: String] = [:]) throws(ConfigError)
+        -> CurateConfiguration
+    {
+        var configuration = CurateConfiguration()
+        let root: [String: Any]
+        do {
+            guard let loaded = try Yams.load(yaml: yaml) else { return configuration }
+            guard let dictionary = loaded as? [String: Any] else {
+                throw ConfigError(file: file, path: "", reason: "expected a mapping of sections")
+            }
+            root = dictionary
+        } catch let error as ConfigError {
+            throw error
+        } catch {
+            throw ConfigError(file: file, path: "", reason: "not valid YAML: \(error)")
+        }
+        var reader = SectionReader(file: file)
+        for (section, value) in root {
+            guard let fields = value as? [String: Any] else {
+                throw ConfigError(file: file, path: section, reason: "expected a mapping")
+            }
+            reader.section = section
+            switch section {
+            case "decode":
+                try reader.keys(fields, ["max_bytes", "nul"])
+                if let v = try reader.int(fields, "max_bytes", 1...(64 << 20)) { configuration.decoder.maximumBytes = v }
+                if let v = try reader.choice(fields, "nul", ["reject", "strip"]) {
+                    configuration.decoder.nulPolicy = EnvelopeDecoder.NulPolicy(rawValue: v)!
+                }
+            case "clean":
+                try reader.keys(fields, ["normalization", "repeated_line_threshold", "min_characters", "max_characters", "boilerplate", "html"])
+                if let v = try reader.choice(fields, "normalization", ["none", "nfc", "nfkc"]) {
+                    configuration.cleaner.normalization = NormalizationForm(rawValue: v)!
+                }
+                if let v = try reader.int(fields, "repeated_line_threshold", 0...1_000_000) { configuration.cleaner.repeatedLineThreshold = v }
+                if let v = try reader.int(fields, "min_characters", 0...Int.max) { configuration.cleaner.minimumCharacters = v }
+                if let v = try reader.int(fields, "max_characters", 1...Int.max) { configuration.cleaner.maximumCharacters = v }
+                if let v = try reader.bool(fields, "boilerplate") { configuration.cleaner.removesBoilerplate = v }
+                if let v = try reader.bool(fields, "html") { configuration.cleaner.convertsHTML = v }
+            case "desensitize":
+                try reader.keys(fields, ["policy", "policies", "pseudonym_key_env", "kinds"])
+                let policies = PIIPolicy.allCases.map(\.rawValue)
+                if let v = try reader.choice(fields, "policy", policies) { configuration.desensitizer.defaultPolicy = PIIPolicy(rawValue: v)! }
+                if let map = fields["policies"] {
+                    guard let map = map as? [String: Any] else { throw reader.error("policies", "expected a mapping of kind: policy") }
+                    for (kind, policy) in map {
+                        guard let kind = PIIKind(rawValue: kind) else {
+                            throw reader.error("policies.\(kind)", "unknown kind; one of \(PIIKind.allCases.map(\.rawValue).joined(separator: ", "))")
+                        }
+                        guard let policy = (policy as? String).flatMap(PIIPolicy.init(rawValue:)) else {
+                            throw reader.error("policies.\(kind.rawValue)", "one of \(policies.joined(separator: ", "))")
+                        }
+                        configuration.desensitizer.policies[kind] = policy
+                    }
+                }
+                if let name = fields["pseudonym_key_env"] {
+                    guard let name = name as? String else { throw reader.error("pseudonym_key_env", "expected a variable name") }
+                    guard let key = environment[name], !key.isEmpty else {
+                        throw reader.error("pseudonym_key_env", "the environment variable \(name) is not set")
+                    }
+                    configuration.desensitizer.pseudonymKey = Array(key.utf8)
+                }
+                do { try configuration.desensitizer.validate() } catch { throw reader.error("", "\(error)") }
+            case "quality":
+                try reader.keys(fields, ["preset", "shadow"])
+                if let v = try reader.choice(fields, "preset", ["sluice", "datatrove"]) {
+                    let shadow = configuration.quality.shadow
+                    configuration.quality = v == "datatrove" ? .datatrove : QualityConfiguration()
+                    configuration.quality.shadow = shadow
+                }
+                if let v = try reader.bool(fields, "shadow") { configuration.quality.shadow = v }
+            case "dedup":
+                try reader.keys(fields, ["hashes", "bands", "rows", "threshold", "shingle_size"])
+                if let v = try reader.int(fields, "hashes", 8...1024) { configuration.dedup.hashCount = v }
+                if let v = try reader.int(fields, "bands", 1...1024) { configuration.dedup.bands = v }
+                if let v = try reader.int(fields, "rows", 1...64) { configuration.dedup.rows = v }
+                if let v = try reader.int(fields, "shingle_size", 1...16) { configuration.dedup.shingleSize = v }
+                if let v = fields["threshold"] {
+                    guard let v = (v as? Double) ?? (v as? Int).map(Double.init), (0...1).contains(v) else {
+                        throw reader.error("threshold", "expected a number between 0 and 1")
+                    }
+                    configuration.dedup.threshold = v
+                }
+                do { try configuration.dedup.validate() } catch { throw reader.error("", "\(error)") }
+            case "shards":
+                try reader.keys(fields, ["format", "level", "max_payload_mb", "max_samples", "samples_per_frame", "max_age_seconds"])
+                if let v = try reader.choice(fields, "format", ShardFormat.allCases.map(\.rawValue)) {
+                    configuration.shards.format = ShardFormat(rawValue: v)!
+                }
+                if let v = try reader.int(fields, "level", 1...19) { configuration.shards.compressionLevel = Int32(v) }
+                if let v = try reader.int(fields, "max_payload_mb", 1...65_536) { configuration.shards.maximumPayloadBytes = v << 20 }
+                if let v = try reader.int(fields, "max_samples", 1...Int.max) { configuration.shards.maximumSamples = v }
+                if let v = try reader.int(fields, "samples_per_frame", 1...100_000) { configuration.shards.samplesPerFrame = v }
+                if let v = try reader.int(fields, "max_age_seconds", 1...Int.max) { configuration.shards.maximumAge = Double(v) }
+            case "workers":
+                throw ConfigError(file: file, path: section, reason: "workers is a number at the top level, not a section")
+            default:
+                throw ConfigError(
+                    file: file, path: section,
+                    reason: "unknown section; known: decode, clean, desensitize, quality, dedup, shards")
+            }
+        }
+        return configuration
+    }
+}
+
+/// Typed access to one YAML section with errors that name `section.key`.
+private struct SectionReader {
+    let file: String
+    var section = ""
+
+    func error(_ key: String, _ reason: String) -> ConfigError {
+        ConfigError(file: file, path: key.isEmpty ? section : "\(section).\(key)", reason: reason)
+    }
+
+    func keys(_ fields: [String: Any], _ known: [String]) throws(ConfigError) {
+        for key in fields.keys where !known.contains(key) {
+            throw error(key, "unknown key; known: \(known.joined(separator: ", "))")
+        }
+    }
+
+    func int(_ fields: [String: Any], _ key: String, _ range: ClosedRange<Int>) throws(ConfigError) -> Int? {
+        guard let value = fields[key] else { return nil }
+        guard let number = value as? Int, range.contains(number) else {
+            throw error(key, "expected an integer in \(range.lowerBound)…\(range.upperBound == Int.max ? "" : "\(range.upperBound)")")
+        }
+        return number
+    }
+
+    func bool(_ fields: [String: Any], _ key: String) throws(ConfigError) -> Bool? {
+        guard let value = fields[key] else { return nil }
+        guard let flag = value as? Bool else { throw error(key, "expected true or false") }
+        return flag
+    }
+
+    func choice(_ fields: [String: Any], _ key: String, _ options: [String]) throws(ConfigError) -> String? {
+        guard let value = fields[key] else { return nil }
+        guard let text = value as? String, options.contains(text) else {
+            throw error(key, "expected one of \(options.joined(separator: ", "))")
+        }
+        return text
+    }
+}

@@ -1,0 +1,289 @@
+public import Foundation
+internal import SluiceShards
+internal import SluiceText
+internal import Dispatch
+
+/// The offline batch driver behind `sluice curate`: JSON Lines in, shards + index + `rejected.jsonl` out, through
+/// the same stage chain as the streaming pipeline.
+///
+/// Lines are read in batches; batch *n* runs decode → clean → desensitize → quality → shingling on worker
+/// *n mod workers* (each worker owns its stages, so the output depends only on the input and the worker count),
+/// and the results are consumed in input order by one thread that runs the dedup index, writes shards, and
+/// records each sealed shard with its dedup entries in one index transaction.
+public final class Curator {
+    public let configuration: CurateConfiguration
+    public let output: URL
+    /// Lines per batch handed to a worker.
+    public var batchSize = 2048
+
+    public init(configuration: CurateConfiguration, output: URL) {
+        self.configuration = configuration
+        self.output = output
+    }
+
+    /// What happened, for the summary.
+    public struct Summary: Sendable {
+        public var lines = 0
+        public var decoded = 0
+        public var kept = 0
+        public var inputBytes = 0
+        public var textBytes = 0
+        public var storedBytes = 0
+        public var shards = 0
+        public var dropped: [String: [String: Int]] = [:]
+        public var seconds = 0.0
+
+        mutating func drop(_ stage: String, _ reason: String) {
+            dropped[stage, default: [:]][reason, default: 0] += 1
+        }
+
+        /// The summary as one JSON object.
+        public var json: String {
+            var out = "{\"lines\":\(lines),\"decoded\":\(decoded),\"kept\":\(kept),\"shards\":\(shards)"
+            out += ",\"input_bytes\":\(inputBytes),\"text_bytes\":\(textBytes),\"stored_bytes\":\(storedBytes)"
+            out += String(format: ",\"seconds\":%.3f,\"mb_per_s\":%.2f,\"docs_per_s\":%.0f", seconds,
+                seconds > 0 ? Double(textBytes) / seconds / 1e6 : 0, seconds > 0 ? Double(decoded) / seconds : 0)
+            out += ",\"dropped\":{"
+            out += dropped.sorted { $0.key < $1.key }.map { stage, reasons in
+                JSONText.string(stage) + ":{" + reasons.sorted { $0.key < $1.key }.map { JSONText.string($0.key) + ":\($0.value)" }
+                    .joined(separator: ",") + "}"
+            }.joined(separator: ",")
+            return out + "}}"
+        }
+    }
+
+    /// Progress callback: lines read so far and input bytes.
+    public typealias Progress = @Sendable (_ lines: Int, _ bytes: Int) -> Void
+
+    /// Runs the whole input. `datasetName` names the shards (`<name>+<first line>`).
+    /// - Throws: ``ShardError`` for index or file failures, ``ConfigError`` for settings.
+    public func run(
+        input: LineSource, datasetName: String, overwrite: Bool, progress: Progress? = nil
+    ) throws -> Summary {
+        try prepareOutput(overwrite: overwrite)
+        let index = try ShardIndex(path: output.appendingPathComponent("index.sqlite").path)
+        try index.registerDataset(name: datasetName, input: input.name, config: nil, now: Date())
+        let store = try DedupStore(writer: index.writer, configuration: configuration.dedup)
+        var dedup = try Deduplicator(configuration.dedup, index: try store.load())
+        let writer = ShardWriter(directory: output, configuration: configuration.shards)
+        let rejected = try RejectedLog(url: output.appendingPathComponent("rejected.jsonl"))
+        var summary = Summary()
+        let clock = ContinuousClock()
+        let started = clock.now
+
+        let workers = max(1, configuration.workers)
+        let boxes = try (0..<workers).map { _ in StageBox(try WorkerStages(configuration)) }
+        let queues = (0..<workers).map { DispatchQueue(label: "sluice.curate.worker\($0)") }
+        let results = OrderedResults()
+        let inFlight = DispatchSemaphore(value: workers * 2)
+        var submitted = 0
+        var consumed = 0
+
+        func consume(_ batch: [WorkerResult]) throws {
+            for result in batch {
+                summary.lines += 1
+                switch result {
+                case .rejected(let line, let id, let stage, let reason, let detail):
+                    if stage != "decode" { summary.decoded += 1 }
+                    summary.textBytes += detail.textBytes
+                    summary.drop(stage, reason)
+                    rejected.append(line: line, id: id, stage: stage, reason: reason, extra: detail.json)
+                case .kept(let line, var document, let fingerprint, let textBytes, let prepared):
+                    summary.decoded += 1
+                    summary.textBytes += textBytes
+                    let verdict = dedup.decide(&document, fingerprint: fingerprint)
+                    if case .drop(let reason) = verdict {
+                        summary.drop("dedup", reason)
+                        let similarity = document.signals["dedup.similarity"] ?? 0
+                        rejected.append(
+                            line: line, id: document.id, stage: "dedup", reason: reason,
+                            extra: ",\"duplicate_of\":\(JSONText.string(document.duplicateOf ?? ""))"
+                                + String(format: ",\"similarity\":%.3f", similarity))
+                        continue
+                    }
+                    summary.kept += 1
+                    let sealed = try writer.add(
+                        prepared, position: "\(datasetName)+\(Self.padded(line))",
+                        now: CorpusClock.seconds(clock.now - started))
+                    if let sealed { try record(sealed) }
+                }
+            }
+        }
+
+        func record(_ sealed: SealedShard) throws {
+            let entries = dedup.index.pendingEntries
+            try index.record(sealed, dataset: datasetName) { db in try DedupStore.write(entries, in: db) }
+            dedup.index.commitPending()
+            summary.shards += 1
+            summary.storedBytes += sealed.storedBytes
+        }
+
+        while let batch = try input.nextBatch(maximumLines: batchSize) {
+            summary.inputBytes += batch.bytes
+            progress?(input.linesRead, input.bytesRead)
+            inFlight.wait()
+            let number = submitted
+            submitted += 1
+            let box = boxes[number % workers]
+            queues[number % workers].async {
+                let out = box.process(batch)
+                results.put(number, out)
+                inFlight.signal()
+            }
+            while let ready = results.take(consumed, wait: false) {
+                try consume(ready)
+                consumed += 1
+            }
+        }
+        while consumed < submitted {
+            let ready = results.take(consumed, wait: true)!
+            try consume(ready)
+            consumed += 1
+        }
+        if let sealed = try writer.seal(now: CorpusClock.seconds(clock.now - started)) { try record(sealed) }
+        try rejected.close()
+        try WIDSExport.write(index: index, to: output.appendingPathComponent("wids.json"))
+        summary.seconds = CorpusClock.seconds(clock.now - started)
+        return summary
+    }
+
+    /// Refuses a directory that already holds a dataset unless `overwrite`; removes leftovers of a crash.
+    private func prepareOutput(overwrite: Bool) throws(ShardError) {
+        let manager = FileManager.default
+        var isDirectory: ObjCBool = false
+        if manager.fileExists(atPath: output.path, isDirectory: &isDirectory) {
+            guard isDirectory.boolValue else { throw ShardError.make(.alreadyExists, "\(output.path) is a file, not a directory") }
+            let existing = (try? manager.contentsOfDirectory(atPath: output.path)) ?? []
+            let ours = existing.filter { $0.hasPrefix("index.sqlite") || $0.hasSuffix(".tar") || $0.hasSuffix(".tar.zst") || $0 == "rejected.jsonl" || $0 == "wids.json" || $0.hasSuffix(".tmp") }
+            if !ours.isEmpty {
+                guard overwrite else {
+                    throw ShardError.make(.alreadyExists, "\(output.path) already holds a dataset; pass --overwrite to replace it")
+                }
+                for name in ours { try? manager.removeItem(at: output.appendingPathComponent(name)) }
+            }
+        } else {
+            do { try manager.createDirectory(at: output, withIntermediateDirectories: true) } catch {
+                throw ShardError.make(.io, "cannot create \(output.path): \(error.localizedDescription)")
+            }
+        }
+        ShardWriter.removeTemporaryFiles(in: output)
+    }
+
+    static func padded(_ line: Int) -> String {
+        let digits = String(line)
+        return String(repeating: "0", count: max(0, 10 - digits.count)) + digits
+    }
+}
+
+enum CorpusClock {
+    static func seconds(_ duration: Duration) -> Double {
+        Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
+    }
+}
+
+/// One worker's stages; used by one batch at a time (its serial queue).
+final class StageBox: @unchecked Sendable {
+    // @unchecked: only the worker's serial DispatchQueue touches `stages`.
+    var stages: WorkerStages
+    init(_ stages: WorkerStages) { self.stages = stages }
+    func process(_ batch: LineBatch) -> [WorkerResult] { stages.process(batch) }
+}
+
+/// What a worker produced for one line.
+enum WorkerResult: @unchecked Sendable {
+    // @unchecked: values are built on a worker and handed over once through OrderedResults' lock.
+    case rejected(line: Int, id: String?, stage: String, reason: String, detail: (json: String, textBytes: Int))
+    case kept(line: Int, Document, Deduplicator.Fingerprint, textBytes: Int, prepared: PreparedSample)
+}
+
+/// The stage chain of one worker, up to the dedup fingerprint.
+struct WorkerStages {
+    var decoder: EnvelopeDecoder
+    var cleaner: Cleaner
+    var desensitizer: Desensitizer
+    var quality: QualityFilter
+    var fingerprinter: Deduplicator
+    let encoder: SampleEncoder
+
+    init(_ configuration: CurateConfiguration) throws {
+        encoder = SampleEncoder(configuration: configuration.shards)
+        decoder = configuration.decoder
+        cleaner = Cleaner(configuration.cleaner)
+        desensitizer = try Desensitizer(configuration.desensitizer)
+        quality = QualityFilter(configuration.quality)
+        fingerprinter = try Deduplicator(configuration.dedup)
+    }
+
+    mutating func process(_ batch: LineBatch) -> [WorkerResult] {
+        var out: [WorkerResult] = []
+        out.reserveCapacity(batch.lines.count)
+        batch.data.withUnsafeBytes { raw in
+            let bytes = raw.bindMemory(to: UInt8.self)
+            for (number, range) in zip(batch.firstLine..., batch.lines) {
+                var line = UnsafeBufferPointer(rebasing: bytes[range])
+                if line.last == 0x0D { line = UnsafeBufferPointer(rebasing: line.dropLast()) }
+                guard !line.isEmpty else {
+                    out.append(.rejected(line: number, id: nil, stage: "decode", reason: "empty_line", detail: ("", 0)))
+                    continue
+                }
+                switch decoder.decode(line) {
+                case .failure(let failure):
+                    out.append(.rejected(line: number, id: nil, stage: "decode", reason: failure.reason.rawValue, detail: ("", 0)))
+                case .success(var document):
+                    let textBytes = document.text.count
+                    for stage in 0..<3 {
+                        let verdict: StageVerdict
+                        let name: String
+                        switch stage {
+                        case 0: (verdict, name) = (cleaner.process(&document), "clean")
+                        case 1: (verdict, name) = (desensitizer.process(&document), "desensitize")
+                        default: (verdict, name) = (quality.process(&document), "quality")
+                        }
+                        if case .drop(let reason) = verdict {
+                            let score = document.signals["quality.score"].map { String(format: ",\"score\":%.3f", $0) } ?? ""
+                            out.append(.rejected(line: number, id: document.id, stage: name, reason: reason, detail: (score, textBytes)))
+                            break
+                        }
+                        if stage == 2 {
+                            let print = fingerprinter.fingerprint(of: document)
+                            document.dedupText = nil  // compared already; not carried further
+                            // Tar members and the zstd frame are built here, on the worker; a duplicate's are
+                            // thrown away by the writing thread.
+                            let sample = SampleJSON.sample(document, line: number)
+                            guard let prepared = try? encoder.prepare(sample, mtime: SampleJSON.mtime(document.timestamp)) else {
+                                out.append(.rejected(line: number, id: document.id, stage: "shards", reason: "encode_failed", detail: ("", textBytes)))
+                                break
+                            }
+                            out.append(.kept(line: number, document, print, textBytes: textBytes, prepared: prepared))
+                        }
+                    }
+                }
+            }
+        }
+        return out
+    }
+}
+
+/// Batches consumed in submission order.
+final class OrderedResults: @unchecked Sendable {
+    // @unchecked: every access goes through `condition`.
+    private let condition = NSCondition()
+    private var ready: [Int: [WorkerResult]] = [:]
+
+    func put(_ number: Int, _ results: [WorkerResult]) {
+        condition.lock()
+        ready[number] = results
+        condition.broadcast()
+        condition.unlock()
+    }
+
+    func take(_ number: Int, wait: Bool) -> [WorkerResult]? {
+        condition.lock()
+        defer { condition.unlock() }
+        while ready[number] == nil {
+            guard wait else { return nil }
+            condition.wait()
+        }
+        return ready.removeValue(forKey: number)
+    }
+}

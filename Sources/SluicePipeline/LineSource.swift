@@ -1,0 +1,120 @@
+internal import CZstd
+public import SluiceShards
+internal import Foundation
+
+/// Lines of a JSON Lines input, plain or zstd-compressed (detected by magic bytes), from a file or standard
+/// input, read in batches with bounded memory.
+public final class LineSource {
+    public let name: String
+    private let handle: FileHandle
+    private var decompressor: OpaquePointer?
+    private var pending: [UInt8] = []
+    private var input: [UInt8] = []
+    private var inputOffset = 0
+    private var endOfFile = false
+    public private(set) var linesRead = 0
+    /// Bytes read from the file (compressed when it is).
+    public private(set) var bytesRead = 0
+    private var sniffed = false
+
+    /// Opens `path`, or standard input for `-`.
+    public init(path: String) throws(ShardError) {
+        if path == "-" {
+            handle = FileHandle.standardInput
+            name = "stdin"
+        } else {
+            guard let opened = FileHandle(forReadingAtPath: path) else {
+                throw ShardError.make(.io, "cannot read \(path): no such file or no permission")
+            }
+            handle = opened
+            name = path
+        }
+    }
+
+    deinit {
+        if let decompressor { ZSTD_freeDStream(decompressor) }
+    }
+
+    /// The next batch of up to `maximumLines` lines; nil at the end.
+    public func nextBatch(maximumLines: Int) throws(ShardError) -> LineBatch? {
+        var lines: [Range<Int>] = []
+        var start = 0
+        var scan = 0
+        while lines.count < maximumLines {
+            if let newline = pending[scan...].firstIndex(of: 0x0A) {
+                lines.append(start..<newline)
+                start = newline + 1
+                scan = start
+                continue
+            }
+            scan = pending.count
+            if endOfFile { break }
+            try fill()
+        }
+        if lines.count < maximumLines && endOfFile && start < pending.count {
+            lines.append(start..<pending.count)
+            start = pending.count
+        }
+        guard !lines.isEmpty else { return nil }
+        let data = Array(pending[0..<start])
+        pending.removeSubrange(0..<start)
+        let batch = LineBatch(data: data, lines: lines, firstLine: linesRead + 1, bytes: data.count)
+        linesRead += lines.count
+        return batch
+    }
+
+    private func fill() throws(ShardError) {
+        let chunk: Data
+        do { chunk = try handle.read(upToCount: 4 << 20) ?? Data() } catch {
+            throw ShardError.make(.io, "reading \(name): \(error.localizedDescription)")
+        }
+        bytesRead += chunk.count
+        if !sniffed {
+            sniffed = true
+            if chunk.count >= 4 && chunk.prefix(4).elementsEqual([0x28, 0xB5, 0x2F, 0xFD]) {
+                decompressor = ZSTD_createDStream()
+                ZSTD_initDStream(decompressor)
+            }
+        }
+        if chunk.isEmpty {
+            endOfFile = true
+            if decompressor != nil && inputOffset < input.count {
+                throw ShardError.make(.truncated, "\(name): the zstd stream ends in the middle of a frame")
+            }
+            return
+        }
+        guard let decompressor else {
+            pending.append(contentsOf: chunk)
+            return
+        }
+        var compressed = [UInt8](chunk)
+        var out = [UInt8](repeating: 0, count: ZSTD_DStreamOutSize())
+        compressed.withUnsafeMutableBytes { source in
+            var inBuffer = ZSTD_inBuffer(src: source.baseAddress, size: source.count, pos: 0)
+            while inBuffer.pos < inBuffer.size {
+                let produced = out.withUnsafeMutableBytes { destination -> (Int, Int) in
+                    var outBuffer = ZSTD_outBuffer(dst: destination.baseAddress, size: destination.count, pos: 0)
+                    let result = ZSTD_decompressStream(decompressor, &outBuffer, &inBuffer)
+                    return (outBuffer.pos, result)
+                }
+                if ZSTD_isError(produced.1) != 0 {
+                    inputOffset = -1
+                    return
+                }
+                pending.append(contentsOf: out[0..<produced.0])
+            }
+        }
+        if inputOffset == -1 {
+            throw ShardError.make(.corrupt, "\(name): not a valid zstd stream")
+        }
+    }
+}
+
+/// Lines as ranges into one contiguous buffer.
+public struct LineBatch: Sendable {
+    public var data: [UInt8]
+    public var lines: [Range<Int>]
+    /// 1-based number of the first line.
+    public var firstLine: Int
+    public var bytes: Int
+}
