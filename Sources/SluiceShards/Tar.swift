@@ -104,10 +104,8 @@ enum Tar {
             }
             offset = dataOffset + (size + block - 1) / block * block
         }
-        if offset < bytes.count {
-            throw ShardError.make(.truncated, "the archive ends inside a header at byte \(base + offset)")
-        }
-        return members
+        // A complete archive ends with zero blocks; ending anywhere else means bytes are missing.
+        throw ShardError.make(.truncated, "the archive ends at byte \(base + bytes.count) without its end-of-archive blocks")
     }
 
     static func isSafe(_ name: String) -> Bool {

@@ -1,0 +1,155 @@
+import Foundation
+import SluiceShards
+import SluiceText
+import Testing
+
+@Suite("Shard writer and reader")
+struct ShardWriterTests {
+    private func withDirectory(_ body: (URL) throws -> Void) throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("sluice-shards-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        try body(directory)
+    }
+
+    private func samples(_ count: Int) -> [ShardSample] {
+        (0..<count).map { i in
+            let key = i == 3 ? String(repeating: "k", count: 140) : String(format: "%010d", i)
+            return ShardSample(
+                key: key, text: Array("文档 \(i): some text that is long enough to compress. \(i * 7919)".utf8),
+                json: Array("{\"id\":\"doc-\(i)\"}".utf8), id: "doc-\(i)", source: "web", language: "en", score: 0.9)
+        }
+    }
+
+    /// Writes `count` samples; returns the sealed shards, recorded in an index.
+    private func write(_ format: ShardFormat, _ count: Int, maximumSamples: Int? = nil, in directory: URL) throws
+        -> (ShardIndex, [SealedShard])
+    {
+        var configuration = ShardWriterConfiguration()
+        configuration.format = format
+        configuration.maximumSamples = maximumSamples
+        let writer = ShardWriter(directory: directory, configuration: configuration)
+        let index = try ShardIndex(path: directory.appendingPathComponent("index.sqlite").path)
+        try index.registerDataset(name: "test", input: nil, config: nil, now: Date())
+        var sealed: [SealedShard] = []
+        for (i, sample) in samples(count).enumerated() {
+            if let shard = try writer.add(sample, position: "test+\(String(format: "%010d", i + 1))", mtime: 1_700_000_000, now: 0) {
+                sealed.append(shard)
+            }
+        }
+        if let shard = try writer.seal(now: 0) { sealed.append(shard) }
+        for shard in sealed { try index.record(shard, dataset: "test") }
+        return (index, sealed)
+    }
+
+    @Test(arguments: ShardFormat.allCases)
+    func samplesRoundTripSequentiallyAndByKey(format: ShardFormat) throws {
+        try withDirectory { directory in
+            let (index, sealed) = try write(format, 25, maximumSamples: 10, in: directory)
+            #expect(sealed.map(\.name) == ["test+0000000001", "test+0000000011", "test+0000000021"])
+            #expect(sealed.map(\.samples.count) == [10, 10, 5])
+            let expected = samples(25)
+            var read: [ShardSampleData] = []
+            for shard in sealed {
+                read += try ShardReader.samples(of: directory.appendingPathComponent(shard.fileName))
+            }
+            #expect(read.map(\.key) == expected.map(\.key))
+            #expect(read.map(\.text) == expected.map(\.text))
+            #expect(read.map(\.json) == expected.map(\.json))
+            for sample in expected {
+                let (shard, location) = try #require(try index.location(ofKey: sample.key))
+                let one = try ShardReader.sample(at: location, in: directory.appendingPathComponent(shard.fileName), format: format)
+                #expect(one.text == sample.text && one.json == sample.json)
+            }
+            #expect(try ShardVerifier.verify(directory: directory).problems.isEmpty)
+        }
+    }
+
+    @Test(arguments: ShardFormat.allCases)
+    func gnuTarAndPythonReadTheShardsWithoutWarnings(format: ShardFormat) async throws {
+        try withDirectory { directory in
+            let (_, sealed) = try write(format, 6, in: directory)
+            let path = directory.appendingPathComponent(sealed[0].fileName).path
+            let listing = format == .tar ? "tar -tvf '\(path)'" : "zstd -dc '\(path)' | tar -tv"
+            let tar = try shell(listing)
+            #expect(tar.status == 0 && tar.stderr.isEmpty, "\(tar.stderr)")
+            #expect(tar.stdout.split(separator: "\n").count == 12)
+            #expect(tar.stdout.contains("sluice/sluice"))
+            let open = format == .tar ? "tarfile.open(sys.argv[1])" : "tarfile.open(fileobj=io.BytesIO(subprocess.run(['zstd','-dc',sys.argv[1]],capture_output=True).stdout))"
+            let python = try shell("python3 -W error -c \"import io,sys,subprocess,tarfile; t=\(open); print(len(t.getnames())); print(max(len(n) for n in t.getnames()))\" '\(path)'")
+            #expect(python.status == 0, "\(python.stderr)")
+            #expect(python.stdout == "12\n145\n")  // the 140-character key needs a PAX record
+        }
+    }
+
+    @Test func damagedShardsGiveTypedErrors() throws {
+        try withDirectory { directory in
+            let (_, sealed) = try write(.tar, 4, in: directory)
+            let url = directory.appendingPathComponent(sealed[0].fileName)
+            let good = try Data(contentsOf: url)
+            // A flipped byte in a header: bad checksum; and verify notices the SHA-256.
+            var flipped = good
+            flipped[10] ^= 0x20
+            try flipped.write(to: url)
+            #expect { try ShardReader.samples(of: url) } throws: { ($0 as? ShardError)?.code == .corrupt }
+            #expect(try ShardVerifier.verify(directory: directory).problems.contains { $0.contains("SHA-256") })
+            // Cut in the middle of a member.
+            try good.prefix(700).write(to: url)
+            #expect { try ShardReader.samples(of: url) } throws: { ($0 as? ShardError)?.code == .truncated }
+            // A member that climbs out of the archive.
+            let evil = directory.appendingPathComponent("evil.tar")
+            let made = try shell("cd '\(directory.path)' && printf x > a && tar --absolute-names -cf evil.tar ../$(basename '\(directory.path)')/a")
+            #expect(made.status == 0, "\(made.stderr)")
+            #expect { try ShardReader.samples(of: evil) } throws: { ($0 as? ShardError)?.code == .unsafeMemberName }
+        }
+    }
+
+    @Test func corruptZstdFramesAreReported() throws {
+        try withDirectory { directory in
+            let (_, sealed) = try write(.tarZstd, 3, in: directory)
+            let url = directory.appendingPathComponent(sealed[0].fileName)
+            var data = try Data(contentsOf: url)
+            data[data.count / 2] ^= 0xFF
+            data[data.count / 2 + 1] ^= 0xFF
+            try data.write(to: url)
+            #expect { try ShardReader.samples(of: url) } throws: { error in
+                let code = (error as? ShardError)?.code
+                return code == .corrupt || code == .truncated
+            }
+            try Data(try Data(contentsOf: url).prefix(40)).write(to: url)
+            #expect { try ShardReader.samples(of: url) } throws: { ($0 as? ShardError) != nil }
+        }
+    }
+
+    @Test func anUnsealedShardIsNeverVisible() throws {
+        try withDirectory { directory in
+            let index = try ShardIndex(path: directory.appendingPathComponent("index.sqlite").path)
+            do {
+                let writer = ShardWriter(directory: directory)
+                for sample in samples(5) { _ = try writer.add(sample, position: "test+0000000001", mtime: 0, now: 0) }
+                // The process dies here: no seal, nothing recorded.
+                let names = try FileManager.default.contentsOfDirectory(atPath: directory.path)
+                #expect(names.contains(".test+0000000001.tmp"))
+                #expect(!names.contains { $0.hasSuffix(".tar.zst") })
+            }
+            #expect(try index.shards().isEmpty)
+            ShardWriter.removeTemporaryFiles(in: directory)
+            #expect(try FileManager.default.contentsOfDirectory(atPath: directory.path).allSatisfy { !$0.hasSuffix(".tmp") })
+        }
+    }
+
+    private func shell(_ command: String) throws -> (status: Int32, stdout: String, stderr: String) {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/bin/sh")
+        process.arguments = ["-c", command]
+        let out = Pipe()
+        let err = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        try process.run()
+        let stdout = out.fileHandleForReading.readDataToEndOfFile()
+        let stderr = err.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return (process.terminationStatus, String(decoding: stdout, as: UTF8.self), String(decoding: stderr, as: UTF8.self))
+    }
+}
