@@ -118,16 +118,19 @@ public final class SampleEncoder {
     // One owner thread.
     private let context: OpaquePointer
     public let configuration: ShardWriterConfiguration
+    private var chunk: [UInt8] = []
+    private var scratch: [UInt8] = []
 
     public init(configuration: ShardWriterConfiguration) {
         self.configuration = configuration
         context = ZSTD_createCCtx()
+        ZSTD_CCtx_setParameter(context, ZSTD_c_compressionLevel, configuration.compressionLevel)
     }
 
     deinit { ZSTD_freeCCtx(context) }
 
     public func prepare(_ sample: ShardSample, mtime: Int64) throws(ShardError) -> PreparedSample {
-        var chunk: [UInt8] = []
+        chunk.removeAll(keepingCapacity: true)
         chunk.reserveCapacity(sample.text.count + sample.json.count + 4 * Tar.block)
         let textStart = ShardWriter.headerBytes(for: "\(sample.key).txt")
         sample.text.withUnsafeBytes { Tar.appendMember(name: "\(sample.key).txt", data: $0, mtime: mtime, to: &chunk) }
@@ -135,7 +138,17 @@ public final class SampleEncoder {
         sample.json.withUnsafeBytes { Tar.appendMember(name: "\(sample.key).json", data: $0, mtime: mtime, to: &chunk) }
         var frame: [UInt8]?
         if configuration.format == .tarZstd && configuration.samplesPerFrame == 1 {
-            frame = try ShardWriter.compress(chunk, context: context, level: configuration.compressionLevel)
+            // Compress into a reused buffer and keep an exact-size copy: no zeroed worst-case buffer per sample.
+            let bound = ZSTD_compressBound(chunk.count)
+            if scratch.count < bound { scratch = [UInt8](repeating: 0, count: bound) }
+            let size = scratch.withUnsafeMutableBytes { destination in
+                chunk.withUnsafeBytes { source in
+                    ZSTD_compress2(context, destination.baseAddress, destination.count, source.baseAddress, source.count)
+                }
+            }
+            if ZSTD_isError(size) != 0 { throw ShardError.compression(String(cString: ZSTD_getErrorName(size))) }
+            frame = Array(scratch[0..<size])
+            return PreparedSample(sample: sample, chunk: [], frame: frame, textStart: textStart, jsonStart: jsonStart)
         }
         return PreparedSample(sample: sample, chunk: chunk, frame: frame, textStart: textStart, jsonStart: jsonStart)
     }

@@ -88,3 +88,45 @@ struct CurateCommandTests {
         }
     }
 }
+
+/// The Python interpreter of the test venv that has `webdataset` (set by `make test`).
+let testPython: String? = {
+    guard let python = ProcessInfo.processInfo.environment["SLUICE_TEST_PYTHON"],
+        FileManager.default.isExecutableFile(atPath: python)
+    else { return nil }
+    return python
+}()
+
+@Suite("Python WebDataset reads Sluice datasets", .timeLimit(.minutes(3)))
+struct WebDatasetInteropTests {
+    @Test(.enabled(if: testPython != nil, "needs SLUICE_TEST_PYTHON with webdataset (make test provides it)"), arguments: ["tar", "tar.zst"])
+    func webDatasetSeesExactlyTheIndexedSamples(format: String) async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("sluice-wds-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        var lines: [String] = []
+        for i in 0..<300 {
+            let words = (0..<30).map { "word\(($0 * 13 + i * 7) % 509)" }.joined(separator: " ")
+            lines.append("{\"id\":\"d\(i)\",\"text\":\"Document \(i) says that the \(words) and that is all.\"}")
+        }
+        let input = directory.appendingPathComponent("in.jsonl")
+        try Data((lines.joined(separator: "\n") + "\n").utf8).write(to: input)
+        let config = directory.appendingPathComponent("c.yaml")
+        try Data("shards: { format: \(format), max_samples: 120 }\n".utf8).write(to: config)
+        let output = directory.appendingPathComponent("out").path
+        let curate = try await runProcess(sluiceExecutable.path, ["curate", "--input", input.path, "--output", output, "--config", config.path, "--quiet"])
+        #expect(curate.status == 0, "\(curate.stderr)")
+        let kept = try #require(curate.stdout.firstMatch(of: /"kept":(\d+)/).map { Int($0.output.1)! })
+        let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("Benchmarks/wds_read.py").path
+        let read = try await runProcess(try #require(testPython), [script, output, "--keys"])
+        #expect(read.status == 0, "\(read.stderr)")
+        #expect(read.stdout.contains("\"samples\": \(kept),"), "\(read.stdout)")
+        // The same keys GNU tar lists.
+        let listing = format == "tar" ? "cat '\(output)'/*.tar | tar -ti" : "for f in '\(output)'/*.tar.zst; do zstd -dc \"$f\"; done | tar -ti"
+        let tar = try await runProcess("/bin/sh", ["-c", listing + " | grep '\\.txt$' | sed 's/\\.txt$//' | sort"])
+        let tarKeys = tar.stdout.split(separator: "\n").map(String.init)
+        #expect(tarKeys.count == kept)
+        for key in tarKeys.prefix(5) { #expect(read.stdout.contains("\"\(key)\"")) }
+    }
+}
