@@ -9,6 +9,8 @@ public final class LineSource {
     private let handle: FileHandle
     private var decompressor: OpaquePointer?
     private var pending: [UInt8] = []
+    /// Bytes of `pending` already handed out.
+    private var consumed = 0
     private var input: [UInt8] = []
     private var inputOffset = 0
     private var endOfFile = false
@@ -38,11 +40,16 @@ public final class LineSource {
     /// The next batch of up to `maximumLines` lines; nil at the end.
     public func nextBatch(maximumLines: Int) throws(ShardError) -> LineBatch? {
         var lines: [Range<Int>] = []
-        var start = 0
-        var scan = 0
+        let base = consumed
+        var start = consumed
+        var scan = consumed
         while lines.count < maximumLines {
-            if let newline = pending[scan...].firstIndex(of: 0x0A) {
-                lines.append(start..<newline)
+            let newline = pending.withUnsafeBytes { raw -> Int? in
+                guard scan < raw.count, let hit = memchr(raw.baseAddress! + scan, 0x0A, raw.count - scan) else { return nil }
+                return raw.baseAddress!.distance(to: UnsafeRawPointer(hit))
+            }
+            if let newline {
+                lines.append((start - base)..<(newline - base))
                 start = newline + 1
                 scan = start
                 continue
@@ -52,12 +59,17 @@ public final class LineSource {
             try fill()
         }
         if lines.count < maximumLines && endOfFile && start < pending.count {
-            lines.append(start..<pending.count)
+            lines.append((start - base)..<(pending.count - base))
             start = pending.count
         }
         guard !lines.isEmpty else { return nil }
-        let data = Array(pending[0..<start])
-        pending.removeSubrange(0..<start)
+        let data = Array(pending[base..<start])
+        consumed = start
+        // Drop consumed bytes only now and then: one move per several batches, not per batch.
+        if consumed > 8 << 20 && consumed * 2 > pending.count {
+            pending.removeSubrange(0..<consumed)
+            consumed = 0
+        }
         let batch = LineBatch(data: data, lines: lines, firstLine: linesRead + 1, bytes: data.count)
         linesRead += lines.count
         return batch
