@@ -4,6 +4,25 @@ public import SluiceText
 
 /// JSON string escaping for the few JSON documents Sluice writes by hand.
 public enum JSONText {
+    /// Appends `value` as a JSON string to UTF-8 bytes.
+    public static func appendString(_ value: String, to out: inout [UInt8]) {
+        out.append(0x22)
+        for byte in value.utf8 {
+            switch byte {
+            case 0x22: out.append(contentsOf: [0x5C, 0x22])
+            case 0x5C: out.append(contentsOf: [0x5C, 0x5C])
+            case 0x0A: out.append(contentsOf: [0x5C, 0x6E])
+            case 0x0D: out.append(contentsOf: [0x5C, 0x72])
+            case 0x09: out.append(contentsOf: [0x5C, 0x74])
+            case 0..<0x20:
+                let hex = Array("0123456789abcdef".utf8)
+                out.append(contentsOf: [0x5C, 0x75, 0x30, 0x30, hex[Int(byte >> 4)], hex[Int(byte & 15)]])
+            default: out.append(byte)
+            }
+        }
+        out.append(0x22)
+    }
+
     public static func string(_ value: String) -> String {
         var out = "\""
         for scalar in value.unicodeScalars {
@@ -61,27 +80,51 @@ final class RejectedLog {
 public enum SampleJSON {
     public static func sample(_ document: Document, line: Int) -> ShardSample {
         let key = Curator.padded(line)
-        var json = "{\"id\":" + (document.id.map(JSONText.string) ?? "null")
-        json += ",\"line\":\(line)"
-        if let source = document.source { json += ",\"source\":" + JSONText.string(source) }
-        if let url = document.url { json += ",\"url\":" + JSONText.string(url) }
-        if let ts = document.timestamp { json += ",\"ts\":" + JSONText.string(ts) }
-        if let language = document.language { json += ",\"lang\":" + JSONText.string(language) }
-        let score = document.signals["quality.score"]
-        if let score { json += String(format: ",\"quality_score\":%.4f", score) }
-        var pii: [String] = []
-        var failed: [String] = []
-        for (name, value) in document.signals.values {
-            if name.hasPrefix("pii.") { pii.append(JSONText.string(String(name.dropFirst(4))) + ":\(Int(value))") }
-            if name.hasPrefix("quality.fail.") { failed.append(JSONText.string(String(name.dropFirst(13)))) }
+        var json: [UInt8] = []
+        json.reserveCapacity(256 + (document.metaJSON?.count ?? 0))
+        func raw(_ text: StaticString) { json.append(contentsOf: UnsafeBufferPointer(start: text.utf8Start, count: text.utf8CodeUnitCount)) }
+        func field(_ name: StaticString, _ value: String?) {
+            guard let value else { return }
+            raw(name)
+            JSONText.appendString(value, to: &json)
         }
-        if !failed.isEmpty { json += ",\"quality_failed\":[" + failed.joined(separator: ",") + "]" }
-        json += ",\"pii\":{" + pii.joined(separator: ",") + "}"
-        json += ",\"dedup\":{\"kept\":true}"
-        if let meta = document.metaJSON { json += ",\"meta\":" + String(decoding: meta, as: UTF8.self) }
-        json += "}"
+        raw("{\"id\":")
+        if let id = document.id { JSONText.appendString(id, to: &json) } else { raw("null") }
+        raw(",\"line\":")
+        json.append(contentsOf: String(line).utf8)
+        field(",\"source\":", document.source)
+        field(",\"url\":", document.url)
+        field(",\"ts\":", document.timestamp)
+        field(",\"lang\":", document.language)
+        let score = document.signals["quality.score"]
+        if let score {
+            raw(",\"quality_score\":")
+            json.append(contentsOf: String(Double(Int((score * 10_000).rounded())) / 10_000).utf8)
+        }
+        var failed = false
+        var pii = false
+        for (name, _) in document.signals.values where name.hasPrefix("quality.fail.") {
+            raw(failed ? "," : ",\"quality_failed\":[")
+            failed = true
+            JSONText.appendString(String(name.dropFirst(13)), to: &json)
+        }
+        if failed { raw("]") }
+        raw(",\"pii\":{")
+        for (name, value) in document.signals.values where name.hasPrefix("pii.") {
+            if pii { raw(",") }
+            pii = true
+            JSONText.appendString(String(name.dropFirst(4)), to: &json)
+            raw(":")
+            json.append(contentsOf: String(Int(value)).utf8)
+        }
+        raw("},\"dedup\":{\"kept\":true}")
+        if let meta = document.metaJSON {
+            raw(",\"meta\":")
+            json.append(contentsOf: meta)
+        }
+        raw("}")
         return ShardSample(
-            key: key, text: document.text, json: Array(json.utf8), id: document.id, source: document.source,
+            key: key, text: document.text, json: json, id: document.id, source: document.source,
             language: document.language, score: score, timestamp: document.timestamp)
     }
 
