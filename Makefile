@@ -31,7 +31,7 @@ TEST_VENV := $(CURDIR)/.build/test-venv
 # Python WebDataset for the interop tests; without network the tests that need it are skipped (and say so).
 test-venv:
 	@[ -x $(TEST_VENV)/bin/python ] && $(TEST_VENV)/bin/python -c 'import webdataset' 2>/dev/null || \
-		(python3 -m venv $(TEST_VENV) && $(TEST_VENV)/bin/pip install -q webdataset) || \
+		(python3 -m venv $(TEST_VENV) && $(TEST_VENV)/bin/pip install -q --retries 1 --timeout 20 webdataset) || \
 		echo "warning: could not install Python webdataset; its interop tests will be skipped"
 
 test: deps test-venv

@@ -29,6 +29,11 @@ echo "== sluice eval quality (and the whole chain)"
 echo "== sluice eval dedup"
 "$SLUICE" eval dedup --corpus "$WORK/corpus.jsonl" --truth "$WORK/truth.jsonl"
 "$SLUICE" eval dedup --corpus "$WORK/corpus.jsonl" --truth "$WORK/truth.jsonl" --scheme permutations | sed -n 1,3p
+echo "== sluice curate (both cores) and reading the dataset"
+/usr/bin/time -v "$SLUICE" curate --input "$WORK/corpus.jsonl" --output "$WORK/dataset" --quiet --overwrite 2> "$WORK/curate.time"
+grep -E "Maximum resident|Elapsed" "$WORK/curate.time"
+"$SLUICE" eval read "$WORK/dataset"
+[ -n "${PEERS_VENV:-}" ] && "$PEERS_VENV/bin/pip" install -q webdataset && "$PEERS_VENV/bin/python" Benchmarks/wds_read.py "$WORK/dataset"
 echo "== sluice eval index"
 "$SLUICE" eval index --documents "${INDEX_DOCUMENTS:-1000000}"
 
