@@ -11,8 +11,9 @@ public final class LineSource {
     private var pending: [UInt8] = []
     /// Bytes of `pending` already handed out.
     private var consumed = 0
-    private var input: [UInt8] = []
-    private var inputOffset = 0
+    /// Whether the zstd stream ended a frame with its last byte (a truncated stream does not).
+    private var frameComplete = true
+    private var streamError = false
     private var endOfFile = false
     public private(set) var linesRead = 0
     /// Bytes read from the file (compressed when it is).
@@ -90,8 +91,8 @@ public final class LineSource {
         }
         if chunk.isEmpty {
             endOfFile = true
-            if decompressor != nil && inputOffset < input.count {
-                throw ShardError.make(.truncated, "\(name): the zstd stream ends in the middle of a frame")
+            if decompressor != nil && !frameComplete {
+                throw ShardError.make(.truncated, "\(name): the zstd stream ends in the middle of a frame (truncated file?)")
             }
             return
         }
@@ -110,13 +111,14 @@ public final class LineSource {
                     return (outBuffer.pos, result)
                 }
                 if ZSTD_isError(produced.1) != 0 {
-                    inputOffset = -1
+                    streamError = true
                     return
                 }
+                frameComplete = produced.1 == 0
                 pending.append(contentsOf: out[0..<produced.0])
             }
         }
-        if inputOffset == -1 {
+        if streamError {
             throw ShardError.make(.corrupt, "\(name): not a valid zstd stream")
         }
     }

@@ -56,7 +56,7 @@ struct CurateCommand: AsyncParsableCommand {
             throw CommandError("--name must be non-empty without dots or slashes")
         }
         let source: LineSource
-        do { source = try LineSource(path: input) } catch { throw CommandError("\(error)") }
+        do { source = try LineSource(path: input) } catch { throw CommandError(error.reason) }
         let curator = Curator(configuration: settings, output: URL(fileURLWithPath: output))
         let showProgress = !quiet && isatty(2) == 1
         let started = Date()

@@ -58,6 +58,23 @@ struct CurateCommandTests {
         }
     }
 
+    @Test func readsZstdInputAndRefusesATruncatedStream() async throws {
+        try await withDirectory { directory in
+            let input = directory.appendingPathComponent("in.jsonl")
+            try Data(corpus(300).utf8).write(to: input)
+            let compressed = try await runProcess("/usr/bin/zstd", ["-q", "-f", input.path, "-o", input.path + ".zst"])
+            #expect(compressed.status == 0)
+            let good = try await runProcess(
+                sluiceExecutable.path, ["curate", "--input", input.path + ".zst", "--output", directory.appendingPathComponent("a").path, "--quiet"])
+            #expect(good.status == 0 && good.stdout.contains("\"lines\":303"), "\(good.stderr)")
+            let whole = try Data(contentsOf: URL(fileURLWithPath: input.path + ".zst"))
+            try whole.prefix(whole.count / 2).write(to: URL(fileURLWithPath: input.path + ".cut.zst"))
+            let cut = try await runProcess(
+                sluiceExecutable.path, ["curate", "--input", input.path + ".cut.zst", "--output", directory.appendingPathComponent("b").path, "--quiet"])
+            #expect(cut.status != 0 && cut.stderr.contains("zstd stream ends in the middle"), "\(cut.stderr)")
+        }
+    }
+
     @Test func aKilledRunLeavesNoHalfShardVisible() async throws {
         try await withDirectory { directory in
             let input = directory.appendingPathComponent("big.jsonl")
