@@ -20,9 +20,6 @@ public struct DedupIndex: Sendable {
     private var exact = HashSlotTable()
     private var raw = HashSlotTable()
     private var bands: [HashSlotTable]
-    private var pendingExact = HashSlotTable(capacity: 64)
-    private var pendingRaw = HashSlotTable(capacity: 64)
-    private var pendingBands = HashSlotTable(capacity: 1024)
     /// Documents below this number are durable.
     public private(set) var committedCount = 0
 
@@ -54,11 +51,7 @@ public struct DedupIndex: Sendable {
     public mutating func lookupOrAdd(id: String?, rawHash: UInt64, exactHash: UInt64, signature: [UInt32]) -> Match {
         let rawMatch = raw.value(for: rawHash).flatMap { rawHashes[Int($0)] == rawHash ? $0 : nil }
         let exactMatch = exact.value(for: exactHash).flatMap { exactHashes[Int($0)] == exactHash ? $0 : nil }
-        let pendingRawMatch = pendingRaw.value(for: rawHash).flatMap { rawHashes[Int($0)] == rawHash ? $0 : nil }
-        let pendingExactMatch = pendingExact.value(for: exactHash).flatMap {
-            exactHashes[Int($0)] == exactHash ? $0 : nil
-        }
-        if let index = rawMatch ?? pendingRawMatch ?? exactMatch ?? pendingExactMatch {
+        if let index = rawMatch ?? exactMatch {
             let other = self.id(at: Int(index))
             return id != nil && other == id ? .replay : .exact(id: other)
         }
@@ -88,9 +81,6 @@ public struct DedupIndex: Sendable {
                     for band in 0..<configuration.bands {
                         let key = bandKey(signature, band)
                         if let candidate = bands[band].value(for: key) { consider(candidate) }
-                        if pendingBands.count > 0, let candidate = pendingBands.value(for: key ^ Self.bandSalt(band)) {
-                            consider(candidate)
-                        }
                     }
                 }
             }
@@ -132,19 +122,13 @@ public struct DedupIndex: Sendable {
     }
 
     /// Makes the pending documents durable in memory; call after the store has written ``pendingEntries``.
+    /// Pending documents are in the lookup tables from the start, so this only moves the boundary.
     public mutating func commitPending() {
-        for index in committedCount..<count { indexDurably(index) }
-        clearPending()
         committedCount = count
     }
 
-    private mutating func clearPending() {
-        pendingExact = HashSlotTable(capacity: 64)
-        pendingRaw = HashSlotTable(capacity: 64)
-        pendingBands = HashSlotTable(capacity: 1024)
-    }
-
-    /// Forgets the pending documents (the open shard was abandoned).
+    /// Forgets the pending documents (the open shard was abandoned): truncates them and rebuilds the lookup
+    /// tables from the durable documents (rare: a lost shard, not a normal seal).
     public mutating func discardPending() {
         let k = configuration.hashCount
         idBytes.removeSubrange(Int(committedCount == 0 ? 0 : idEnds[committedCount - 1])...)
@@ -152,7 +136,10 @@ public struct DedupIndex: Sendable {
         exactHashes.removeSubrange(committedCount...)
         rawHashes.removeSubrange(committedCount...)
         signatures.removeSubrange((committedCount * k)...)
-        clearPending()
+        exact = HashSlotTable(capacity: count)
+        raw = HashSlotTable(capacity: count)
+        bands = (0..<configuration.bands).map { _ in HashSlotTable(capacity: count) }
+        for index in 0..<count { insertKeys(index) }
     }
 
     /// Adds durable documents read back from the store. Only valid with no pending documents.
@@ -168,7 +155,7 @@ public struct DedupIndex: Sendable {
     public var memoryBytes: Int {
         idBytes.capacity + idEnds.capacity * 4 + signatures.capacity * 2 + exactHashes.capacity * 8
             + rawHashes.capacity * 8 + exact.memoryBytes + raw.memoryBytes + bands.reduce(0) { $0 + $1.memoryBytes }
-            + pendingExact.memoryBytes + pendingRaw.memoryBytes + pendingBands.memoryBytes
+
     }
 
     private mutating func add(id: String, rawHash: UInt64, exactHash: UInt64, signature: [UInt16], pending: Bool) {
@@ -183,30 +170,22 @@ public struct DedupIndex: Sendable {
         } else {
             signatures.append(contentsOf: repeatElement(0, count: configuration.hashCount))
         }
-        if pending {
-            pendingExact.insert(exactHash, index)
-            pendingRaw.insert(rawHash, index)
-            guard hasSignature else { return }
-            signature.withUnsafeBufferPointer { signature in
-                for band in 0..<configuration.bands {
-                    pendingBands.insert(bandKey(signature, band) ^ Self.bandSalt(band), index)
-                }
-            }
-        } else {
-            indexDurably(Int(index))
-        }
+        _ = pending
+        insertKeys(Int(index))
     }
 
-    private mutating func indexDurably(_ index: Int) {
+    /// Puts a document's raw, exact and band keys into the lookup tables.
+    private mutating func insertKeys(_ index: Int) {
         exact.insert(exactHashes[index], UInt32(index))
         raw.insert(rawHashes[index], UInt32(index))
         let k = configuration.hashCount
         guard signatures[(index * k)..<(index * k + k)].contains(where: { $0 != 0 }) else { return }
-        let keys = signatures.withUnsafeBufferPointer { all in
-            let signature = UnsafeBufferPointer(rebasing: all[(index * k)..<(index * k + k)])
-            return (0..<configuration.bands).map { bandKey(signature, $0) }
+        for band in 0..<configuration.bands {
+            let key = signatures.withUnsafeBufferPointer { all in
+                bandKey(UnsafeBufferPointer(rebasing: all[(index * k)..<(index * k + k)]), band)
+            }
+            bands[band].insert(key, UInt32(index))
         }
-        for (band, key) in keys.enumerated() { bands[band].insert(key, UInt32(index)) }
     }
 
     private func idEquals(_ index: Int, _ id: String) -> Bool {
@@ -242,6 +221,4 @@ public struct DedupIndex: Sendable {
         return Double(equal) / Double(a.count)
     }
 
-    /// Pending band keys share one dictionary; the salt keeps bands apart.
-    private static func bandSalt(_ band: Int) -> UInt64 { UInt64(band) &* 0x9E37_79B9_7F4A_7C15 }
 }
