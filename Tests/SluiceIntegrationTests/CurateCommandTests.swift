@@ -106,12 +106,20 @@ struct CurateCommandTests {
     }
 }
 
-/// The Python interpreter of the test venv that has `webdataset` (set by `make test`).
+/// The Python interpreter of the test venv that has `webdataset` (set by `make test`); nil when it is missing or
+/// cannot import webdataset (no package index when the venv was made).
 let testPython: String? = {
     guard let python = ProcessInfo.processInfo.environment["SLUICE_TEST_PYTHON"],
         FileManager.default.isExecutableFile(atPath: python)
     else { return nil }
-    return python
+    let check = Process()
+    check.executableURL = URL(fileURLWithPath: python)
+    check.arguments = ["-c", "import webdataset"]
+    check.standardOutput = FileHandle.nullDevice
+    check.standardError = FileHandle.nullDevice
+    guard (try? check.run()) != nil else { return nil }
+    check.waitUntilExit()
+    return check.terminationStatus == 0 ? python : nil
 }()
 
 @Suite("Python WebDataset reads Sluice datasets", .timeLimit(.minutes(3)))
