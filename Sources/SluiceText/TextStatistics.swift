@@ -59,9 +59,19 @@ struct TextMeasurer: Sendable {
     private var wordLengths: [Int32] = []
     private var rolling: [UInt64] = []
     private var counter = ScratchCounter()
-    private var word: [UInt8] = []
+    /// FNV-style running hash of a word's lowercased bytes, finished by ``finishWord(_:_:)``: no byte buffer.
+    @inline(__always)
+    static func feed(_ state: UInt64, _ byte: UInt8) -> UInt64 { (state ^ UInt64(byte)) &* 0x100_0000_01B3 }
+    static let wordSeed: UInt64 = 0xCBF2_9CE4_8422_2325
+    @inline(__always)
+    static func finishWord(_ state: UInt64, _ length: Int) -> UInt64 { Shingler.mix(state ^ UInt64(length) << 56) }
+    static func wordHash(_ text: String) -> UInt64 {
+        var state = wordSeed
+        for byte in text.utf8 { state = feed(state, ByteClass.lower(byte)) }
+        return finishWord(state, text.utf8.count)
+    }
 
-    static let englishStopWords: [[UInt8]] = ["the", "be", "to", "of", "and", "that", "have", "with"].map { Array($0.utf8) }
+    static let englishStopWords: [UInt64] = ["the", "be", "to", "of", "and", "that", "have", "with"].map(wordHash)
 
     /// - Parameter nGramMinimumWords: below this many words the n-gram statistics stay 0 (their rules do not
     ///   apply), which saves most of the work on short documents.
@@ -166,7 +176,10 @@ struct TextMeasurer: Sendable {
     private mutating func measureWords(_ bytes: UnsafeBufferPointer<UInt8>, _ s: inout TextStatistics) {
         wordHashes.removeAll(keepingCapacity: true)
         wordLengths.removeAll(keepingCapacity: true)
-        word.removeAll(keepingCapacity: true)
+        var wordState = Self.wordSeed
+        var wordBytes = 0
+        var trimmedState = Self.wordSeed
+        var trimmedBytes = 0
         var stopMask: UInt32 = 0
         var wordHasAlpha = false
         var wordHasNonSymbol = false
@@ -176,25 +189,28 @@ struct TextMeasurer: Sendable {
         var loremState = 0
 
         func endWord(_ s: inout TextStatistics) {
-            guard !word.isEmpty else { return }
+            guard wordBytes > 0 else { return }
             s.words += 1
             if wordHasAlpha { s.alphabeticWords += 1 }
             if wordHasNonSymbol {
                 s.nonSymbolWords += 1
                 s.nonSymbolWordCharacters += wordCharacters
             }
-            if word.count >= 2 && word.count <= 4 {
-                for (index, stop) in Self.englishStopWords.enumerated()
-                where stop.count == word.count && stop[0] == word[0] && stop == word {
+            let hash = Self.finishWord(wordState, wordBytes)
+            if wordBytes >= 2 && wordBytes <= 4 {
+                for (index, stop) in Self.englishStopWords.enumerated() where stop == hash {
                     stopMask |= 1 << UInt32(index)
                 }
             }
-            let hash = XXH3_64bits(word, word.count)
-            let loremHash = Self.trimmedHash(word) ?? hash
+            // Without trailing punctuation ("laborum." → "laborum") when there is some.
+            let loremHash = trimmedBytes > 0 && trimmedBytes < wordBytes ? Self.finishWord(trimmedState, trimmedBytes) : hash
             if Self.loremFilter[Int(loremHash & 1023)], Self.loremVocabulary.contains(loremHash) { s.loremWords += 1 }
             wordHashes.append(hash)
             wordLengths.append(Int32(wordCharacters))
-            word.removeAll(keepingCapacity: true)
+            wordState = Self.wordSeed
+            wordBytes = 0
+            trimmedState = Self.wordSeed
+            trimmedBytes = 0
             wordHasAlpha = false
             wordHasNonSymbol = false
             wordCharacters = 0
@@ -241,7 +257,12 @@ struct TextMeasurer: Sendable {
                 }
                 loremState = Self.advanceLorem(loremState, lowered)
                 if loremState == 11 { s.lorem = true }
-                word.append(lowered)
+                wordState = Self.feed(wordState, lowered)
+                wordBytes += 1
+                if ByteClass.isAlnum(b) {
+                    trimmedState = wordState
+                    trimmedBytes = wordBytes
+                }
                 wordCharacters += 1
                 continue
             }
@@ -278,7 +299,10 @@ struct TextMeasurer: Sendable {
                 if scalar == 0x2026 { s.ellipses += 1 }
                 if scalar == 0x3002 || scalar == 0xFF01 || scalar == 0xFF1F { s.sentences += 1 }
             }
-            appendUTF8(scalar, to: &word)
+            // The scalar's UTF-8 bytes, as they stand in the text.
+            let start = i - length
+            for k in start..<i { wordState = Self.feed(wordState, bytes[k]) }
+            wordBytes += length
             wordCharacters += 1
         }
         endWord(&s)
@@ -292,10 +316,7 @@ struct TextMeasurer: Sendable {
         magna aliqua enim ad minim veniam quis nostrud exercitation ullamco laboris nisi aliquip ex ea commodo \
         consequat duis aute irure in reprehenderit voluptate velit esse cillum fugiat nulla pariatur excepteur sint \
         occaecat cupidatat non proident sunt culpa qui officia deserunt mollit anim id est laborum
-        """.split(separator: " ").map { word in
-            let bytes = Array(word.utf8)
-            return XXH3_64bits(bytes, bytes.count)
-        })
+        """.split(separator: " ").map { wordHash(String($0)) })
 
     /// A 1,024-entry prefilter of ``loremVocabulary`` by the hash's low bits: most words skip the set lookup.
     static let loremFilter: [Bool] = {
@@ -303,14 +324,6 @@ struct TextMeasurer: Sendable {
         for hash in loremVocabulary { filter[Int(hash & 1023)] = true }
         return filter
     }()
-
-    /// The hash of a word without trailing punctuation ("laborum." → "laborum"), or nil when there is none.
-    private static func trimmedHash(_ word: [UInt8]) -> UInt64? {
-        var end = word.count
-        while end > 0 && !ByteClass.isAlnum(word[end - 1]) { end -= 1 }
-        guard end < word.count, end > 0 else { return nil }
-        return word.withUnsafeBufferPointer { XXH3_64bits($0.baseAddress, end) }
-    }
 
     /// A tiny matcher for "lorem ipsum" (lowercased ASCII), state 11 = matched.
     @inline(__always)
