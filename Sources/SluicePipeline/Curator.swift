@@ -104,7 +104,7 @@ public final class Curator {
                     summary.kept += 1
                     let sealed = try writer.add(
                         prepared, position: "\(datasetName)+\(Self.padded(line))",
-                        now: CorpusClock.seconds(clock.now - started))
+                        now: (clock.now - started).inSeconds)
                     if let sealed { try record(sealed) }
                 }
             }
@@ -140,10 +140,10 @@ public final class Curator {
             try consume(ready)
             consumed += 1
         }
-        if let sealed = try writer.seal(now: CorpusClock.seconds(clock.now - started)) { try record(sealed) }
+        if let sealed = try writer.seal(now: (clock.now - started).inSeconds) { try record(sealed) }
         try rejected.close()
         try WIDSExport.write(index: index, to: output.appendingPathComponent("wids.json"))
-        summary.seconds = CorpusClock.seconds(clock.now - started)
+        summary.seconds = (clock.now - started).inSeconds
         return summary
     }
 
@@ -175,10 +175,9 @@ public final class Curator {
     }
 }
 
-enum CorpusClock {
-    static func seconds(_ duration: Duration) -> Double {
-        Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
-    }
+extension Duration {
+    /// The duration in seconds, for throughput figures.
+    public var inSeconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
 }
 
 /// One worker's stages; used by one batch at a time (its serial queue).

@@ -20,20 +20,23 @@ public enum ShardReader {
         return nil
     }
 
-    /// The uncompressed tar bytes of a shard file.
-    public static func tarBytes(of url: URL) throws(ShardError) -> [UInt8] {
-        let data: Data
-        do { data = try Data(contentsOf: url) } catch {
+    /// The bytes of a shard file as stored.
+    public static func fileBytes(of url: URL) throws(ShardError) -> [UInt8] {
+        do { return [UInt8](try Data(contentsOf: url)) } catch {
             throw ShardError.make(.io, "cannot read \(url.lastPathComponent): \(error.localizedDescription)")
         }
-        let bytes = [UInt8](data)
-        guard format(of: url) == .tarZstd else { return bytes }
-        return try decompressFrames(bytes, name: url.lastPathComponent)
     }
 
     /// Every sample of a shard, in file order (`<key>.txt` and `<key>.json` grouped by key).
     public static func samples(of url: URL) throws(ShardError) -> [ShardSampleData] {
-        let tar = try tarBytes(of: url)
+        try samples(stored: try fileBytes(of: url), format: format(of: url) ?? .tar, name: url.lastPathComponent)
+    }
+
+    /// Every sample of a shard whose stored bytes are already read.
+    public static func samples(stored: [UInt8], format: ShardFormat, name: String) throws(ShardError)
+        -> [ShardSampleData]
+    {
+        let tar = format == .tarZstd ? try decompressFrames(stored, name: name) : stored
         let parsed = tar.withUnsafeBytes { raw in Result { () throws(ShardError) in try Tar.members(raw) } }
         let members = try parsed.get()
         var samples: [ShardSampleData] = []
@@ -142,7 +145,6 @@ public enum ShardReader {
             self.code = code
             self.message = message
         }
-        var tuple: (ShardError.Code, String) { (code, message) }
     }
 }
 

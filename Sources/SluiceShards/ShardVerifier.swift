@@ -14,7 +14,7 @@ public enum ShardVerifier {
         for shard in shards {
             indexed.insert(shard.fileName)
             let url = directory.appendingPathComponent(shard.fileName)
-            guard let data = try? Data(contentsOf: url) else {
+            guard let data = try? ShardReader.fileBytes(of: url) else {
                 problems.append("\(shard.fileName): missing")
                 continue
             }
@@ -29,7 +29,7 @@ public enum ShardVerifier {
                 problems.append("\(shard.fileName): \(data.count) bytes, the index says \(shard.storedBytes)")
             }
             let samples: [ShardSampleData]
-            do { samples = try ShardReader.samples(of: url) } catch {
+            do { samples = try ShardReader.samples(stored: data, format: shard.format, name: shard.fileName) } catch {
                 problems.append("\(shard.fileName): \(error.reason)")
                 continue
             }

@@ -111,6 +111,7 @@ public struct PreparedSample: @unchecked Sendable {
     var frame: [UInt8]?
     var textStart: Int
     var jsonStart: Int
+    var mtime: Int64
 }
 
 /// Builds ``PreparedSample``s; one per worker thread (it owns a zstd context).
@@ -148,9 +149,9 @@ public final class SampleEncoder {
             }
             if ZSTD_isError(size) != 0 { throw ShardError.compression(String(cString: ZSTD_getErrorName(size))) }
             frame = Array(scratch[0..<size])
-            return PreparedSample(sample: sample, chunk: [], frame: frame, textStart: textStart, jsonStart: jsonStart)
+            return PreparedSample(sample: sample, chunk: [], frame: frame, textStart: textStart, jsonStart: jsonStart, mtime: mtime)
         }
-        return PreparedSample(sample: sample, chunk: chunk, frame: frame, textStart: textStart, jsonStart: jsonStart)
+        return PreparedSample(sample: sample, chunk: chunk, frame: nil, textStart: textStart, jsonStart: jsonStart, mtime: mtime)
     }
 }
 
@@ -231,42 +232,46 @@ public final class ShardWriter {
     /// age limit, `mtime` the members' modification time (Unix seconds, deterministic). Returns the shard sealed
     /// by a limit this sample reached, if any.
     public func add(_ sample: ShardSample, position: String, mtime: Int64, now: Double) throws(ShardError) -> SealedShard? {
-        precondition(!sample.key.contains(".") && !sample.key.contains("/"), "sample keys contain no dots or slashes")
-        if current == nil { try open(name: position, now: now) }
+        try begin(sample, position: position, now: now)
         current!.pending.append((sample, mtime))
-        current!.rawBytes += sample.text.count + sample.json.count
-        if let ts = sample.timestamp {
-            current!.timestamps = current!.timestamps.map { min($0.lowerBound, ts)...max($0.upperBound, ts) } ?? ts...ts
-        }
         if current!.pending.count >= max(1, configuration.samplesPerFrame) { try flushFrame() }
         return try sealIfFull(now: now)
     }
 
-    /// Adds a sample prepared by a ``SampleEncoder`` (same configuration); see ``add(_:position:mtime:now:)``.
+    /// Adds a sample prepared by a ``SampleEncoder`` (same configuration): its members (`.tar`) or its frame
+    /// (`.tar.zst`, one sample per frame) are written as they are. See ``add(_:position:mtime:now:)``.
     public func add(_ prepared: PreparedSample, position: String, now: Double) throws(ShardError) -> SealedShard? {
-        guard let frame = prepared.frame, configuration.format == .tarZstd, configuration.samplesPerFrame == 1 else {
-            return try add(prepared.sample, position: position, mtime: 0, now: now, chunk: prepared)
+        let direct: (bytes: [UInt8], compressed: Bool)? =
+            switch configuration.format {
+            case .tar: (prepared.chunk, false)
+            case .tarZstd: prepared.frame.map { ($0, true) }
+            }
+        guard let direct, configuration.samplesPerFrame == 1 || !direct.compressed else {
+            return try add(prepared.sample, position: position, mtime: prepared.mtime, now: now)
         }
-        if current == nil { try open(name: position, now: now) }
-        let shard = current!
-        shard.rawBytes += prepared.sample.text.count + prepared.sample.json.count
-        if let ts = prepared.sample.timestamp {
-            shard.timestamps = shard.timestamps.map { min($0.lowerBound, ts)...max($0.upperBound, ts) } ?? ts...ts
-        }
-        let frameOffset = shard.written
-        try writeRaw(frame)
-        shard.samples.append(
+        try begin(prepared.sample, position: position, now: now)
+        try flushFrame()  // samples added the other way, if any, keep their order
+        let offset = current!.written
+        try writeRaw(direct.bytes)
+        current!.samples.append(
             SampleLocation(
-                key: prepared.sample.key, frameOffset: frameOffset, frameLength: frame.count,
-                textOffset: prepared.textStart, textLength: prepared.sample.text.count, jsonOffset: prepared.jsonStart,
+                key: prepared.sample.key, frameOffset: direct.compressed ? offset : 0,
+                frameLength: direct.compressed ? direct.bytes.count : 0,
+                textOffset: (direct.compressed ? 0 : offset) + prepared.textStart, textLength: prepared.sample.text.count,
+                jsonOffset: (direct.compressed ? 0 : offset) + prepared.jsonStart,
                 jsonLength: prepared.sample.json.count, sample: prepared.sample))
         return try sealIfFull(now: now)
     }
 
-    private func add(_ sample: ShardSample, position: String, mtime: Int64, now: Double, chunk: PreparedSample?)
-        throws(ShardError) -> SealedShard?
-    {
-        try add(sample, position: position, mtime: mtime, now: now)
+    /// Opens a shard when none is, and counts the sample's payload and time.
+    private func begin(_ sample: ShardSample, position: String, now: Double) throws(ShardError) {
+        precondition(!sample.key.contains(".") && !sample.key.contains("/"), "sample keys contain no dots or slashes")
+        if current == nil { try open(name: position, now: now) }
+        let shard = current!
+        shard.rawBytes += sample.text.count + sample.json.count
+        if let ts = sample.timestamp {
+            shard.timestamps = shard.timestamps.map { min($0.lowerBound, ts)...max($0.upperBound, ts) } ?? ts...ts
+        }
     }
 
     private func sealIfFull(now: Double) throws(ShardError) -> SealedShard? {

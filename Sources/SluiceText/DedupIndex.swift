@@ -87,7 +87,7 @@ public struct DedupIndex: Sendable {
         }
         if let best { return .near(id: self.id(at: best.index), similarity: best.similarity) }
         if replay { return .replay }
-        add(id: id ?? "", rawHash: rawHash, exactHash: exactHash, signature: short, pending: true)
+        add(id: id ?? "", rawHash: rawHash, exactHash: exactHash, signature: short)
         return .none
     }
 
@@ -146,7 +146,7 @@ public struct DedupIndex: Sendable {
     public mutating func restore(_ entries: [Entry]) {
         precondition(pendingCount == 0, "restore with pending documents")
         for entry in entries {
-            add(id: entry.id, rawHash: entry.rawHash, exactHash: entry.exactHash, signature: entry.signature, pending: false)
+            add(id: entry.id, rawHash: entry.rawHash, exactHash: entry.exactHash, signature: entry.signature)
         }
         committedCount = count
     }
@@ -158,7 +158,7 @@ public struct DedupIndex: Sendable {
 
     }
 
-    private mutating func add(id: String, rawHash: UInt64, exactHash: UInt64, signature: [UInt16], pending: Bool) {
+    private mutating func add(id: String, rawHash: UInt64, exactHash: UInt64, signature: [UInt16]) {
         let index = UInt32(count)
         let hasSignature = signature.count == configuration.hashCount
         idBytes.append(contentsOf: id.utf8)
@@ -170,7 +170,6 @@ public struct DedupIndex: Sendable {
         } else {
             signatures.append(contentsOf: repeatElement(0, count: configuration.hashCount))
         }
-        _ = pending
         insertKeys(Int(index))
     }
 

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import SluicePipeline
 import SluiceText
 
 extension EvalCommand {
@@ -40,7 +41,7 @@ extension EvalCommand {
                 outputBytes += document.text.count
                 for (name, value) in document.signals.values where value > 0 { signals[name, default: 0] += 1 }
             }
-            let seconds = CorpusFile.seconds(clock.now - started)
+            let seconds = (clock.now - started).inSeconds
             Terminal.out(
                 String(
                     format: "decode+clean, one core: %.1f MB/s of text, %.0f docs/s; %d docs, %.1f MB in, %.1f MB out",

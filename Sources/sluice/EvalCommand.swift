@@ -72,10 +72,6 @@ enum CorpusFile {
         }
     }
 
-    static func seconds(_ duration: Duration) -> Double {
-        Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
-    }
-
     static func read(_ path: String) throws -> Data {
         guard FileManager.default.fileExists(atPath: path) else { throw CommandError("no such file: \(path)") }
         guard path.hasSuffix(".zst") else { return try Data(contentsOf: URL(fileURLWithPath: path)) }

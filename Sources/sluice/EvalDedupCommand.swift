@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import SluicePipeline
 import SluiceText
 
 extension EvalCommand {
@@ -100,7 +101,7 @@ extension EvalCommand {
                         duplicateOf: document.duplicateOf, similarity: document.signals["dedup.similarity"] ?? 0)
                 }
             }
-            let seconds = CorpusFile.seconds(clock.now - started)
+            let seconds = (clock.now - started).inSeconds
             Terminal.out(
                 String(
                     format: "decode+clean+desensitize+dedup, one core: %.1f MB/s of text, %.0f docs/s (%d docs)",
@@ -108,8 +109,8 @@ extension EvalCommand {
             Terminal.out(
                 String(
                     format: "  dedup stage %.2f s (%.1f MB/s of input text); shingling + signature alone %.2f s (%.1f MB/s of the %.1f MB of cleaned text it reads)",
-                    CorpusFile.seconds(dedupTime), Double(textBytes) / CorpusFile.seconds(dedupTime) / 1e6,
-                    CorpusFile.seconds(fingerprintTime), Double(shingledBytes) / CorpusFile.seconds(fingerprintTime) / 1e6,
+                    dedupTime.inSeconds, Double(textBytes) / dedupTime.inSeconds / 1e6,
+                    fingerprintTime.inSeconds, Double(shingledBytes) / fingerprintTime.inSeconds / 1e6,
                     Double(shingledBytes) / 1e6))
             Terminal.out(
                 "  index: \(dedup.index.count) documents, \(dedup.index.memoryBytes / max(1, dedup.index.count)) bytes per document in memory")

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import SluicePipeline
 import SluiceShards
 import SluiceText
 
@@ -42,14 +43,14 @@ extension EvalCommand {
                 if index.pendingCount >= 10_000 { try store.commit(&index) }
             }
             try store.commit(&index)
-            let seconds = CorpusFile.seconds(clock.now - started)
+            let seconds = (clock.now - started).inSeconds
             let memory = index.memoryBytes
             let disk = ["", "-wal"].reduce(0) { total, suffix in
                 total + ((try? FileManager.default.attributesOfItem(atPath: path + suffix)[.size] as? Int) ?? 0)
             }
             let loadStarted = clock.now
             let loaded = try store.load()
-            let loadSeconds = CorpusFile.seconds(clock.now - loadStarted)
+            let loadSeconds = (clock.now - loadStarted).inSeconds
             Terminal.out("\(index.count) documents added in \(String(format: "%.1f", seconds)) s")
             Terminal.out("index in memory: \(memory / 1_048_576) MiB, \(memory / max(1, index.count)) bytes per document")
             Terminal.out("SQLite store: \(disk / 1_048_576) MiB, \(disk / max(1, index.count)) bytes per document")

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import SluicePipeline
 import SluiceText
 
 extension EvalCommand {
@@ -121,10 +122,10 @@ extension EvalCommand {
                 clean += t2 - t1
                 desensitize += t3 - t2
             }
-            speed.seconds = CorpusFile.seconds(clock.now - started)
-            speed.decodeSeconds = CorpusFile.seconds(decode)
-            speed.cleanSeconds = CorpusFile.seconds(clean)
-            speed.desensitizeSeconds = CorpusFile.seconds(desensitize)
+            speed.seconds = (clock.now - started).inSeconds
+            speed.decodeSeconds = decode.inSeconds
+            speed.cleanSeconds = clean.inSeconds
+            speed.desensitizeSeconds = desensitize.inSeconds
             return speed
         }
     }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import SluicePipeline
 import SluiceText
 
 extension EvalCommand {
@@ -55,7 +56,7 @@ extension EvalCommand {
                 if dedup.process(&document) == .keep { kept += 1 }
                 if dedup.index.pendingCount >= 10_000 { dedup.index.commitPending() }
             }
-            return (CorpusFile.seconds(clock.now - started), textBytes, documents, kept)
+            return ((clock.now - started).inSeconds, textBytes, documents, kept)
         }
 
         private var qualityConfiguration: QualityConfiguration {
@@ -175,14 +176,14 @@ extension EvalCommand {
                     cleanByLanguage[language] = entry
                 }
             }
-            let seconds = CorpusFile.seconds(clock.now - started)
+            let seconds = (clock.now - started).inSeconds
             if let dumpMeasurements { try dump.write(to: URL(fileURLWithPath: dumpMeasurements)) }
             Terminal.out(
                 String(
                     format: "  in the scoring pass: clean+desensitize %.2f s, quality %.2f s (%.1f MB/s of input text), dedup %.2f s, the rest (decode, scoring) %.2f s",
-                    CorpusFile.seconds(cleanTime), CorpusFile.seconds(qualityTime),
-                    Double(textBytes) / CorpusFile.seconds(qualityTime) / 1e6, CorpusFile.seconds(dedupTime),
-                    seconds - CorpusFile.seconds(cleanTime + qualityTime + dedupTime)))
+                    cleanTime.inSeconds, qualityTime.inSeconds,
+                    Double(textBytes) / qualityTime.inSeconds / 1e6, dedupTime.inSeconds,
+                    seconds - (cleanTime + qualityTime + dedupTime).inSeconds))
             func percent(_ a: Int, _ b: Int) -> String { b == 0 ? "-" : String(format: "%.1f%%", Double(a) * 100 / Double(b)) }
             let junkTotal = junkByKind.values.reduce(0) { $0 + $1.total }
             let junkDropped = junkByKind.values.reduce(0) { $0 + $1.dropped }

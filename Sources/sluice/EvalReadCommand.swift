@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import SluicePipeline
 import SluiceShards
 
 extension EvalCommand {
@@ -28,7 +29,7 @@ extension EvalCommand {
                     if keys.count < 1_000_000 { keys.append(sample.key) }
                 }
             }
-            let seconds = CorpusFile.seconds(clock.now - started)
+            let seconds = (clock.now - started).inSeconds
             Terminal.out(String(format: "sequential: %d samples in %.2f s: %.0f samples/s, %.1f MB/s of text", samples, seconds, Double(samples) / seconds, Double(textBytes) / seconds / 1e6))
             guard !keys.isEmpty, random > 0 else { return }
             var state: UInt64 = 42
@@ -39,7 +40,7 @@ extension EvalCommand {
                 let t0 = clock.now
                 guard let (shard, location) = try catching({ try index.location(ofKey: key) }) else { throw CommandError("key \(key) not in the index") }
                 _ = try catching({ try ShardReader.sample(at: location, in: dir.appendingPathComponent(shard.fileName), format: shard.format) })
-                latencies.append(CorpusFile.seconds(clock.now - t0) * 1e6)
+                latencies.append((clock.now - t0).inSeconds * 1e6)
             }
             latencies.sort()
             Terminal.out(String(format: "random access by key (%d lookups): p50 %.0f µs, p99 %.0f µs", random, latencies[latencies.count / 2], latencies[latencies.count * 99 / 100]))

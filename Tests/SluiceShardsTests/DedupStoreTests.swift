@@ -6,10 +6,7 @@ import Testing
 @Suite("DedupStore")
 struct DedupStoreTests {
     private func withTemporaryDatabase(_ body: (String) throws -> Void) throws {
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("sluice-dedup-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: directory) }
-        try body(directory.appendingPathComponent("index.sqlite").path)
+        try withTemporaryDirectory { try body($0.appendingPathComponent("index.sqlite").path) }
     }
 
     private func document(_ id: String, _ text: String) -> Document {

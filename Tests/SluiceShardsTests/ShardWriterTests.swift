@@ -5,13 +5,6 @@ import Testing
 
 @Suite("Shard writer and reader")
 struct ShardWriterTests {
-    private func withDirectory(_ body: (URL) throws -> Void) throws {
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("sluice-shards-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: directory) }
-        try body(directory)
-    }
-
     private func samples(_ count: Int) -> [ShardSample] {
         (0..<count).map { i in
             let key = i == 3 ? String(repeating: "k", count: 140) : String(format: "%010d", i)
@@ -44,7 +37,7 @@ struct ShardWriterTests {
 
     @Test(arguments: ShardFormat.allCases)
     func samplesRoundTripSequentiallyAndByKey(format: ShardFormat) throws {
-        try withDirectory { directory in
+        try withTemporaryDirectory { directory in
             let (index, sealed) = try write(format, 25, maximumSamples: 10, in: directory)
             #expect(sealed.map(\.name) == ["test+0000000001", "test+0000000011", "test+0000000021"])
             #expect(sealed.map(\.samples.count) == [10, 10, 5])
@@ -67,7 +60,7 @@ struct ShardWriterTests {
 
     @Test(arguments: ShardFormat.allCases)
     func gnuTarAndPythonReadTheShardsWithoutWarnings(format: ShardFormat) async throws {
-        try withDirectory { directory in
+        try withTemporaryDirectory { directory in
             let (_, sealed) = try write(format, 6, in: directory)
             let path = directory.appendingPathComponent(sealed[0].fileName).path
             let listing = format == .tar ? "tar -tvf '\(path)'" : "zstd -dc '\(path)' | tar -tv"
@@ -83,7 +76,7 @@ struct ShardWriterTests {
     }
 
     @Test func damagedShardsGiveTypedErrors() throws {
-        try withDirectory { directory in
+        try withTemporaryDirectory { directory in
             let (_, sealed) = try write(.tar, 4, in: directory)
             let url = directory.appendingPathComponent(sealed[0].fileName)
             let good = try Data(contentsOf: url)
@@ -105,7 +98,7 @@ struct ShardWriterTests {
     }
 
     @Test func corruptZstdFramesAreReported() throws {
-        try withDirectory { directory in
+        try withTemporaryDirectory { directory in
             let (_, sealed) = try write(.tarZstd, 3, in: directory)
             let url = directory.appendingPathComponent(sealed[0].fileName)
             var data = try Data(contentsOf: url)
@@ -122,7 +115,7 @@ struct ShardWriterTests {
     }
 
     @Test func anUnsealedShardIsNeverVisible() throws {
-        try withDirectory { directory in
+        try withTemporaryDirectory { directory in
             let index = try ShardIndex(path: directory.appendingPathComponent("index.sqlite").path)
             do {
                 let writer = ShardWriter(directory: directory)
