@@ -121,6 +121,12 @@ public final class KafkaConsumer: Sendable {
         try await client.commit(positions, async: false)
     }
 
+    /// Commits explicit positions synchronously from a thread that is not in the cooperative pool (a driver's
+    /// own serial queue); blocks that thread until the broker replied.
+    public func commitBlocking(_ positions: [TopicPartitionOffset]) throws {
+        try client.commitBlocking(positions)
+    }
+
     /// Sends a commit without waiting for the reply; failures are logged.
     public func commitAsync(_ positions: [TopicPartitionOffset]? = nil) async throws {
         try await client.commit(positions, async: true)

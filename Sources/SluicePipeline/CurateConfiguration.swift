@@ -30,7 +30,7 @@ public struct CurateConfiguration: Sendable {
     public static func load(yaml: String, file: String, environment: [String: String] = [:]) throws(ConfigError)
         -> CurateConfiguration
     {
-        var configuration = CurateConfiguration()
+        let configuration = CurateConfiguration()
         let root: [String: Any]
         do {
             guard let loaded = try Yams.load(yaml: yaml) else { return configuration }
@@ -43,8 +43,17 @@ public struct CurateConfiguration: Sendable {
         } catch {
             throw ConfigError(file: file, path: "", reason: "not valid YAML: \(error)")
         }
+        return try load(sections: root, file: file, environment: environment)
+    }
+
+    /// Reads the stage and shard sections of an already parsed document; sections named in `skipping` belong to
+    /// the caller (the streaming pipeline's `kafka`, `input`, …).
+    static func load(
+        sections root: [String: Any], file: String, environment: [String: String], skipping: Set<String> = []
+    ) throws(ConfigError) -> CurateConfiguration {
+        var configuration = CurateConfiguration()
         var reader = SectionReader(file: file)
-        for (section, value) in root {
+        for (section, value) in root where !skipping.contains(section) {
             guard let fields = value as? [String: Any] else {
                 throw ConfigError(file: file, path: section, reason: "expected a mapping")
             }
@@ -126,7 +135,7 @@ public struct CurateConfiguration: Sendable {
             default:
                 throw ConfigError(
                     file: file, path: section,
-                    reason: "unknown section; known: decode, clean, desensitize, quality, dedup, shards")
+                    reason: "unknown section; known: \((skipping.sorted() + ["decode", "clean", "desensitize", "quality", "dedup", "shards"]).joined(separator: ", "))")
             }
         }
         return configuration
@@ -134,7 +143,7 @@ public struct CurateConfiguration: Sendable {
 }
 
 /// Typed access to one YAML section with errors that name `section.key`.
-private struct SectionReader {
+struct SectionReader {
     let file: String
     var section = ""
 
@@ -154,6 +163,12 @@ private struct SectionReader {
             throw error(key, "expected an integer in \(range.lowerBound)…\(range.upperBound == Int.max ? "" : "\(range.upperBound)")")
         }
         return number
+    }
+
+    func string(_ fields: [String: Any], _ key: String) throws(ConfigError) -> String? {
+        guard let value = fields[key] else { return nil }
+        guard let text = value as? String, !text.isEmpty else { throw error(key, "expected a non-empty string") }
+        return text
     }
 
     func bool(_ fields: [String: Any], _ key: String) throws(ConfigError) -> Bool? {

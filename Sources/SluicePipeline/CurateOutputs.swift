@@ -66,10 +66,36 @@ final class RejectedLog {
     }
 }
 
-/// The sample a kept document becomes: key = zero-padded input line (or partition and offset in streaming).
+/// Where a sample came from; it names the sample and fills the position fields of its JSON.
+public enum SampleOrigin: Sendable {
+    /// An input line (1-based) of `sluice curate`: key = the zero-padded line number.
+    case line(Int)
+    /// A Kafka record: key = `<topic>+<partition>+<offset>` with the topic's dots written as `~` (keys hold
+    /// no dots; Kafka topic names never contain `~`).
+    case kafka(topic: String, partition: Int32, offset: Int64)
+
+    public var key: String {
+        switch self {
+        case .line(let line): Curator.padded(line)
+        case .kafka(let topic, let partition, let offset):
+            "\(SampleOrigin.keySafe(topic))+\(partition)+\(Curator.padded(Int(offset)))"
+        }
+    }
+
+    /// A topic name as it may appear in a sample key.
+    public static func keySafe(_ topic: String) -> String {
+        topic.contains(".") ? topic.replacingOccurrences(of: ".", with: "~") : topic
+    }
+}
+
+/// The sample a kept document becomes.
 public enum SampleJSON {
     public static func sample(_ document: Document, line: Int) -> ShardSample {
-        let key = Curator.padded(line)
+        sample(document, origin: .line(line))
+    }
+
+    public static func sample(_ document: Document, origin: SampleOrigin) -> ShardSample {
+        let key = origin.key
         var json: [UInt8] = []
         json.reserveCapacity(256 + (document.metaJSON?.count ?? 0))
         func raw(_ text: StaticString) { json.append(contentsOf: UnsafeBufferPointer(start: text.utf8Start, count: text.utf8CodeUnitCount)) }
@@ -80,8 +106,17 @@ public enum SampleJSON {
         }
         raw("{\"id\":")
         if let id = document.id { JSONText.appendString(id, to: &json) } else { raw("null") }
-        raw(",\"line\":")
-        json.append(contentsOf: String(line).utf8)
+        switch origin {
+        case .line(let line):
+            raw(",\"line\":")
+            json.append(contentsOf: String(line).utf8)
+        case .kafka(let topic, let partition, let offset):
+            field(",\"topic\":", topic)
+            raw(",\"partition\":")
+            json.append(contentsOf: String(partition).utf8)
+            raw(",\"offset\":")
+            json.append(contentsOf: String(offset).utf8)
+        }
         field(",\"source\":", document.source)
         field(",\"url\":", document.url)
         field(",\"ts\":", document.timestamp)

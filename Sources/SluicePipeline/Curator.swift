@@ -225,41 +225,51 @@ struct WorkerStages {
                     out.append(.rejected(line: number, id: nil, stage: "decode", reason: "empty_line", detail: ("", 0)))
                     continue
                 }
-                switch decoder.decode(line) {
-                case .failure(let failure):
-                    out.append(.rejected(line: number, id: nil, stage: "decode", reason: failure.reason.rawValue, detail: ("", 0)))
-                case .success(var document):
-                    let textBytes = document.text.count
-                    for stage in 0..<3 {
-                        let verdict: StageVerdict
-                        let name: String
-                        switch stage {
-                        case 0: (verdict, name) = (cleaner.process(&document), "clean")
-                        case 1: (verdict, name) = (desensitizer.process(&document), "desensitize")
-                        default: (verdict, name) = (quality.process(&document), "quality")
-                        }
-                        if case .drop(let reason) = verdict {
-                            let score = document.signals["quality.score"].map { String(format: ",\"score\":%.3f", $0) } ?? ""
-                            out.append(.rejected(line: number, id: document.id, stage: name, reason: reason, detail: (score, textBytes)))
-                            break
-                        }
-                        if stage == 2 {
-                            let print = fingerprinter.fingerprint(of: document)
-                            document.dedupText = nil  // compared already; not carried further
-                            // Tar members and the zstd frame are built here, on the worker; a duplicate's are
-                            // thrown away by the writing thread.
-                            let sample = SampleJSON.sample(document, line: number)
-                            guard let prepared = try? encoder.prepare(sample, mtime: SampleJSON.mtime(document.timestamp)) else {
-                                out.append(.rejected(line: number, id: document.id, stage: "shards", reason: "encode_failed", detail: ("", textBytes)))
-                                break
-                            }
-                            out.append(.kept(line: number, document, print, textBytes: textBytes, prepared: prepared))
-                        }
-                    }
-                }
+                out.append(process(line, number: number, origin: .line(number), format: decoder.format))
             }
         }
         return out
+    }
+
+    /// Runs one record through decode → clean → desensitize → quality → fingerprint and prepares its sample.
+    /// `number` is echoed in the result; `origin` names the sample and fills its position fields.
+    mutating func process(
+        _ bytes: UnsafeBufferPointer<UInt8>, number: Int, origin: SampleOrigin, format: EnvelopeDecoder.Format
+    ) -> WorkerResult {
+        if decoder.format != format { decoder.format = format }
+        var document: Document
+        switch decoder.decode(bytes) {
+        case .failure(let failure):
+            return .rejected(line: number, id: nil, stage: "decode", reason: failure.reason.rawValue, detail: ("", 0))
+        case .success(let decoded):
+            document = decoded
+        }
+        if document.id == nil, case .kafka(let topic, let partition, let offset) = origin {
+            document.id = "\(topic)/\(partition)/\(offset)"
+        }
+        let textBytes = document.text.count
+        for stage in 0..<3 {
+            let verdict: StageVerdict
+            let name: String
+            switch stage {
+            case 0: (verdict, name) = (cleaner.process(&document), "clean")
+            case 1: (verdict, name) = (desensitizer.process(&document), "desensitize")
+            default: (verdict, name) = (quality.process(&document), "quality")
+            }
+            if case .drop(let reason) = verdict {
+                let score = document.signals["quality.score"].map { String(format: ",\"score\":%.3f", $0) } ?? ""
+                return .rejected(line: number, id: document.id, stage: name, reason: reason, detail: (score, textBytes))
+            }
+        }
+        let print = fingerprinter.fingerprint(of: document)
+        document.dedupText = nil  // compared already; not carried further
+        // Tar members and the zstd frame are built here, on the worker; a duplicate's are thrown away by the
+        // writing thread.
+        let sample = SampleJSON.sample(document, origin: origin)
+        guard let prepared = try? encoder.prepare(sample, mtime: SampleJSON.mtime(document.timestamp)) else {
+            return .rejected(line: number, id: document.id, stage: "shards", reason: "encode_failed", detail: ("", textBytes))
+        }
+        return .kept(line: number, document, print, textBytes: textBytes, prepared: prepared)
     }
 }
 

@@ -51,6 +51,25 @@ public final class ShardIndex: Sendable {
                     """)
             try DedupStore.createTables(db)
         }
+        migrator.registerMigration("v2-streaming") { db in
+            try db.execute(
+                sql: """
+                    CREATE TABLE checkpoints (
+                        id INTEGER PRIMARY KEY AUTOINCREMENT, dataset TEXT NOT NULL REFERENCES datasets(name),
+                        topic TEXT NOT NULL, partition INTEGER NOT NULL,
+                        first_offset INTEGER NOT NULL, next_offset INTEGER NOT NULL,
+                        shard TEXT REFERENCES shards(name), records INTEGER NOT NULL, kept INTEGER NOT NULL,
+                        created_at TEXT NOT NULL, announced INTEGER NOT NULL DEFAULT 0);
+                    CREATE INDEX checkpoints_by_partition ON checkpoints(topic, partition, next_offset);
+                    CREATE INDEX checkpoints_unannounced ON checkpoints(announced) WHERE announced = 0;
+                    CREATE TABLE rejected (
+                        topic TEXT NOT NULL, partition INTEGER NOT NULL, offset INTEGER NOT NULL,
+                        checkpoint INTEGER NOT NULL REFERENCES checkpoints(id),
+                        id TEXT, stage TEXT NOT NULL, reason TEXT NOT NULL, detail TEXT,
+                        PRIMARY KEY (topic, partition, offset));
+                    CREATE INDEX rejected_by_checkpoint ON rejected(checkpoint);
+                    """)
+        }
         return migrator
     }
 

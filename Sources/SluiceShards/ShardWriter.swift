@@ -182,6 +182,7 @@ public final class ShardWriter {
     public let configuration: ShardWriterConfiguration
     private var current: OpenShard?
     private let compressor: OpaquePointer
+    private let token = String(UInt64.random(in: 0...UInt64.max), radix: 36)
 
     /// A class, so that appending to its arrays never copies them.
     private final class OpenShard {
@@ -221,6 +222,14 @@ public final class ShardWriter {
     public static func removeTemporaryFiles(in directory: URL) {
         let names = (try? FileManager.default.contentsOfDirectory(atPath: directory.path)) ?? []
         for name in names where name.hasPrefix(".") && name.hasSuffix(".tmp") {
+            try? FileManager.default.removeItem(at: directory.appendingPathComponent(name))
+        }
+    }
+
+    /// Deletes crash leftovers of shards whose names start with `prefix` (e.g. `raw.web+3+`: one partition's).
+    public static func removeTemporaryFiles(in directory: URL, prefix: String) {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: directory.path)) ?? []
+        for name in names where name.hasPrefix("." + prefix) && name.hasSuffix(".tmp") {
             try? FileManager.default.removeItem(at: directory.appendingPathComponent(name))
         }
     }
@@ -313,7 +322,9 @@ public final class ShardWriter {
     }
 
     private func open(name: String, now: Double) throws(ShardError) {
-        let temporary = directory.appendingPathComponent(".\(name).tmp")
+        // A per-writer token keeps two writers that open the same name (an old and a new owner of a partition)
+        // from touching each other's temporary file.
+        let temporary = directory.appendingPathComponent(".\(name).\(token).tmp")
         guard FileManager.default.createFile(atPath: temporary.path, contents: nil),
             let handle = try? FileHandle(forWritingTo: temporary)
         else { throw ShardError.make(.io, "cannot create \(temporary.path)") }

@@ -1,0 +1,382 @@
+internal import Foundation
+internal import Logging
+internal import SluiceKafka
+internal import SluiceShards
+internal import SluiceText
+internal import CoreMetrics
+internal import GRDB
+
+/// The single-threaded end of the streaming pipeline: dedup decisions, one shard writer per assigned partition,
+/// checkpoints (seal → index transaction → announce → commit).
+///
+/// Confined to the pipeline's sink queue: every method runs there.
+final class PipelineSink: @unchecked Sendable {
+    // @unchecked: confined to the sink queue (see the type's documentation).
+    private let configuration: PipelineConfiguration
+    private let index: ShardIndex
+    private var dedup: Deduplicator
+    private let consumer: KafkaConsumer
+    private let producer: KafkaProducer
+    private let health: PipelineHealth
+    private let logger: Logger
+    private var partitions: [TopicPartition: PartitionState] = [:]
+    private let clock = ContinuousClock()
+    private let started: ContinuousClock.Instant
+    /// The first fatal error; once set, nothing more is written or committed.
+    private(set) var failure: (any Error)?
+    /// Checkpoints whose announcements are queued in the producer.
+    private var announcing: [Int64] = []
+    private var failedDeliveriesSeen = 0
+    private var lastDedupGauge = ContinuousClock.now
+
+    private let metrics: Metrics
+
+    /// One partition's open checkpoint.
+    final class PartitionState {
+        let writer: ShardWriter
+        /// Records below this offset are already in a checkpoint (a replay after a crash): skipped.
+        var skipBelow: Int64
+        var firstOffset: Int64?
+        var nextOffset: Int64 = 0
+        var openedAt: ContinuousClock.Instant?
+        var records = 0
+        var kept = 0
+        var rejected: [RejectedRecord] = []
+        /// Positions in the dedup index of the documents this checkpoint keeps.
+        var dedupEntries: [Int] = []
+
+        init(writer: ShardWriter, skipBelow: Int64) {
+            self.writer = writer
+            self.skipBelow = skipBelow
+        }
+
+        func reset() {
+            firstOffset = nil
+            openedAt = nil
+            records = 0
+            kept = 0
+            rejected.removeAll(keepingCapacity: true)
+            dedupEntries.removeAll(keepingCapacity: true)
+        }
+    }
+
+    struct Metrics {
+        let recordsIn = Counter(label: "sluice_records_in_total")
+        let recordsOut = Counter(label: "sluice_records_out_total")
+        let replaySkipped = Counter(label: "sluice_records_replay_skipped_total")
+        let dlq = Counter(label: "sluice_dlq_records_total")
+        let shardsSealed = Counter(label: "sluice_shards_sealed_total")
+        let bytesWritten = Counter(label: "sluice_shard_bytes_written_total")
+        let checkpoints = Counter(label: "sluice_checkpoints_total")
+        let commitFailures = Counter(label: "sluice_commit_failures_total")
+        let sealSeconds = Timer(label: "sluice_seal_seconds")
+        let dedupDocuments = Gauge(label: "sluice_dedup_index_documents")
+        let dedupBytes = Gauge(label: "sluice_dedup_index_bytes")
+        let openPartitions = Gauge(label: "sluice_open_partitions")
+
+        func dropped(_ stage: String, _ reason: String) {
+            Counter(label: "sluice_records_dropped_total", dimensions: [("stage", stage), ("reason", reason)]).increment()
+        }
+    }
+
+    init(
+        configuration: PipelineConfiguration, index: ShardIndex, dedup: Deduplicator, consumer: KafkaConsumer,
+        producer: KafkaProducer, health: PipelineHealth, logger: Logger
+    ) {
+        self.configuration = configuration
+        self.index = index
+        self.dedup = dedup
+        self.consumer = consumer
+        self.producer = producer
+        self.health = health
+        self.logger = logger
+        started = clock.now
+        metrics = Metrics()
+        metrics.dedupDocuments.record(dedup.index.count)
+    }
+
+    private var now: Double { (clock.now - started).inSeconds }
+
+    // MARK: Lifecycle
+
+    /// Re-announces checkpoints a crash left unannounced.
+    func start() throws {
+        let pending = try index.unannouncedCheckpoints(dataset: configuration.dataset)
+        if !pending.isEmpty {
+            logger.info("re-announcing checkpoints recorded before a restart", metadata: ["count": "\(pending.count)"])
+        }
+        for id in pending { try announce(id) }
+    }
+
+    /// New partitions: each resumes after its highest checkpoint; leftovers of a crashed writer are removed.
+    func assign(_ assigned: [TopicPartition]) throws {
+        guard failure == nil else { return }
+        var marks: [String: [Int32: Int64]] = [:]
+        for partition in assigned {
+            if marks[partition.topic] == nil { marks[partition.topic] = try index.highWaterMarks(topic: partition.topic) }
+            let mark = marks[partition.topic]?[partition.partition] ?? 0
+            ShardWriter.removeTemporaryFiles(in: configuration.outputDirectory, prefix: Self.shardPrefix(partition))
+            var shards = configuration.stages.shards
+            shards.maximumAge = nil  // the sink seals by age itself, also when no record arrives
+            partitions[partition] = PartitionState(
+                writer: ShardWriter(directory: configuration.outputDirectory, configuration: shards), skipBelow: mark)
+            logger.info("partition assigned", metadata: ["partition": "\(partition)", "resume_at": "\(mark)"])
+        }
+        metrics.openPartitions.record(partitions.count)
+    }
+
+    /// Partitions leave: revoked ones checkpoint first; lost ones (another member may own them already) are
+    /// abandoned without writing anything.
+    func release(_ released: [TopicPartition], lost: Bool) {
+        for partition in released {
+            guard let state = partitions[partition] else { continue }
+            if !lost && failure == nil {
+                checkpoint(partition, state, sealed: nil, reason: "revocation")
+            } else if state.records > 0 {
+                logger.warning(
+                    "partition lost with an open shard; the new owner re-reads it",
+                    metadata: ["partition": "\(partition)", "records": "\(state.records)"])
+            }
+            partitions[partition] = nil
+        }
+        health.forget(released)
+        metrics.openPartitions.record(partitions.count)
+    }
+
+    /// Checkpoints every partition that holds records (shutdown).
+    func checkpointAll(reason: String) {
+        for (partition, state) in partitions.sorted(by: { $0.key.description < $1.key.description }) {
+            guard failure == nil else { return }
+            checkpoint(partition, state, sealed: nil, reason: reason)
+        }
+    }
+
+    /// Seals partitions whose open checkpoint is older than the configured latency; marks delivered announcements.
+    func tick() {
+        guard failure == nil else { return }
+        let limit = Duration.milliseconds(Int64(configuration.sealAfterSeconds * 1000))
+        let current = clock.now
+        for (partition, state) in partitions {
+            if let opened = state.openedAt, current - opened >= limit {
+                checkpoint(partition, state, sealed: nil, reason: "age")
+            }
+        }
+        markDeliveredAnnouncements()
+        if current - lastDedupGauge > .seconds(5) {
+            lastDedupGauge = current
+            metrics.dedupDocuments.record(dedup.index.count)
+            metrics.dedupBytes.record(dedup.index.memoryBytes)
+        }
+    }
+
+    // MARK: Records
+
+    /// Applies one batch's worker results, in consumption order.
+    func apply(_ records: [KafkaRecord], _ results: [WorkerResult]) {
+        guard failure == nil else { return }
+        var positions: [TopicPartition: Int64] = [:]
+        for (record, result) in zip(records, results) {
+            let partition = record.topicPartition
+            guard let state = partitions[partition] else { continue }  // revoked while in flight
+            guard record.offset >= state.skipBelow else {
+                metrics.replaySkipped.increment()
+                continue
+            }
+            metrics.recordsIn.increment()
+            if state.firstOffset == nil {
+                state.firstOffset = record.offset
+                state.openedAt = clock.now
+            }
+            state.records += 1
+            state.nextOffset = record.offset + 1
+            positions[partition] = record.offset + 1
+            do {
+                try handle(record, result, partition: partition, state: state)
+            } catch {
+                fail(error)
+                return
+            }
+        }
+        health.noteRecords(positions: positions)
+    }
+
+    private func handle(_ record: KafkaRecord, _ result: WorkerResult, partition: TopicPartition, state: PartitionState) throws {
+        switch result {
+        case .rejected(_, let id, let stage, let reason, let detail):
+            if stage == "decode" { try deadLetter(record, reason: reason) }
+            metrics.dropped(stage, reason)
+            let extra = detail.json.hasPrefix(",") ? String(detail.json.dropFirst()) : detail.json
+            state.rejected.append(RejectedRecord(offset: record.offset, id: id, stage: stage, reason: reason, detail: extra))
+        case .kept(_, var document, let fingerprint, _, let prepared):
+            let before = dedup.index.count
+            if case .drop(let reason) = dedup.decide(&document, fingerprint: fingerprint) {
+                metrics.dropped("dedup", reason)
+                let similarity = document.signals["dedup.similarity"] ?? 0
+                state.rejected.append(
+                    RejectedRecord(
+                        offset: record.offset, id: document.id, stage: "dedup", reason: reason,
+                        detail: "\"duplicate_of\":\(JSONText.string(document.duplicateOf ?? ""))"
+                            + String(format: ",\"similarity\":%.3f", similarity)))
+                break
+            }
+            if dedup.index.count > before { state.dedupEntries.append(before) }
+            state.kept += 1
+            metrics.recordsOut.increment()
+            let name = Self.shardName(partition, firstOffset: state.firstOffset ?? record.offset)
+            if let sealed = try state.writer.add(prepared, position: name, now: now) {
+                checkpoint(partition, state, sealed: sealed, reason: "size")
+                return
+            }
+        }
+        if state.records >= configuration.maxRecordsPerCheckpoint {
+            checkpoint(partition, state, sealed: nil, reason: "records")
+        }
+    }
+
+    /// Sends an undecodable record's original bytes to the DLQ topic with its position and the reason.
+    private func deadLetter(_ record: KafkaRecord, reason: String) throws {
+        metrics.dlq.increment()
+        var headers = record.headers
+        headers.append(KafkaHeader(name: "sluice.source.topic", string: record.topic))
+        headers.append(KafkaHeader(name: "sluice.source.partition", string: "\(record.partition)"))
+        headers.append(KafkaHeader(name: "sluice.source.offset", string: "\(record.offset)"))
+        headers.append(KafkaHeader(name: "sluice.stage", string: "decode"))
+        headers.append(KafkaHeader(name: "sluice.reason", string: reason))
+        try producer.enqueueBlocking(
+            ProducerMessage(topic: configuration.dlqTopic, key: record.key, value: record.value, headers: headers))
+    }
+
+    // MARK: Checkpoints
+
+    /// Seals the partition's shard (unless `sealed` already is), records the checkpoint with its rejected records
+    /// and dedup entries in one index transaction, announces it and commits the partition's next offset.
+    private func checkpoint(_ partition: TopicPartition, _ state: PartitionState, sealed: SealedShard?, reason: String) {
+        guard failure == nil, state.records > 0, let first = state.firstOffset else { return }
+        let began = clock.now
+        do {
+            let shard = try sealed ?? state.writer.seal(now: now)
+            let entries = state.dedupEntries.map { dedup.index.entry(at: $0) }
+            let checkpoint = PartitionCheckpoint(
+                topic: partition.topic, partition: partition.partition, firstOffset: first, nextOffset: state.nextOffset,
+                records: state.records, kept: state.kept, rejected: state.rejected)
+            let id = try index.recordCheckpoint(checkpoint, shard: shard, dataset: configuration.dataset) { db in
+                try DedupStore.write(entries, in: db)
+            }
+            state.skipBelow = state.nextOffset
+            state.reset()
+            metrics.checkpoints.increment()
+            if let shard {
+                metrics.shardsSealed.increment()
+                metrics.bytesWritten.increment(by: shard.storedBytes)
+                health.noteSeal()
+                logger.info(
+                    "shard sealed",
+                    metadata: ["shard": "\(shard.fileName)", "samples": "\(shard.samples.count)", "reason": "\(reason)",
+                               "offsets": "\(first)..<\(checkpoint.nextOffset)"])
+            }
+            metrics.sealSeconds.recordSeconds((clock.now - began).inSeconds)
+            try announce(id)
+            commit(partition, checkpoint.nextOffset)
+        } catch {
+            fail(error)
+        }
+    }
+
+    /// A failed commit is harmless for correctness (the index's checkpoints make the next owner skip what is
+    /// sealed), so it is logged and counted, not fatal.
+    private func commit(_ partition: TopicPartition, _ next: Int64) {
+        do {
+            try consumer.commitBlocking([TopicPartitionOffset(topic: partition.topic, partition: partition.partition, offset: next)])
+            health.noteCommit()
+        } catch {
+            metrics.commitFailures.increment()
+            logger.info(
+                "offset commit failed; the index's checkpoint still covers these records",
+                metadata: ["partition": "\(partition)", "offset": "\(next)", "error": "\(error)"])
+        }
+    }
+
+    /// Produces the shard event (when the checkpoint has a shard) and one audit event per rejected record that
+    /// is not a DLQ record; the checkpoint is marked announced once the producer delivered them.
+    private func announce(_ id: Int64) throws {
+        guard let report = try index.checkpointReport(id) else { return }
+        for record in report.rejected where record.stage != "decode" {
+            let position = "\(report.topic)/\(report.partition)/\(record.offset)"
+            try producer.enqueueBlocking(
+                ProducerMessage(
+                    topic: configuration.rejectedTopic, key: Array(position.utf8),
+                    value: Array(Self.rejectedEvent(record, report: report).utf8)))
+        }
+        if let shard = report.shard {
+            try producer.enqueueBlocking(
+                ProducerMessage(
+                    topic: configuration.shardsTopic, key: Array(shard.name.utf8),
+                    value: Array(Self.shardEvent(report, shard: shard, directory: configuration.outputDirectory).utf8)))
+        }
+        announcing.append(id)
+    }
+
+    /// Marks announced what the producer has delivered (all queued records, with no new delivery failure).
+    func markDeliveredAnnouncements() {
+        guard !announcing.isEmpty, producer.outstanding == 0 else { return }
+        let failed = producer.statistics.failed
+        guard failed == failedDeliveriesSeen else {
+            failedDeliveriesSeen = failed
+            logger.warning(
+                "some announcements were not delivered; they are re-sent on the next start",
+                metadata: ["checkpoints": "\(announcing.count)"])
+            announcing.removeAll()
+            return
+        }
+        do {
+            try index.markAnnounced(announcing)
+            announcing.removeAll()
+        } catch {
+            logger.warning("could not mark checkpoints announced", metadata: ["error": "\(error)"])
+        }
+    }
+
+    /// Waits (up to 30 s) until the producer delivered the queued announcements.
+    func waitForAnnouncements(producer: KafkaProducer) async {
+        try? await producer.flush(timeout: .seconds(30))
+    }
+
+    private func fail(_ error: any Error) {
+        guard failure == nil else { return }
+        failure = error
+        health.noteSinkFailure(error)
+        logger.error("the shard sink failed; consumption stops and nothing unsealed is committed", metadata: ["error": "\(error)"])
+    }
+
+    // MARK: Names and events
+
+    static func shardPrefix(_ partition: TopicPartition) -> String { "\(partition.topic)+\(partition.partition)+" }
+
+    static func shardName(_ partition: TopicPartition, firstOffset: Int64) -> String {
+        shardPrefix(partition) + Curator.padded(Int(firstOffset))
+    }
+
+    static func rejectedEvent(_ record: RejectedRecord, report: CheckpointReport) -> String {
+        var json = "{\"id\":" + (record.id.map(JSONText.string) ?? "null")
+        json += ",\"stage\":\(JSONText.string(record.stage)),\"reason\":\(JSONText.string(record.reason))"
+        if !record.detail.isEmpty { json += "," + record.detail }
+        json += ",\"topic\":\(JSONText.string(report.topic)),\"partition\":\(report.partition),\"offset\":\(record.offset)"
+        return json + ",\"dataset\":\(JSONText.string(report.dataset))}"
+    }
+
+    static func shardEvent(_ report: CheckpointReport, shard: ShardRecord, directory: URL) -> String {
+        let path = directory.appendingPathComponent(shard.fileName).standardizedFileURL
+        var json = "{\"dataset\":\(JSONText.string(report.dataset)),\"shard\":\(JSONText.string(shard.name))"
+        json += ",\"path\":\(JSONText.string(path.path)),\"uri\":\(JSONText.string(path.absoluteString))"
+        json += ",\"format\":\(JSONText.string(shard.format.rawValue)),\"samples\":\(shard.samples)"
+        json += ",\"raw_bytes\":\(shard.rawBytes),\"stored_bytes\":\(shard.storedBytes),\"sha256\":\(JSONText.string(shard.sha256))"
+        json += ",\"sealed_at\":\(JSONText.string(shard.sealedAt))"
+        json += ",\"offsets\":[{\"topic\":\(JSONText.string(report.topic)),\"partition\":\(report.partition)"
+        json += ",\"first\":\(report.firstOffset),\"last\":\(report.nextOffset - 1)}]"
+        json += ",\"quality\":{\"records\":\(report.records),\"kept\":\(report.kept)"
+        if let mean = report.meanScore { json += String(format: ",\"mean_score\":%.4f", mean) }
+        json += ",\"rejected\":{" + report.rejectedCounts.sorted { $0.key < $1.key }
+            .map { "\(JSONText.string($0.key)):\($0.value)" }.joined(separator: ",") + "}}}"
+        return json
+    }
+}

@@ -1,0 +1,341 @@
+public import Foundation
+public import Logging
+public import SluiceKafka
+internal import SluiceShards
+internal import SluiceText
+internal import CoreMetrics
+internal import Dispatch
+internal import Synchronization
+
+/// The streaming driver behind `sluice pipeline`: raw topics in a consumer group → decode → clean → desensitize →
+/// quality → dedup → one open shard per partition, following the delivery rules of the design:
+///
+/// - A partition's records are accounted for in *checkpoints*: its shard (when any record was kept) is sealed,
+///   then the shard, its samples, the rejected records and the dedup entries of the kept ones are recorded in the
+///   index in one transaction, then the shard and the rejected records are announced, and only then is the
+///   partition's offset committed.
+/// - On assignment a partition resumes at the highest checkpointed offset in the index, so a crash between the
+///   index transaction and the commit never duplicates a record and a crash before it never loses one.
+/// - Undecodable records go to the DLQ topic at once (original bytes, position and reason in headers; at least
+///   once: a replay after a crash may repeat them) and into the next checkpoint's audit.
+/// - Revocation, shutdown: in-flight batches finish, every open partition checkpoints, then partitions go.
+/// - A shard or index failure (disk full, unwritable directory) stops consumption at once; nothing unsealed is
+///   committed and ``run()`` throws.
+///
+/// Batches of records run on per-worker serial queues; one sink queue applies their results in consumption
+/// order (dedup decisions, shard writes, checkpoints), so commits stay in order per partition.
+public final class StreamingPipeline: @unchecked Sendable {
+    // @unchecked: `consumeTask` is guarded by `taskLock`; everything else is immutable or confined as noted.
+    public let configuration: PipelineConfiguration
+    private let logger: Logger
+    private let consumer: KafkaConsumer
+    private let producer: KafkaProducer
+    private let sink: PipelineSink
+    private let sinkQueue = DispatchQueue(label: "sluice.pipeline.sink")
+    private let boxes: [StageBox]
+    private let workerQueues: [DispatchQueue]
+    private let inFlight: AsyncLimiter
+    private let timer: any DispatchSourceTimer
+    private let taskLock = NSLock()
+    private var consumeTask: Task<Void, any Error>?
+    private var stopRequested = false
+    /// Health and progress for `/healthz`.
+    public let health = PipelineHealth()
+
+    /// Opens the index and the Kafka clients. `kafka` must name the cluster (`bootstrap.servers`).
+    /// - Throws: ``ShardError`` for an unusable output directory or index, ``KafkaError`` for client settings,
+    ///   ``TextConfigurationError`` for stage settings.
+    public init(configuration: PipelineConfiguration, kafka: KafkaConfiguration, logger: Logger) throws {
+        self.configuration = configuration
+        self.logger = logger
+        try Self.prepareDirectory(configuration.outputDirectory)
+        let index = try ShardIndex(path: configuration.outputDirectory.appendingPathComponent("index.sqlite").path)
+        try index.registerDataset(
+            name: configuration.dataset, input: configuration.topics.joined(separator: ","), config: nil, now: Date())
+        let store = try DedupStore(writer: index.writer, configuration: configuration.stages.dedup)
+        let dedup = try Deduplicator(configuration.stages.dedup, index: try store.load())
+
+        var consumerConfiguration = kafka
+        consumerConfiguration.groupID = configuration.groupID
+        var options = KafkaConsumer.Options()
+        options.bufferCapacity = max(1024, configuration.batchRecords * 2)
+        consumer = try KafkaConsumer(configuration: consumerConfiguration, options: options, logger: logger)
+        var producerConfiguration = kafka
+        producerConfiguration["group.id"] = nil
+        for key in ["auto.offset.reset", "enable.auto.commit", "enable.auto.offset.store", "session.timeout.ms",
+                    "heartbeat.interval.ms", "max.poll.interval.ms", "partition.assignment.strategy",
+                    "group.instance.id", "enable.partition.eof", "fetch.wait.max.ms", "fetch.min.bytes",
+                    "queued.min.messages", "queued.max.messages.kbytes", "isolation.level"]
+        {
+            producerConfiguration[key] = nil
+        }
+        producer = try KafkaProducer(configuration: producerConfiguration, logger: logger)
+
+        let workers = max(1, configuration.stages.workers)
+        boxes = try (0..<workers).map { _ in StageBox(try WorkerStages(configuration.stages)) }
+        workerQueues = (0..<workers).map { DispatchQueue(label: "sluice.pipeline.worker\($0)") }
+        inFlight = AsyncLimiter(limit: max(1, configuration.maxBatchesInFlight))
+        sink = PipelineSink(
+            configuration: configuration, index: index, dedup: dedup, consumer: consumer, producer: producer,
+            health: health, logger: logger)
+        timer = DispatchSource.makeTimerSource(queue: sinkQueue)
+    }
+
+    /// Creates the output directory and checks that it is writable.
+    static func prepareDirectory(_ url: URL) throws(ShardError) {
+        do {
+            try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+        } catch {
+            throw ShardError.make(.io, "cannot create the output directory \(url.path): \(error.localizedDescription)")
+        }
+        let probe = url.appendingPathComponent(".sluice-write-check-\(getpid())")
+        guard FileManager.default.createFile(atPath: probe.path, contents: Data("ok".utf8)) else {
+            throw ShardError.make(.io, "the output directory \(url.path) is not writable")
+        }
+        try? FileManager.default.removeItem(at: probe)
+    }
+
+    /// Consumes until ``requestStop()`` (or a fatal error), then seals, records, announces and commits what it
+    /// holds and leaves the group.
+    /// - Throws: the first fatal error: ``ShardError`` from the sink, ``KafkaError`` (`.dataLostToRetention`,
+    ///   `.fatal`) from the consumer.
+    public func run() async throws {
+        try await onSink { try self.sink.start() }
+        timer.schedule(deadline: .now() + 0.5, repeating: 0.5)
+        timer.setEventHandler { [sink] in sink.tick() }
+        timer.resume()
+        defer { timer.cancel() }
+        try consumer.subscribe(configuration.topics)
+        logger.info(
+            "pipeline started",
+            metadata: ["topics": "\(configuration.topics)", "group": "\(configuration.groupID)",
+                       "output": "\(configuration.outputDirectory.path)"])
+        let task = Task { try await consume() }
+        let stopNow = taskLock.withLock { () -> Bool in
+            consumeTask = task
+            return stopRequested
+        }
+        if stopNow { task.cancel() }
+        var failure: (any Error)?
+        do { try await task.value } catch { failure = error }
+        // Every submitted batch is applied before anything below runs on the sink queue.
+        let sinkFailure = try await onSink { () -> (any Error)? in
+            if self.sink.failure == nil { self.sink.checkpointAll(reason: "shutdown") }
+            return self.sink.failure
+        }
+        await sink.waitForAnnouncements(producer: producer)
+        await consumer.close()
+        await producer.shutdown(flushTimeout: .seconds(30))
+        await onSink { self.sink.markDeliveredAnnouncements() }
+        if let failure = sinkFailure ?? failure { throw failure }
+        logger.info("pipeline stopped")
+    }
+
+    /// Asks ``run()`` to stop fetching and finish; callable from any thread (a signal handler's task).
+    public func requestStop() {
+        let task = taskLock.withLock { () -> Task<Void, any Error>? in
+            stopRequested = true
+            return consumeTask
+        }
+        task?.cancel()
+    }
+
+    private func consume() async throws {
+        var events = consumer.events.makeAsyncIterator()
+        var batch: [KafkaRecord] = []
+        batch.reserveCapacity(configuration.batchRecords)
+        var submitted = 0
+        func submit() async {
+            guard !batch.isEmpty else { return }
+            await inFlight.acquire()
+            let records = batch
+            batch.removeAll(keepingCapacity: true)
+            let worker = submitted % boxes.count
+            submitted += 1
+            let box = boxes[worker]
+            let result = BatchHandoff()
+            let formats = configuration.formats
+            workerQueues[worker].async {
+                result.put(box.process(records, formats: formats))
+            }
+            sinkQueue.async { [sink, inFlight] in
+                sink.apply(records, result.take())
+                inFlight.release()
+            }
+        }
+        while let event = try await events.next() {
+            if health.sinkFailed { break }
+            switch event {
+            case .record(let record):
+                batch.append(record)
+                if batch.count >= configuration.batchRecords || !events.hasBufferedEvents { await submit() }
+            case .assigned(let partitions):
+                await submit()
+                try await onSink { try self.sink.assign(partitions) }
+            case .revoked(let partitions):
+                await submit()
+                await onSink { self.sink.release(partitions, lost: false) }
+            case .lost(let partitions):
+                await submit()
+                await onSink { self.sink.release(partitions, lost: true) }
+            case .partitionEOF:
+                await submit()
+            case .error(let error):
+                health.noteBrokerError(error)
+                logger.warning("consumer error", metadata: ["error": "\(error)"])
+            }
+        }
+        await submit()
+    }
+
+    /// Runs `body` on the sink queue after everything queued there before.
+    private func onSink<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+        try await withCheckedThrowingContinuation { continuation in
+            sinkQueue.async { continuation.resume(with: Result { try body() }) }
+        }
+    }
+
+    private func onSink(_ body: @escaping @Sendable () -> Void) async {
+        await withCheckedContinuation { continuation in
+            sinkQueue.async {
+                body()
+                continuation.resume()
+            }
+        }
+    }
+
+    /// Consumer lag per assigned partition (high watermark − next offset to process); for metrics.
+    public func refreshLag() async {
+        for (partition, next) in health.positions() {
+            guard let marks = try? await consumer.watermarks(of: partition) else { continue }
+            Gauge(label: "sluice_consumer_lag", dimensions: [("topic", partition.topic), ("partition", "\(partition.partition)")])
+                .record(max(0, marks.high - next))
+        }
+    }
+}
+
+/// One batch's results, handed from a worker queue to the sink queue.
+final class BatchHandoff: @unchecked Sendable {
+    // @unchecked: `value` is written once before `ready` is signalled and read once after.
+    private let ready = DispatchSemaphore(value: 0)
+    private var value: [WorkerResult] = []
+
+    func put(_ results: [WorkerResult]) {
+        value = results
+        ready.signal()
+    }
+
+    func take() -> [WorkerResult] {
+        ready.wait()
+        return value
+    }
+}
+
+/// A counting limit that suspends (never blocks a thread) while `limit` permits are out.
+final class AsyncLimiter: Sendable {
+    private struct State {
+        var available: Int
+        var waiters: [CheckedContinuation<Void, Never>] = []
+    }
+    private let state: Mutex<State>
+
+    init(limit: Int) {
+        state = Mutex(State(available: limit))
+    }
+
+    func acquire() async {
+        await withCheckedContinuation { continuation in
+            let granted = state.withLock { state -> Bool in
+                if state.available > 0 {
+                    state.available -= 1
+                    return true
+                }
+                state.waiters.append(continuation)
+                return false
+            }
+            if granted { continuation.resume() }
+        }
+    }
+
+    func release() {
+        let waiter = state.withLock { state -> CheckedContinuation<Void, Never>? in
+            if state.waiters.isEmpty {
+                state.available += 1
+                return nil
+            }
+            return state.waiters.removeFirst()
+        }
+        waiter?.resume()
+    }
+}
+
+extension StageBox {
+    /// Runs Kafka records through the worker's stages; results line up with `records`.
+    func process(_ records: [KafkaRecord], formats: [String: EnvelopeDecoder.Format]) -> [WorkerResult] {
+        var out: [WorkerResult] = []
+        out.reserveCapacity(records.count)
+        for (number, record) in records.enumerated() {
+            let origin = SampleOrigin.kafka(topic: record.topic, partition: record.partition, offset: record.offset)
+            let format = formats[record.topic] ?? .json
+            guard let value = record.valueBytes, !value.isEmpty else {
+                out.append(.rejected(line: number, id: nil, stage: "decode", reason: "empty_record", detail: ("", 0)))
+                continue
+            }
+            out.append(value.withUnsafeBufferPointer { stages.process($0, number: number, origin: origin, format: format) })
+        }
+        return out
+    }
+}
+
+/// What `/healthz` reports, updated by the pipeline.
+public final class PipelineHealth: Sendable {
+    private struct State {
+        var brokerError: String?
+        var brokerErrorAt: Date?
+        var lastRecordAt: Date?
+        var lastSealAt: Date?
+        var sinkFailure: String?
+        var positions: [TopicPartition: Int64] = [:]
+    }
+    private let state = Mutex(State())
+
+    func noteBrokerError(_ error: KafkaError) {
+        state.withLock {
+            $0.brokerError = "\(error)"
+            $0.brokerErrorAt = Date()
+        }
+    }
+
+    func noteRecords(positions: [TopicPartition: Int64]) {
+        state.withLock {
+            $0.lastRecordAt = Date()
+            $0.brokerError = nil
+            $0.positions.merge(positions) { max($0, $1) }
+        }
+    }
+
+    func noteSeal() { state.withLock { $0.lastSealAt = Date() } }
+    func noteCommit() { state.withLock { $0.brokerError = nil } }
+    func forget(_ partitions: [TopicPartition]) { state.withLock { for p in partitions { $0.positions[p] = nil } } }
+    func noteSinkFailure(_ error: any Error) { state.withLock { $0.sinkFailure = "\(error)" } }
+
+    var sinkFailed: Bool { state.withLock { $0.sinkFailure != nil } }
+    func positions() -> [TopicPartition: Int64] { state.withLock { $0.positions } }
+
+    /// The `/healthz` answer: healthy unless the sink failed or the last broker error is recent and no record or
+    /// commit came after it.
+    public func report(now: Date = Date()) -> (healthy: Bool, json: String) {
+        state.withLock { s in
+            let brokerDown = s.brokerError != nil && now.timeIntervalSince(s.brokerErrorAt ?? now) < 60
+            let healthy = s.sinkFailure == nil && !brokerDown
+            var json = "{\"status\":\(healthy ? "\"ok\"" : "\"failing\""),\"broker\":"
+            json += s.brokerError.map { "{\"connected\":false,\"error\":\(JSONText.string($0))}" } ?? "{\"connected\":true}"
+            json += ",\"last_seal\":" + (s.lastSealAt.map { JSONText.string(ISO8601DateFormatter().string(from: $0)) } ?? "null")
+            if let last = s.lastSealAt { json += String(format: ",\"seconds_since_last_seal\":%.1f", now.timeIntervalSince(last)) }
+            json += ",\"last_record\":" + (s.lastRecordAt.map { JSONText.string(ISO8601DateFormatter().string(from: $0)) } ?? "null")
+            json += ",\"assigned_partitions\":\(s.positions.count)"
+            if let failure = s.sinkFailure { json += ",\"error\":\(JSONText.string(failure))" }
+            return (healthy, json + "}")
+        }
+    }
+}
