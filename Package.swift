@@ -108,7 +108,9 @@ let package = Package(
         .testTarget(
             name: "SluiceConnectorsTests", dependencies: ["SluiceConnectors"], swiftSettings: strictSettings),
         .testTarget(
-            name: "SluiceIntegrationTests", dependencies: ["SluiceKafka"], swiftSettings: strictSettings),
+            name: "SluiceIntegrationTests",
+            dependencies: ["SluiceKafka", "SluiceShards", .product(name: "GRDB", package: "GRDB.swift")],
+            swiftSettings: strictSettings),
     ],
     swiftLanguageModes: [.v6]
 )

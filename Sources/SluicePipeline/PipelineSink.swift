@@ -30,6 +30,8 @@ final class PipelineSink: @unchecked Sendable {
     private var lastDedupGauge = ContinuousClock.now
 
     private let metrics: Metrics
+    /// Totals since start, for the summary.
+    private(set) var summary = StreamingPipeline.Summary()
 
     /// One partition's open checkpoint.
     final class PartitionState {
@@ -179,10 +181,12 @@ final class PipelineSink: @unchecked Sendable {
             let partition = record.topicPartition
             guard let state = partitions[partition] else { continue }  // revoked while in flight
             guard record.offset >= state.skipBelow else {
+                summary.replaySkipped += 1
                 metrics.replaySkipped.increment()
                 continue
             }
             metrics.recordsIn.increment()
+            summary.records += 1
             if state.firstOffset == nil {
                 state.firstOffset = record.offset
                 state.openedAt = clock.now
@@ -204,6 +208,7 @@ final class PipelineSink: @unchecked Sendable {
         switch result {
         case .rejected(_, let id, let stage, let reason, let detail):
             if stage == "decode" { try deadLetter(record, reason: reason) }
+            summary.rejected += 1
             metrics.dropped(stage, reason)
             let extra = detail.json.hasPrefix(",") ? String(detail.json.dropFirst()) : detail.json
             state.rejected.append(RejectedRecord(offset: record.offset, id: id, stage: stage, reason: reason, detail: extra))
@@ -211,6 +216,7 @@ final class PipelineSink: @unchecked Sendable {
             let before = dedup.index.count
             if case .drop(let reason) = dedup.decide(&document, fingerprint: fingerprint) {
                 metrics.dropped("dedup", reason)
+                summary.rejected += 1
                 let similarity = document.signals["dedup.similarity"] ?? 0
                 state.rejected.append(
                     RejectedRecord(
@@ -221,6 +227,7 @@ final class PipelineSink: @unchecked Sendable {
             }
             if dedup.index.count > before { state.dedupEntries.append(before) }
             state.kept += 1
+            summary.kept += 1
             metrics.recordsOut.increment()
             let name = Self.shardName(partition, firstOffset: state.firstOffset ?? record.offset)
             if let sealed = try state.writer.add(prepared, position: name, now: now) {
@@ -236,6 +243,7 @@ final class PipelineSink: @unchecked Sendable {
     /// Sends an undecodable record's original bytes to the DLQ topic with its position and the reason.
     private func deadLetter(_ record: KafkaRecord, reason: String) throws {
         metrics.dlq.increment()
+        summary.deadLettered += 1
         var headers = record.headers
         headers.append(KafkaHeader(name: "sluice.source.topic", string: record.topic))
         headers.append(KafkaHeader(name: "sluice.source.partition", string: "\(record.partition)"))
@@ -265,7 +273,9 @@ final class PipelineSink: @unchecked Sendable {
             state.skipBelow = state.nextOffset
             state.reset()
             metrics.checkpoints.increment()
+            summary.checkpoints += 1
             if let shard {
+                summary.shards += 1
                 metrics.shardsSealed.increment()
                 metrics.bytesWritten.increment(by: shard.storedBytes)
                 health.noteSeal()
@@ -341,9 +351,13 @@ final class PipelineSink: @unchecked Sendable {
         try? await producer.flush(timeout: .seconds(30))
     }
 
+    /// Called once, on the sink queue, when the sink fails (the pipeline stops consuming).
+    var onFailure: (@Sendable () -> Void)?
+
     private func fail(_ error: any Error) {
         guard failure == nil else { return }
         failure = error
+        onFailure?()
         health.noteSinkFailure(error)
         logger.error("the shard sink failed; consumption stops and nothing unsealed is committed", metadata: ["error": "\(error)"])
     }

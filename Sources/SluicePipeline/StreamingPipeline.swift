@@ -79,6 +79,7 @@ public final class StreamingPipeline: @unchecked Sendable {
             configuration: configuration, index: index, dedup: dedup, consumer: consumer, producer: producer,
             health: health, logger: logger)
         timer = DispatchSource.makeTimerSource(queue: sinkQueue)
+        sink.onFailure = { [weak self] in self?.requestStop() }
     }
 
     /// Creates the output directory and checks that it is writable.
@@ -95,11 +96,34 @@ public final class StreamingPipeline: @unchecked Sendable {
         try? FileManager.default.removeItem(at: probe)
     }
 
+    /// What a run did.
+    public struct Summary: Sendable {
+        /// Records processed (replays of sealed records not counted).
+        public var records = 0
+        public var kept = 0
+        public var rejected = 0
+        public var deadLettered = 0
+        /// Records skipped because a checkpoint already covered them (a replay after a crash).
+        public var replaySkipped = 0
+        public var checkpoints = 0
+        public var shards = 0
+        public var seconds = 0.0
+
+        public var json: String {
+            String(
+                format: "{\"records\":%d,\"kept\":%d,\"rejected\":%d,\"dead_lettered\":%d,\"replay_skipped\":%d,\"checkpoints\":%d,\"shards\":%d,\"seconds\":%.3f}",
+                records, kept, rejected, deadLettered, replaySkipped, checkpoints, shards, seconds)
+        }
+    }
+
     /// Consumes until ``requestStop()`` (or a fatal error), then seals, records, announces and commits what it
     /// holds and leaves the group.
     /// - Throws: the first fatal error: ``ShardError`` from the sink, ``KafkaError`` (`.dataLostToRetention`,
     ///   `.fatal`) from the consumer.
-    public func run() async throws {
+    @discardableResult
+    public func run() async throws -> Summary {
+        let clock = ContinuousClock()
+        let started = clock.now
         try await onSink { try self.sink.start() }
         timer.schedule(deadline: .now() + 0.5, repeating: 0.5)
         timer.setEventHandler { [sink] in sink.tick() }
@@ -126,9 +150,14 @@ public final class StreamingPipeline: @unchecked Sendable {
         await sink.waitForAnnouncements(producer: producer)
         await consumer.close()
         await producer.shutdown(flushTimeout: .seconds(30))
-        await onSink { self.sink.markDeliveredAnnouncements() }
+        var summary = try await onSink { () -> Summary in
+            self.sink.markDeliveredAnnouncements()
+            return self.sink.summary
+        }
+        summary.seconds = (clock.now - started).inSeconds
         if let failure = sinkFailure ?? failure { throw failure }
-        logger.info("pipeline stopped")
+        logger.info("pipeline stopped", metadata: ["summary": "\(summary.json)"])
+        return summary
     }
 
     /// Asks ``run()`` to stop fetching and finish; callable from any thread (a signal handler's task).

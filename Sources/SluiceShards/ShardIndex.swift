@@ -20,8 +20,23 @@ public final class ShardIndex: Sendable {
         configuration.prepareDatabase { db in
             try db.execute(sql: "PRAGMA synchronous = FULL")
         }
-        writer = try ShardError.wrap("opening \(path)") { try DatabasePool(path: path, configuration: configuration) }
-        try ShardError.wrap("migrating \(path)") { try Self.migrator.migrate(writer) }
+        // Several workers may open one index at the same moment: switching to WAL and migrating take locks that
+        // the busy timeout does not cover, so a locked database is retried for a while.
+        writer = try ShardError.wrap("opening \(path)") { () throws -> DatabasePool in
+            var attempt = 0
+            while true {
+                do {
+                    let pool = try DatabasePool(path: path, configuration: configuration)
+                    try Self.migrator.migrate(pool)
+                    return pool
+                } catch let error as DatabaseError
+                    where (error.resultCode == .SQLITE_BUSY || error.resultCode == .SQLITE_LOCKED) && attempt < 200
+                {
+                    attempt += 1
+                    usleep(50_000 + UInt32.random(in: 0..<50_000))
+                }
+            }
+        }
     }
 
     static var migrator: DatabaseMigrator {

@@ -382,10 +382,23 @@ public final class ShardWriter {
 
     private func writeRaw(_ output: [UInt8]) throws(ShardError) {
         output.withUnsafeBytes { current!.digest.update($0) }
-        do {
-            try current!.handle.write(contentsOf: output)
-        } catch {
-            throw ShardError.make(.io, "writing \(current!.temporary.lastPathComponent): \(error.localizedDescription)")
+        // POSIX write for the errno: "No space left on device" and "File too large" say what to fix.
+        let descriptor = current!.handle.fileDescriptor
+        let failure: Int32? = output.withUnsafeBytes { bytes in
+            var offset = 0
+            while offset < bytes.count {
+                let written = Foundation.write(descriptor, bytes.baseAddress! + offset, bytes.count - offset)
+                if written < 0 {
+                    if errno == EINTR { continue }
+                    return errno
+                }
+                offset += written
+            }
+            return nil
+        }
+        if let failure {
+            throw ShardError.make(
+                .io, "writing \(current!.temporary.lastPathComponent) in \(directory.path): \(String(cString: strerror(failure)))")
         }
         current!.written += output.count
     }

@@ -136,6 +136,8 @@ struct PipelineCommand: AsyncParsableCommand {
         }
         defer { broker?.shutdown() }
 
+        // A file-size limit (ulimit -f) must fail the write with EFBIG, reported as an error, not kill the process.
+        signal(SIGXFSZ, SIG_IGN)
         var server: MetricsServer?
         let pipeline: StreamingPipeline
         do {
@@ -192,8 +194,9 @@ struct PipelineService: Service {
                         }
                     }
                 }
-                try await pipeline.run()
+                let summary = try await pipeline.run()
                 tasks.cancelAll()
+                Terminal.out(summary.json)
             }
         } onGracefulShutdown: {
             pipeline.requestStop()

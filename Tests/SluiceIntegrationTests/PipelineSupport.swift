@@ -1,0 +1,203 @@
+import Foundation
+import GRDB
+import Testing
+
+/// A `sluice pipeline` child process; output goes to files.
+final class PipelineProcess: @unchecked Sendable {
+    // Set in init, then only read; `process` is thread-safe for signalling.
+    let process = Process()
+    let stdoutURL: URL
+    let stderrURL: URL
+
+    init(_ arguments: [String], shell: String? = nil) throws {
+        let base = FileManager.default.temporaryDirectory.appendingPathComponent("sluice-pipeline-\(UUID().uuidString)")
+        stdoutURL = base.appendingPathExtension("out")
+        stderrURL = base.appendingPathExtension("err")
+        _ = FileManager.default.createFile(atPath: stdoutURL.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: stderrURL.path, contents: nil)
+        if let shell {
+            // e.g. "ulimit -f 300; exec": the pipeline runs under the shell's limits.
+            process.executableURL = URL(fileURLWithPath: "/bin/bash")
+            let quoted = ([sluiceExecutable.path, "pipeline"] + arguments).map { "'\($0)'" }.joined(separator: " ")
+            process.arguments = ["-c", "\(shell) \(quoted)"]
+        } else {
+            process.executableURL = sluiceExecutable
+            process.arguments = ["pipeline"] + arguments
+        }
+        process.standardInput = FileHandle.nullDevice
+        process.standardOutput = try FileHandle(forWritingTo: stdoutURL)
+        process.standardError = try FileHandle(forWritingTo: stderrURL)
+        try process.run()
+    }
+
+    var stdout: String { (try? String(contentsOf: stdoutURL, encoding: .utf8)) ?? "" }
+    var stderr: String { (try? String(contentsOf: stderrURL, encoding: .utf8)) ?? "" }
+    var isRunning: Bool { process.isRunning }
+
+    /// SIGKILL: no cleanup of any kind.
+    func kill9() {
+        kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
+    }
+
+    /// SIGTERM, then waits up to `timeout` for the exit status (SIGKILL after it).
+    func terminate(timeout: Duration = .seconds(60)) async -> Int32 {
+        process.terminate()
+        return await wait(timeout: timeout)
+    }
+
+    /// Waits for the process to exit by itself; SIGKILL after `timeout`.
+    func wait(timeout: Duration) async -> Int32 {
+        let deadline = ContinuousClock.now + timeout
+        while process.isRunning && ContinuousClock.now < deadline { try? await Task.sleep(for: .milliseconds(100)) }
+        if process.isRunning { kill9() }
+        process.waitUntilExit()
+        return process.terminationStatus
+    }
+
+    /// The JSON summary the pipeline prints at a clean exit.
+    var summary: [String: Any]? {
+        stdout.split(separator: "\n").last.flatMap {
+            try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]
+        }
+    }
+
+    func cleanUp() {
+        try? FileManager.default.removeItem(at: stdoutURL)
+        try? FileManager.default.removeItem(at: stderrURL)
+    }
+}
+
+/// Synthetic raw records as `key|value` lines: English prose that passes the quality rules, exact copies under new ids (dedup drops),
+/// short junk (quality drops) and undecodable lines (DLQ).
+struct StreamCorpus {
+    var lines: [String] = []
+    /// Ids of the decodable records.
+    var validIDs: [String] = []
+    var undecodable = 0
+
+    init(count: Int, seed: UInt64) {
+        var random = SplitMix(seed: seed)
+        let words = """
+            the of and to that with have be river stone garden morning window letter market village teacher winter \
+            harbor engine careful quiet bright travel history kitchen season mountain forest signal station bridge \
+            library student question answer paper record music evening summer simple common public private \
+            measure number between because through during before after under across behind beyond within \
+            people family friend doctor farmer painter writer reader sailor driver worker builder singer keeper \
+            green yellow silver golden heavy light early later often always rarely seldom almost nearly
+            """.split(whereSeparator: { $0 == " " || $0 == "\n" }).map(String.init)
+        var texts: [String] = []
+        for n in 0..<count {
+            let id = String(format: "r-%06d", n)
+            if n % 211 == 7 {
+                lines.append("\(id)|{\"id\": \"\(id)\", \"text\": unquoted words}")
+                undecodable += 1
+                continue
+            }
+            let text: String
+            if n % 53 == 5 {
+                text = "ok thanks"
+            } else if n % 19 == 3 && !texts.isEmpty {
+                text = texts[Int(random.next() % UInt64(texts.count))]
+            } else {
+                var sentences: [String] = []
+                for _ in 0..<(6 + Int(random.next() % 5)) {
+                    var sentence = (0..<(9 + Int(random.next() % 8))).map { _ in words[Int(random.next() % UInt64(words.count))] }
+                    sentence[0] = sentence[0].prefix(1).uppercased() + sentence[0].dropFirst()
+                    sentences.append(sentence.joined(separator: " ") + ".")
+                }
+                text = sentences.joined(separator: " ")
+                texts.append(text)
+            }
+            lines.append("\(id)|{\"id\": \"\(id)\", \"source\": \"test\", \"text\": \"\(text)\"}")
+            validIDs.append(id)
+        }
+    }
+}
+
+struct SplitMix {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
+
+/// Reads the streaming index of an output directory.
+struct StreamIndexReader {
+    let pool: DatabasePool
+
+    init(directory: URL) throws {
+        var configuration = Configuration()
+        configuration.readonly = true
+        configuration.busyMode = .timeout(10)
+        pool = try DatabasePool(path: directory.appendingPathComponent("index.sqlite").path, configuration: configuration)
+    }
+
+    /// Offsets covered by checkpoints, over all partitions.
+    func accounted() -> Int {
+        (try? pool.read { db in try Int.fetchOne(db, sql: "SELECT COALESCE(SUM(next_offset - first_offset), 0) FROM checkpoints") ?? 0 }) ?? 0
+    }
+
+    /// Fails the test unless every valid id is in exactly one sample or one rejected row, every undecodable record
+    /// has one decode row, and each partition's checkpoints tile its offsets from 0 without gap or overlap.
+    func expectExactlyOnce(_ corpus: StreamCorpus, sourceLocation: SourceLocation = #_sourceLocation) throws {
+        try pool.read { db in
+            let sampleIDs = try String.fetchAll(db, sql: "SELECT id FROM samples")
+            let rejectedIDs = try String?.fetchAll(db, sql: "SELECT id FROM rejected WHERE stage != 'decode'")
+            let decodeRows = try Int.fetchOne(db, sql: "SELECT count(*) FROM rejected WHERE stage = 'decode'") ?? 0
+            var seen: [String: Int] = [:]
+            for id in sampleIDs { seen[id, default: 0] += 1 }
+            for id in rejectedIDs { seen[id ?? "", default: 0] += 1 }
+            let lost = corpus.validIDs.filter { seen[$0] == nil }
+            let duplicated = seen.filter { $0.value > 1 }.map(\.key).sorted()
+            let lostCount = lost.count
+            let duplicatedCount = duplicated.count
+            #expect(lostCount == 0, "lost: \(lost.prefix(10))", sourceLocation: sourceLocation)
+            #expect(duplicatedCount == 0, "duplicated: \(duplicated.prefix(10))", sourceLocation: sourceLocation)
+            #expect(Set(sampleIDs).count == sampleIDs.count, sourceLocation: sourceLocation)
+            #expect(decodeRows == corpus.undecodable, sourceLocation: sourceLocation)
+            #expect(sampleIDs.count > corpus.validIDs.count / 2, "most records are kept", sourceLocation: sourceLocation)
+            let rows = try Row.fetchAll(
+                db, sql: "SELECT topic, partition, first_offset, next_offset FROM checkpoints ORDER BY topic, partition, first_offset")
+            var next: [String: Int64] = [:]
+            for row in rows {
+                let key = "\(row["topic"] as String)/\(row["partition"] as Int)"
+                let first: Int64 = row["first_offset"]
+                #expect(first == next[key] ?? 0, "checkpoints of \(key) tile the offsets", sourceLocation: sourceLocation)
+                next[key] = row["next_offset"]
+            }
+            #expect(next.values.reduce(0, +) == Int64(corpus.lines.count), sourceLocation: sourceLocation)
+        }
+    }
+}
+
+/// Waits until `condition` holds, polling every 200 ms; false after `timeout`.
+func waitUntil(timeout: Duration, _ condition: () -> Bool) async -> Bool {
+    let deadline = ContinuousClock.now + timeout
+    while ContinuousClock.now < deadline {
+        if condition() { return true }
+        try? await Task.sleep(for: .milliseconds(200))
+    }
+    return condition()
+}
+
+/// Produces `key|value` lines with `sluice produce`: keys spread the records evenly over the partitions (the
+/// embedded broker keeps at most 5 MiB per partition).
+func produce(_ lines: [String], topic: String, bootstrap: String) async throws {
+    let result = try await runProcess(
+        sluiceExecutable.path, ["produce", "--bootstrap", bootstrap, "--topic", topic, "--key-delimiter", "|"],
+        input: lines.joined(separator: "\n") + "\n", timeout: .seconds(120))
+    #expect(result.status == 0, "\(result.stderr)")
+}
+
+/// A fresh output directory under the temporary directory.
+func temporaryOutput(_ name: String) -> URL {
+    let url = FileManager.default.temporaryDirectory.appendingPathComponent("sluice-\(name)-\(UUID().uuidString)")
+    try? FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+    return url
+}
