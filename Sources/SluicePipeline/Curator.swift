@@ -178,6 +178,9 @@ public final class Curator {
 extension Duration {
     /// The duration in seconds, for throughput figures.
     public var inSeconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
+
+    /// The duration in whole nanoseconds, for timers.
+    var nanosecondsCount: Int64 { components.seconds &* 1_000_000_000 &+ components.attoseconds / 1_000_000_000 }
 }
 
 /// One worker's stages; used by one batch at a time (its serial queue).
@@ -203,6 +206,16 @@ struct WorkerStages {
     var quality: QualityFilter
     var fingerprinter: Deduplicator
     let encoder: SampleEncoder
+    /// When set, nanoseconds spent per stage (decode, clean, desensitize, quality, fingerprint) accumulate here.
+    var stageNanoseconds: [UInt64]?
+    static let timedStages = ["decode", "clean", "desensitize", "quality", "fingerprint"]
+
+    private mutating func lap(_ stage: Int, _ mark: inout UInt64) {
+        guard stageNanoseconds != nil else { return }
+        let now = DispatchTime.now().uptimeNanoseconds
+        stageNanoseconds![stage] &+= now &- mark
+        mark = now
+    }
 
     init(_ configuration: CurateConfiguration) throws {
         encoder = SampleEncoder(configuration: configuration.shards)
@@ -237,8 +250,12 @@ struct WorkerStages {
         _ bytes: UnsafeBufferPointer<UInt8>, number: Int, origin: SampleOrigin, format: EnvelopeDecoder.Format
     ) -> WorkerResult {
         if decoder.format != format { decoder.format = format }
+        var mark = stageNanoseconds == nil ? 0 : DispatchTime.now().uptimeNanoseconds
         var document: Document
-        switch decoder.decode(bytes) {
+        defer { lap(4, &mark) }
+        let decoded = decoder.decode(bytes)
+        lap(0, &mark)
+        switch decoded {
         case .failure(let failure):
             return .rejected(line: number, id: nil, stage: "decode", reason: failure.reason.rawValue, detail: ("", 0))
         case .success(let decoded):
@@ -256,6 +273,7 @@ struct WorkerStages {
             case 1: (verdict, name) = (desensitizer.process(&document), "desensitize")
             default: (verdict, name) = (quality.process(&document), "quality")
             }
+            lap(1 + stage, &mark)
             if case .drop(let reason) = verdict {
                 let score = document.signals["quality.score"].map { String(format: ",\"score\":%.3f", $0) } ?? ""
                 return .rejected(line: number, id: document.id, stage: name, reason: reason, detail: (score, textBytes))

@@ -48,8 +48,15 @@ public struct PipelineConfiguration: Sendable {
     /// A checkpoint is also taken after this many records of one partition, so rejected-only stretches end.
     public var maxRecordsPerCheckpoint = 200_000
     /// What to do when the committed offset is below the log start (retention deleted unread records).
-    public enum DataLossPolicy: String, Sendable { case fail }
+    public enum DataLossPolicy: String, Sendable, CaseIterable {
+        /// Stop with a typed error (after sealing what was read): someone must look. The default.
+        case fail
+        /// Continue at the log start, after an audit event on the rejected topic, an error log and a metric.
+        case skip
+    }
     public var onDataLoss = DataLossPolicy.fail
+    /// Stop once every assigned partition reached its end (a backfill), sealing and committing as at shutdown.
+    public var exitAtEnd = false
     /// Port of `/metrics` and `/healthz`; `nil` = off.
     public var metricsPort: Int?
     /// Stage and shard settings (and `workers`).
@@ -171,7 +178,7 @@ public struct PipelineConfiguration: Sendable {
                 if let v = try reader.int(fields, "seal_after_seconds", 1...86_400) { configuration.sealAfterSeconds = Double(v) }
                 if let v = try reader.int(fields, "batch_records", 1...65_536) { configuration.batchRecords = v }
                 if let v = try reader.int(fields, "max_batches_in_flight", 1...1024) { configuration.maxBatchesInFlight = v }
-                if let v = try reader.choice(fields, "on_data_loss", ["fail"]) { configuration.onDataLoss = DataLossPolicy(rawValue: v)! }
+                if let v = try reader.choice(fields, "on_data_loss", ["fail", "skip"]) { configuration.onDataLoss = DataLossPolicy(rawValue: v)! }
             case "metrics":
                 try reader.keys(fields, ["port"])
                 if let v = try reader.int(fields, "port", 0...65_535) { configuration.metricsPort = v == 0 ? nil : v }

@@ -28,6 +28,14 @@ final class PipelineSink: @unchecked Sendable {
     private var announcing: [Int64] = []
     private var failedDeliveriesSeen = 0
     private var lastDedupGauge = ContinuousClock.now
+    private var firstRecordAt: ContinuousClock.Instant?
+    private var lastCheckpointAt: ContinuousClock.Instant?
+
+    /// From the first record applied to the last checkpoint.
+    var processingSeconds: Double {
+        guard let first = firstRecordAt, let last = lastCheckpointAt, last > first else { return 0 }
+        return (last - first).inSeconds
+    }
 
     private let metrics: Metrics
     /// Totals since start, for the summary.
@@ -38,6 +46,9 @@ final class PipelineSink: @unchecked Sendable {
         let writer: ShardWriter
         /// Records below this offset are already in a checkpoint (a replay after a crash): skipped.
         var skipBelow: Int64
+        /// Where the first record should be (the committed offset or the index's mark); a later first record
+        /// means retention deleted the records between (reported in skip mode).
+        var expectedStart: Int64?
         var firstOffset: Int64?
         var nextOffset: Int64 = 0
         var openedAt: ContinuousClock.Instant?
@@ -67,11 +78,14 @@ final class PipelineSink: @unchecked Sendable {
         let recordsOut = Counter(label: "sluice_records_out_total")
         let replaySkipped = Counter(label: "sluice_records_replay_skipped_total")
         let dlq = Counter(label: "sluice_dlq_records_total")
+        let dlqFailures = Counter(label: "sluice_dlq_failures_total")
         let shardsSealed = Counter(label: "sluice_shards_sealed_total")
         let bytesWritten = Counter(label: "sluice_shard_bytes_written_total")
         let checkpoints = Counter(label: "sluice_checkpoints_total")
         let commitFailures = Counter(label: "sluice_commit_failures_total")
         let sealSeconds = Timer(label: "sluice_seal_seconds")
+        /// The sink's share of a record: dedup decision and shard write, checkpoints included (mean over a batch).
+        let sinkSeconds = Timer(label: "sluice_stage_seconds", dimensions: [("stage", "dedup_and_write")])
         let dedupDocuments = Gauge(label: "sluice_dedup_index_documents")
         let dedupBytes = Gauge(label: "sluice_dedup_index_bytes")
         let openPartitions = Gauge(label: "sluice_open_partitions")
@@ -99,6 +113,7 @@ final class PipelineSink: @unchecked Sendable {
 
     private var now: Double { (clock.now - started).inSeconds }
 
+
     // MARK: Lifecycle
 
     /// Re-announces checkpoints a crash left unannounced.
@@ -111,7 +126,7 @@ final class PipelineSink: @unchecked Sendable {
     }
 
     /// New partitions: each resumes after its highest checkpoint; leftovers of a crashed writer are removed.
-    func assign(_ assigned: [TopicPartition]) throws {
+    func assign(_ assigned: [TopicPartition], committed: [TopicPartition: Int64?] = [:]) throws {
         guard failure == nil else { return }
         var marks: [String: [Int32: Int64]] = [:]
         for partition in assigned {
@@ -120,8 +135,11 @@ final class PipelineSink: @unchecked Sendable {
             ShardWriter.removeTemporaryFiles(in: configuration.outputDirectory, prefix: Self.shardPrefix(partition))
             var shards = configuration.stages.shards
             shards.maximumAge = nil  // the sink seals by age itself, also when no record arrives
-            partitions[partition] = PartitionState(
+            let state = PartitionState(
                 writer: ShardWriter(directory: configuration.outputDirectory, configuration: shards), skipBelow: mark)
+            let known = [marks[partition.topic]?[partition.partition], committed[partition] ?? nil].compactMap { $0 }
+            state.expectedStart = known.max()
+            partitions[partition] = state
             logger.info("partition assigned", metadata: ["partition": "\(partition)", "resume_at": "\(mark)"])
         }
         metrics.openPartitions.record(partitions.count)
@@ -176,10 +194,21 @@ final class PipelineSink: @unchecked Sendable {
     /// Applies one batch's worker results, in consumption order.
     func apply(_ records: [KafkaRecord], _ results: [WorkerResult]) {
         guard failure == nil else { return }
+        let began = clock.now
+        if firstRecordAt == nil && !records.isEmpty { firstRecordAt = began }
+        defer {
+            if !records.isEmpty {
+                metrics.sinkSeconds.recordNanoseconds((clock.now - began).nanosecondsCount / Int64(records.count))
+            }
+        }
         var positions: [TopicPartition: Int64] = [:]
         for (record, result) in zip(records, results) {
             let partition = record.topicPartition
             guard let state = partitions[partition] else { continue }  // revoked while in flight
+            if let expected = state.expectedStart {
+                state.expectedStart = nil
+                if record.offset > expected { reportDataLoss(partition, from: expected, to: record.offset) }
+            }
             guard record.offset >= state.skipBelow else {
                 summary.replaySkipped += 1
                 metrics.replaySkipped.increment()
@@ -207,12 +236,14 @@ final class PipelineSink: @unchecked Sendable {
     private func handle(_ record: KafkaRecord, _ result: WorkerResult, partition: TopicPartition, state: PartitionState) throws {
         switch result {
         case .rejected(_, let id, let stage, let reason, let detail):
-            if stage == "decode" { try deadLetter(record, reason: reason) }
+            summary.textBytes += detail.textBytes
+            if stage == "decode" { deadLetter(record, reason: reason) }
             summary.rejected += 1
             metrics.dropped(stage, reason)
             let extra = detail.json.hasPrefix(",") ? String(detail.json.dropFirst()) : detail.json
             state.rejected.append(RejectedRecord(offset: record.offset, id: id, stage: stage, reason: reason, detail: extra))
-        case .kept(_, var document, let fingerprint, _, let prepared):
+        case .kept(_, var document, let fingerprint, let textBytes, let prepared):
+            summary.textBytes += textBytes
             let before = dedup.index.count
             if case .drop(let reason) = dedup.decide(&document, fingerprint: fingerprint) {
                 metrics.dropped("dedup", reason)
@@ -240,8 +271,11 @@ final class PipelineSink: @unchecked Sendable {
         }
     }
 
-    /// Sends an undecodable record's original bytes to the DLQ topic with its position and the reason.
-    private func deadLetter(_ record: KafkaRecord, reason: String) throws {
+    /// Sends an undecodable record's original bytes to the DLQ topic with its position and the reason. A value
+    /// larger than the producer may send (`message.max.bytes`) goes truncated, with `sluice.truncated` holding the
+    /// original length; a record the producer refuses is logged and counted, never fatal: its audit row is in the
+    /// index either way.
+    private func deadLetter(_ record: KafkaRecord, reason: String) {
         metrics.dlq.increment()
         summary.deadLettered += 1
         var headers = record.headers
@@ -250,8 +284,45 @@ final class PipelineSink: @unchecked Sendable {
         headers.append(KafkaHeader(name: "sluice.source.offset", string: "\(record.offset)"))
         headers.append(KafkaHeader(name: "sluice.stage", string: "decode"))
         headers.append(KafkaHeader(name: "sluice.reason", string: reason))
-        try producer.enqueueBlocking(
-            ProducerMessage(topic: configuration.dlqTopic, key: record.key, value: record.value, headers: headers))
+        var value = record.value
+        if let original = value, original.count > dlqValueLimit {
+            value = Array(original.prefix(dlqValueLimit))
+            headers.append(KafkaHeader(name: "sluice.truncated", string: "\(original.count)"))
+        }
+        do {
+            try producer.enqueueBlocking(
+                ProducerMessage(topic: configuration.dlqTopic, key: record.key, value: value, headers: headers))
+        } catch {
+            metrics.dlqFailures.increment()
+            logger.warning(
+                "could not send a record to the DLQ; its audit row is in the index",
+                metadata: ["topic": "\(record.topic)", "partition": "\(record.partition)", "offset": "\(record.offset)",
+                           "error": "\(error)"])
+        }
+    }
+
+    /// Skip mode found a gap: the records `from ..< to` were deleted by retention before anyone read them.
+    private func reportDataLoss(_ partition: TopicPartition, from: Int64, to: Int64) {
+        Counter(label: "sluice_data_lost_records_total", dimensions: [("topic", partition.topic)]).increment(by: Int(to - from))
+        logger.error(
+            "records were deleted by retention before they were read; continuing at the log start (on_data_loss: skip)",
+            metadata: ["partition": "\(partition)", "first_lost": "\(from)", "next_read": "\(to)"])
+        let event = "{\"stage\":\"consume\",\"reason\":\"data_lost_to_retention\",\"topic\":\(JSONText.string(partition.topic))"
+            + ",\"partition\":\(partition.partition),\"first_lost\":\(from),\"last_lost\":\(to - 1),\"records\":\(to - from)"
+            + ",\"dataset\":\(JSONText.string(configuration.dataset))}"
+        do {
+            try producer.enqueueBlocking(
+                ProducerMessage(
+                    topic: configuration.rejectedTopic, key: Array("\(partition.topic)/\(partition.partition)/lost/\(from)".utf8),
+                    value: Array(event.utf8)))
+        } catch {
+            logger.error("could not send the data-loss audit event", metadata: ["error": "\(error)"])
+        }
+    }
+
+    /// The largest DLQ value: the producer's `message.max.bytes` less room for key, headers and framing.
+    private var dlqValueLimit: Int {
+        max(1024, (Int(configuration.kafka["message.max.bytes"] ?? "") ?? 1_000_000) - 65_536)
     }
 
     // MARK: Checkpoints
@@ -284,6 +355,7 @@ final class PipelineSink: @unchecked Sendable {
                     metadata: ["shard": "\(shard.fileName)", "samples": "\(shard.samples.count)", "reason": "\(reason)",
                                "offsets": "\(first)..<\(checkpoint.nextOffset)"])
             }
+            lastCheckpointAt = clock.now
             metrics.sealSeconds.recordSeconds((clock.now - began).inSeconds)
             try announce(id)
             commit(partition, checkpoint.nextOffset)

@@ -57,6 +57,9 @@ public final class StreamingPipeline: @unchecked Sendable {
 
         var consumerConfiguration = kafka
         consumerConfiguration.groupID = configuration.groupID
+        if configuration.exitAtEnd { consumerConfiguration["enable.partition.eof"] = "true" }
+        // Skipping lost data: librdkafka resets to the log start; the sink sees the gap and reports it.
+        if configuration.onDataLoss == .skip { consumerConfiguration["auto.offset.reset"] = "earliest" }
         var options = KafkaConsumer.Options()
         options.bufferCapacity = max(1024, configuration.batchRecords * 2)
         consumer = try KafkaConsumer(configuration: consumerConfiguration, options: options, logger: logger)
@@ -72,7 +75,11 @@ public final class StreamingPipeline: @unchecked Sendable {
         producer = try KafkaProducer(configuration: producerConfiguration, logger: logger)
 
         let workers = max(1, configuration.stages.workers)
-        boxes = try (0..<workers).map { _ in StageBox(try WorkerStages(configuration.stages)) }
+        boxes = try (0..<workers).map { _ in
+            var stages = try WorkerStages(configuration.stages)
+            stages.stageNanoseconds = [UInt64](repeating: 0, count: WorkerStages.timedStages.count)
+            return StageBox(stages)
+        }
         workerQueues = (0..<workers).map { DispatchQueue(label: "sluice.pipeline.worker\($0)") }
         inFlight = AsyncLimiter(limit: max(1, configuration.maxBatchesInFlight))
         sink = PipelineSink(
@@ -107,12 +114,18 @@ public final class StreamingPipeline: @unchecked Sendable {
         public var replaySkipped = 0
         public var checkpoints = 0
         public var shards = 0
+        /// Bytes of decoded text (what `sluice curate` counts for MB/s).
+        public var textBytes = 0
+        /// Wall time of the whole run.
         public var seconds = 0.0
+        /// From the first record applied to the last checkpoint: the processing time, without the group join.
+        public var processingSeconds = 0.0
 
         public var json: String {
             String(
-                format: "{\"records\":%d,\"kept\":%d,\"rejected\":%d,\"dead_lettered\":%d,\"replay_skipped\":%d,\"checkpoints\":%d,\"shards\":%d,\"seconds\":%.3f}",
-                records, kept, rejected, deadLettered, replaySkipped, checkpoints, shards, seconds)
+                format: "{\"records\":%d,\"kept\":%d,\"rejected\":%d,\"dead_lettered\":%d,\"replay_skipped\":%d,\"checkpoints\":%d,\"shards\":%d,\"text_bytes\":%d,\"seconds\":%.3f,\"processing_seconds\":%.3f,\"mb_per_s\":%.2f}",
+                records, kept, rejected, deadLettered, replaySkipped, checkpoints, shards, textBytes, seconds,
+                processingSeconds, processingSeconds > 0 ? Double(textBytes) / processingSeconds / 1e6 : 0)
         }
     }
 
@@ -152,7 +165,9 @@ public final class StreamingPipeline: @unchecked Sendable {
         await producer.shutdown(flushTimeout: .seconds(30))
         var summary = try await onSink { () -> Summary in
             self.sink.markDeliveredAnnouncements()
-            return self.sink.summary
+            var summary = self.sink.summary
+            summary.processingSeconds = self.sink.processingSeconds
+            return summary
         }
         summary.seconds = (clock.now - started).inSeconds
         if let failure = sinkFailure ?? failure { throw failure }
@@ -174,6 +189,8 @@ public final class StreamingPipeline: @unchecked Sendable {
         var batch: [KafkaRecord] = []
         batch.reserveCapacity(configuration.batchRecords)
         var submitted = 0
+        // --exit-at-end: partitions at their end (no record after their EOF event).
+        var atEnd: [TopicPartition: Bool] = [:]
         func submit() async {
             guard !batch.isEmpty else { return }
             await inFlight.acquire()
@@ -192,23 +209,36 @@ public final class StreamingPipeline: @unchecked Sendable {
                 inFlight.release()
             }
         }
-        while let event = try await events.next() {
+        loop: while let event = try await events.next() {
             if health.sinkFailed { break }
             switch event {
             case .record(let record):
+                if configuration.exitAtEnd { atEnd[record.topicPartition] = false }
                 batch.append(record)
                 if batch.count >= configuration.batchRecords || !events.hasBufferedEvents { await submit() }
             case .assigned(let partitions):
+                for partition in partitions { atEnd[partition] = false }
                 await submit()
-                try await onSink { try self.sink.assign(partitions) }
+                // Where each partition should resume, to tell a retention gap (skip mode) from a normal start.
+                let committed = configuration.onDataLoss == .skip ? ((try? await consumer.committed(partitions)) ?? [:]) : [:]
+                try await onSink { try self.sink.assign(partitions, committed: committed) }
             case .revoked(let partitions):
+                for partition in partitions { atEnd[partition] = nil }
                 await submit()
                 await onSink { self.sink.release(partitions, lost: false) }
             case .lost(let partitions):
+                for partition in partitions { atEnd[partition] = nil }
                 await submit()
                 await onSink { self.sink.release(partitions, lost: true) }
-            case .partitionEOF:
+            case .partitionEOF(let position):
                 await submit()
+                if configuration.exitAtEnd {
+                    atEnd[position.topicPartition] = true
+                    if atEnd.values.allSatisfy({ $0 }) {
+                        logger.info("every assigned partition is at its end; stopping (--exit-at-end)")
+                        break loop
+                    }
+                }
             case .error(let error):
                 health.noteBrokerError(error)
                 logger.warning("consumer error", metadata: ["error": "\(error)"])
@@ -311,6 +341,14 @@ extension StageBox {
                 continue
             }
             out.append(value.withUnsafeBufferPointer { stages.process($0, number: number, origin: origin, format: format) })
+        }
+        // Stage latency: the mean time per record of each stage over the batch.
+        if let spent = stages.stageNanoseconds, !records.isEmpty {
+            for (stage, nanoseconds) in zip(WorkerStages.timedStages, spent) {
+                Timer(label: "sluice_stage_seconds", dimensions: [("stage", stage)])
+                    .recordNanoseconds(Int64(nanoseconds) / Int64(records.count))
+            }
+            stages.stageNanoseconds = [UInt64](repeating: 0, count: spent.count)
         }
         return out
     }

@@ -63,6 +63,16 @@ struct PipelineCommand: AsyncParsableCommand {
         help: ArgumentHelp("One librdkafka property, key=value (repeatable; wins over the file).", valueName: "key=value"))
     var properties: [String] = []
 
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "When retention deleted records before they were read: fail (stop with an error) or skip (continue at the log start after an audit event).",
+            valueName: "fail|skip"))
+    var onDataLoss: String?
+
+    @Flag(name: .long, help: "Stop once every assigned partition is at its end (a backfill): seal, commit, exit.")
+    var exitAtEnd = false
+
     @Flag(name: .long, help: "Validate the configuration (file and flags), print the result, and exit.")
     var check = false
 
@@ -108,6 +118,13 @@ struct PipelineCommand: AsyncParsableCommand {
         if let workers { settings.stages.workers = workers }
         if let sealAfter { settings.sealAfterSeconds = Double(sealAfter) }
         if let metricsPort { settings.metricsPort = metricsPort == 0 ? nil : metricsPort }
+        if exitAtEnd { settings.exitAtEnd = true }
+        if let onDataLoss {
+            guard let policy = PipelineConfiguration.DataLossPolicy(rawValue: onDataLoss) else {
+                throw CommandError("--on-data-loss must be fail or skip")
+            }
+            settings.onDataLoss = policy
+        }
         do { try settings.validate(file: file) } catch { throw CommandError("\(error)") }
         return settings
     }
@@ -172,6 +189,10 @@ struct PipelineCommand: AsyncParsableCommand {
             try await group.run()
         } catch let error as ShardError {
             throw CommandError("the pipeline stopped: \(error.reason)")
+        } catch let error as KafkaError where error.code == .dataLostToRetention {
+            throw CommandError(
+                "the pipeline stopped: \(error). Records between the committed offset and the log start are gone; "
+                    + "to continue after recording the loss, run with --on-data-loss skip (or pipeline.on_data_loss: skip).")
         } catch let error as KafkaError {
             throw CommandError("the pipeline stopped: \(error)")
         }

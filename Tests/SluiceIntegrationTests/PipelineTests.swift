@@ -165,6 +165,34 @@ struct PipelineTests {
         try index.expectExactlyOnce(corpus)
     }
 
+    @Test func retentionLossStopsTheWorkerOrIsSkippedWithAnAuditEvent() async throws {
+        let broker = try BrokerProcess(arguments: ["--topic", "loss.in:1"] + Self.outputTopics)
+        defer { _ = broker.stop() }
+        let output = temporaryOutput("loss")
+        defer { try? FileManager.default.removeItem(at: output) }
+        let corpus = StreamCorpus(count: 200, seed: 16)
+        try await produce(corpus.lines, topic: "loss.in", bootstrap: broker.bootstrap)
+        var arguments = arguments(broker.bootstrap, topic: "loss.in", output: output, group: "loss") + ["--exit-at-end"]
+        let first = try await runProcess(sluiceExecutable.path, ["pipeline"] + arguments, timeout: .seconds(90))
+        #expect(first.status == 0, "\(first.stderr.suffix(2000))")
+
+        // The embedded broker keeps at most 5 MiB per partition: 7 MiB more pushes the log start past offset 200.
+        let big = (0..<70).map { "big-\($0)|{\"id\": \"big-\($0)\", \"text\": \"\(String(repeating: "a", count: 100_000))\"}" }
+        try await produce(big, topic: "loss.in", bootstrap: broker.bootstrap)
+
+        let failing = try await runProcess(sluiceExecutable.path, ["pipeline"] + arguments, timeout: .seconds(90))
+        #expect(failing.status != 0)
+        #expect(failing.stderr.contains("--on-data-loss skip"), "\(failing.stderr.suffix(2000))")
+
+        arguments += ["--on-data-loss", "skip"]
+        let skipping = try await runProcess(sluiceExecutable.path, ["pipeline"] + arguments, timeout: .seconds(90))
+        #expect(skipping.status == 0, "\(skipping.stderr.suffix(2000))")
+        #expect(skipping.stderr.contains("deleted by retention"))
+        let kcat = try #require(which("kcat"))
+        let audit = try await runProcess(kcat, ["-C", "-b", broker.bootstrap, "-t", "sluice.rejected", "-e", "-q"])
+        #expect(audit.stdout.contains("\"reason\":\"data_lost_to_retention\",\"topic\":\"loss.in\",\"partition\":0,\"first_lost\":200"))
+    }
+
     @Test func anUnusableOutputDirectoryIsAClearError() async throws {
         let file = temporaryOutput("notadir").appendingPathComponent("file")
         try Data("x".utf8).write(to: file)
