@@ -101,7 +101,7 @@ let package = Package(
         .testTarget(
             name: "SluiceShardsTests", dependencies: ["SluiceShards", "SluiceText"], swiftSettings: strictSettings),
         .testTarget(
-            name: "SluicePipelineTests", dependencies: ["SluicePipeline", "SluiceKafka"],
+            name: "SluicePipelineTests", dependencies: ["SluicePipeline", "SluiceKafka", "SluiceText"],
             swiftSettings: strictSettings),
         .testTarget(name: "SluiceTrainTests", dependencies: ["SluiceTrain"], swiftSettings: strictSettings),
         .testTarget(name: "SluiceGatewayTests", dependencies: ["SluiceGateway"], swiftSettings: strictSettings),

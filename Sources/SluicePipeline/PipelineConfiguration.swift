@@ -72,11 +72,40 @@ public struct PipelineConfiguration: Sendable {
     /// Whether no cluster is configured, so the command starts the embedded broker.
     public var usesEmbeddedBroker: Bool { kafka.bootstrapServers == nil }
 
-    /// Replaces `${NAME}` and `${NAME:-default}` with environment values.
+    /// Replaces `${NAME}` and `${NAME:-default}` with environment values, outside YAML comments.
     /// - Throws: ``ConfigError`` naming the variable when it is unset and has no default.
     public static func interpolate(_ text: String, file: String, environment: [String: String]) throws(ConfigError) -> String {
+        var lines: [String] = []
+        for line in text.split(separator: "\n", omittingEmptySubsequences: false) {
+            let comment = commentStart(line)
+            lines.append(try interpolateLine(line[..<comment], file: file, environment: environment) + line[comment...])
+        }
+        return lines.joined(separator: "\n")
+    }
+
+    /// Where a YAML comment starts: a `#` at the start or after a blank, outside quotes.
+    private static func commentStart(_ line: Substring) -> Substring.Index {
+        var quote: Character?
+        var previous: Character = " "
+        for index in line.indices {
+            let character = line[index]
+            if let open = quote {
+                if character == open { quote = nil }
+            } else if character == "\"" || character == "'" {
+                quote = character
+            } else if character == "#" && (previous == " " || previous == "\t") {
+                return index
+            }
+            previous = character
+        }
+        return line.endIndex
+    }
+
+    private static func interpolateLine(_ text: Substring, file: String, environment: [String: String]) throws(ConfigError)
+        -> String
+    {
         var out = ""
-        var rest = Substring(text)
+        var rest = text
         while let open = rest.range(of: "${") {
             out += rest[..<open.lowerBound]
             guard let close = rest[open.upperBound...].firstIndex(of: "}") else {

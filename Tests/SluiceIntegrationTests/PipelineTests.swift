@@ -193,6 +193,31 @@ struct PipelineTests {
         #expect(audit.stdout.contains("\"reason\":\"data_lost_to_retention\",\"topic\":\"loss.in\",\"partition\":0,\"first_lost\":200"))
     }
 
+    @Test func checkValidatesTheFileAndTheFlags() async throws {
+        let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent()
+        let example = repository.appendingPathComponent("config/pipeline.yaml").path
+        let good = try await runProcess(sluiceExecutable.path, ["pipeline", "--config", example, "--check"])
+        #expect(good.status == 0, "\(good.stderr)")
+        #expect(good.stdout.contains("configuration OK: topics raw.web, raw.forum, raw.docs; group sluice-curate"))
+
+        let noTopics = try await runProcess(sluiceExecutable.path, ["pipeline", "--check"])
+        #expect(noTopics.status != 0)
+        #expect(noTopics.stderr.contains("input.topics: no input topics"), "\(noTopics.stderr)")
+
+        let directory = temporaryOutput("config")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let bad = directory.appendingPathComponent("bad.yaml")
+        try Data("input:\n  topics: [raw.web]\npipeline:\n  seal_after: 5\n".utf8).write(to: bad)
+        let wrong = try await runProcess(sluiceExecutable.path, ["pipeline", "--config", bad.path, "--check"])
+        #expect(wrong.status != 0)
+        #expect(wrong.stderr.contains("bad.yaml: pipeline.seal_after: unknown key"), "\(wrong.stderr)")
+
+        let flag = try await runProcess(sluiceExecutable.path, ["pipeline", "--topic", "raw.web", "--seal-after", "0"])
+        #expect(flag.status != 0)
+        #expect(flag.stderr.contains("--seal-after must be"), "\(flag.stderr)")
+    }
+
     @Test func anUnusableOutputDirectoryIsAClearError() async throws {
         let file = temporaryOutput("notadir").appendingPathComponent("file")
         try Data("x".utf8).write(to: file)
