@@ -64,6 +64,7 @@ final class ConsumerClient: ClientContext, @unchecked Sendable {
         let handle = try RDKafkaHandle.make(kind: .consumer, configuration: configuration, opaque: opaque) { conf in
             if self.groupID != nil { rd_kafka_conf_set_rebalance_cb(conf, rebalanceCallback) }
             rd_kafka_conf_set_offset_commit_cb(conf, offsetCommitCallback)
+            rd_kafka_conf_set_error_cb(conf, consumerErrorCallback)
         }
         rd_kafka_poll_set_consumer(handle)
         handleStorage = handle
@@ -250,6 +251,15 @@ final class ConsumerClient: ClientContext, @unchecked Sendable {
         let start = pendingBytes.count
         pendingBytes.append(contentsOf: bytes)
         return start..<pendingBytes.count
+    }
+
+    /// Called by the C error callback on the poll thread (inside a poll): client-level errors such as a broker
+    /// that cannot be reached become ``ConsumerEvent/error(_:)`` events.
+    fileprivate func clientError(_ err: rd_kafka_resp_err_t, _ reason: String) {
+        if err == RD_KAFKA_RESP_ERR__FATAL { return }  // surfaced by the poll as a fatal message
+        let error = KafkaError.fromLibrdkafka(err, context: "client error", detail: reason)
+        logger.debug("client error", metadata: [LogKeys.errorCode: "\(error.code)", "error": "\(reason)"])
+        pending.append(.event(.error(error)))
     }
 
     /// Called by the C rebalance callback on the poll thread.
@@ -568,6 +578,15 @@ private let rebalanceCallback:
         _, err, list, opaque in
         guard let list, let opaque else { return }
         Unmanaged<ConsumerClient>.fromOpaque(opaque).takeUnretainedValue().rebalance(err, list)
+    }
+
+/// The C error callback; runs on the poll thread inside `rd_kafka_consumer_poll`.
+private let consumerErrorCallback:
+    @convention(c) (OpaquePointer?, Int32, UnsafePointer<CChar>?, UnsafeMutableRawPointer?) -> Void = {
+        _, err, reason, opaque in
+        guard let opaque else { return }
+        Unmanaged<ConsumerClient>.fromOpaque(opaque).takeUnretainedValue()
+            .clientError(rd_kafka_resp_err_t(rawValue: err), reason.map { String(cString: $0) } ?? "")
     }
 
 /// The C commit-reply callback for asynchronous commits; failures are logged.

@@ -142,6 +142,7 @@ final class PipelineSink: @unchecked Sendable {
             partitions[partition] = state
             logger.info("partition assigned", metadata: ["partition": "\(partition)", "resume_at": "\(mark)"])
         }
+        health.noteAssigned(assigned, positions: Dictionary(uniqueKeysWithValues: assigned.map { ($0, partitions[$0]!.skipBelow) }))
         metrics.openPartitions.record(partitions.count)
     }
 

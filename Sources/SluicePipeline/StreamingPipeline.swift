@@ -35,6 +35,7 @@ public final class StreamingPipeline: @unchecked Sendable {
     private let boxes: [StageBox]
     private let workerQueues: [DispatchQueue]
     private let inFlight: AsyncLimiter
+    private let topicFormats: TopicFormats
     private let timer: any DispatchSourceTimer
     private let taskLock = NSLock()
     private var consumeTask: Task<Void, any Error>?
@@ -82,6 +83,7 @@ public final class StreamingPipeline: @unchecked Sendable {
         }
         workerQueues = (0..<workers).map { DispatchQueue(label: "sluice.pipeline.worker\($0)") }
         inFlight = AsyncLimiter(limit: max(1, configuration.maxBatchesInFlight))
+        topicFormats = TopicFormats(configuration.formats)
         sink = PipelineSink(
             configuration: configuration, index: index, dedup: dedup, consumer: consumer, producer: producer,
             health: health, logger: logger)
@@ -200,7 +202,7 @@ public final class StreamingPipeline: @unchecked Sendable {
             submitted += 1
             let box = boxes[worker]
             let result = BatchHandoff()
-            let formats = configuration.formats
+            let formats = topicFormats
             workerQueues[worker].async {
                 result.put(box.process(records, formats: formats))
             }
@@ -267,9 +269,35 @@ public final class StreamingPipeline: @unchecked Sendable {
     public func refreshLag() async {
         for (partition, next) in health.positions() {
             guard let marks = try? await consumer.watermarks(of: partition) else { continue }
+            health.noteBrokerReachable()
             Gauge(label: "sluice_consumer_lag", dimensions: [("topic", partition.topic), ("partition", "\(partition.partition)")])
                 .record(max(0, marks.high - next))
         }
+    }
+}
+
+/// The record format of each topic: exact names first, then `^regex` entries, then JSON envelopes. Regex
+/// answers are remembered per topic.
+final class TopicFormats: Sendable {
+    private let exact: [String: EnvelopeDecoder.Format]
+    private let patterns: [(NSRegularExpression, EnvelopeDecoder.Format)]
+    private let cache = Mutex<[String: EnvelopeDecoder.Format]>([:])
+
+    init(_ formats: [String: EnvelopeDecoder.Format]) {
+        exact = formats.filter { !$0.key.hasPrefix("^") }
+        patterns = formats.filter { $0.key.hasPrefix("^") }.sorted { $0.key < $1.key }.compactMap { pattern, format in
+            (try? NSRegularExpression(pattern: pattern)).map { ($0, format) }
+        }
+    }
+
+    func format(of topic: String) -> EnvelopeDecoder.Format {
+        if let format = exact[topic] { return format }
+        if patterns.isEmpty { return .json }
+        if let known = cache.withLock({ $0[topic] }) { return known }
+        let range = NSRange(topic.startIndex..., in: topic)
+        let format = patterns.first { $0.0.firstMatch(in: topic, range: range) != nil }?.1 ?? .json
+        cache.withLock { $0[topic] = format }
+        return format
     }
 }
 
@@ -330,12 +358,12 @@ final class AsyncLimiter: Sendable {
 
 extension StageBox {
     /// Runs Kafka records through the worker's stages; results line up with `records`.
-    func process(_ records: [KafkaRecord], formats: [String: EnvelopeDecoder.Format]) -> [WorkerResult] {
+    func process(_ records: [KafkaRecord], formats: TopicFormats) -> [WorkerResult] {
         var out: [WorkerResult] = []
         out.reserveCapacity(records.count)
         for (number, record) in records.enumerated() {
             let origin = SampleOrigin.kafka(topic: record.topic, partition: record.partition, offset: record.offset)
-            let format = formats[record.topic] ?? .json
+            let format = formats.format(of: record.topic)
             guard let value = record.valueBytes, !value.isEmpty else {
                 out.append(.rejected(line: number, id: nil, stage: "decode", reason: "empty_record", detail: ("", 0)))
                 continue
@@ -383,6 +411,10 @@ public final class PipelineHealth: Sendable {
 
     func noteSeal() { state.withLock { $0.lastSealAt = Date() } }
     func noteCommit() { state.withLock { $0.brokerError = nil } }
+    func noteBrokerReachable() { state.withLock { $0.brokerError = nil } }
+    func noteAssigned(_ partitions: [TopicPartition], positions: [TopicPartition: Int64]) {
+        state.withLock { s in for p in partitions { s.positions[p] = positions[p] ?? s.positions[p] ?? 0 } }
+    }
     func forget(_ partitions: [TopicPartition]) { state.withLock { for p in partitions { $0.positions[p] = nil } } }
     func noteSinkFailure(_ error: any Error) { state.withLock { $0.sinkFailure = "\(error)" } }
 

@@ -165,7 +165,7 @@ struct PipelineCommand: AsyncParsableCommand {
                 let health = pipeline.health
                 server = try MetricsServer(
                     port: port, metrics: { registry.emitToString() }, health: { health.report() })
-                Terminal.err("metrics on http://0.0.0.0:\(port)/metrics, health on /healthz")
+                Terminal.err("metrics on http://0.0.0.0:\(server!.port)/metrics, health on /healthz")
             } else {
                 pipeline = try StreamingPipeline(configuration: settings, kafka: settings.kafka, logger: logger)
             }

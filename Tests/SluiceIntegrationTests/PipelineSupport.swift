@@ -135,7 +135,19 @@ struct StreamIndexReader {
         var configuration = Configuration()
         configuration.readonly = true
         configuration.busyMode = .timeout(10)
-        pool = try DatabasePool(path: directory.appendingPathComponent("index.sqlite").path, configuration: configuration)
+        // The worker creates the index at start; wait for it (read-only opening cannot create it).
+        let path = directory.appendingPathComponent("index.sqlite").path
+        for _ in 0..<300 where !FileManager.default.fileExists(atPath: path) { usleep(100_000) }
+        var opened: DatabasePool?
+        for attempt in 0..<50 {
+            do {
+                opened = try DatabasePool(path: path, configuration: configuration)
+                break
+            } catch where attempt < 49 {
+                usleep(100_000)
+            }
+        }
+        pool = opened!
     }
 
     /// Offsets covered by checkpoints, over all partitions.
@@ -200,4 +212,59 @@ func temporaryOutput(_ name: String) -> URL {
     let url = FileManager.default.temporaryDirectory.appendingPathComponent("sluice-\(name)-\(UUID().uuidString)")
     try? FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
     return url
+}
+
+/// A plain HTTP/1.1 GET to 127.0.0.1 over a socket: the status code and the body.
+func httpGet(port: Int, path: String) async throws -> (Int, String) {
+    try await Task.detached {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw HTTPTestError.connect }
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard connected == 0 else { throw HTTPTestError.connect }
+        let request = Array("GET \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".utf8)
+        _ = request.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+        var response: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 65_536)
+        while true {
+            let count = read(fd, &buffer, buffer.count)
+            if count <= 0 { break }
+            response.append(contentsOf: buffer[0..<count])
+        }
+        let text = String(decoding: response, as: UTF8.self)
+        guard let headerEnd = text.range(of: "\r\n\r\n"), let status = Int(text.split(separator: " ").dropFirst().first ?? "")
+        else { throw HTTPTestError.malformed }
+        return (status, String(text[headerEnd.upperBound...]))
+    }.value
+}
+
+enum HTTPTestError: Error { case connect, malformed }
+
+/// Runs async work from a synchronous polling condition (the test's own thread blocks meanwhile).
+func runBlocking<T: Sendable>(_ body: @escaping @Sendable () async throws -> T) throws -> T {
+    let done = DispatchSemaphore(value: 0)
+    let result = LockedBox<Result<T, any Error>?>(nil)
+    Task.detached {
+        let value: Result<T, any Error>
+        do { value = .success(try await body()) } catch { value = .failure(error) }
+        result.set(value)
+        done.signal()
+    }
+    done.wait()
+    return try result.get()!.get()
+}
+
+final class LockedBox<T: Sendable>: @unchecked Sendable {
+    // @unchecked: every access holds `lock`.
+    private let lock = NSLock()
+    private var value: T
+    init(_ value: T) { self.value = value }
+    func set(_ newValue: T) { lock.withLock { value = newValue } }
+    func get() -> T { lock.withLock { value } }
 }

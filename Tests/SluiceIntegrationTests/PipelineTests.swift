@@ -49,6 +49,17 @@ struct PipelineTests {
         let verify = try await runProcess(sluiceExecutable.path, ["shards", "verify", output.path])
         #expect(verify.status == 0, "\(verify.stdout) \(verify.stderr)")
         #expect(!(try FileManager.default.contentsOfDirectory(atPath: output.path)).contains { $0.hasSuffix(".tmp") })
+
+        // Every sealed shard was announced, also those whose worker died between the index and the announcement
+        // (re-announced at the next start); consumers de-duplicate by shard name.
+        let kcat = try #require(which("kcat"))
+        let announced = try await runProcess(kcat, ["-C", "-b", broker.bootstrap, "-t", "sluice.shards", "-e", "-q", "-f", "%k\n"])
+        let shards = try await index.pool.read { db in try String.fetchAll(db, sql: "SELECT name FROM shards") }
+        #expect(Set(announced.stdout.split(separator: "\n").map(String.init)) == Set(shards))
+        let unannounced = try await index.pool.read { db in
+            try Int.fetchOne(db, sql: "SELECT count(*) FROM checkpoints WHERE announced = 0") ?? -1
+        }
+        #expect(unannounced == 0)
     }
 
     @Test func brokerOutageLosesNothingAndTheWorkerStays() async throws {
@@ -191,6 +202,50 @@ struct PipelineTests {
         let kcat = try #require(which("kcat"))
         let audit = try await runProcess(kcat, ["-C", "-b", broker.bootstrap, "-t", "sluice.rejected", "-e", "-q"])
         #expect(audit.stdout.contains("\"reason\":\"data_lost_to_retention\",\"topic\":\"loss.in\",\"partition\":0,\"first_lost\":200"))
+    }
+
+    @Test func metricsAndHealthOverHTTP() async throws {
+        let broker = try BrokerProcess(arguments: ["--topic", "metrics.in:2"] + Self.outputTopics)
+        defer { _ = broker.stop() }
+        let corpus = StreamCorpus(count: 500, seed: 17)
+        try await produce(corpus.lines, topic: "metrics.in", bootstrap: broker.bootstrap)
+        let output = temporaryOutput("metrics")
+        defer { try? FileManager.default.removeItem(at: output) }
+        let port = Int.random(in: 20_000...60_000)
+        let worker = try PipelineProcess(
+            arguments(broker.bootstrap, topic: "metrics.in", output: output, group: "metrics") + ["--metrics-port", "\(port)"])
+        defer { worker.cleanUp() }
+        let index = try StreamIndexReader(directory: output)
+        #expect(await waitUntil(timeout: .seconds(60)) { index.accounted() == corpus.lines.count }, "\(worker.stderr.suffix(2000))")
+
+        let (metricsStatus, metrics) = try await httpGet(port: port, path: "/metrics")
+        #expect(metricsStatus == 200)
+        #expect(metrics.contains("sluice_records_in_total 500"), "\(metrics.prefix(3000))")
+        for name in ["sluice_records_out_total", "sluice_records_dropped_total{", "sluice_dlq_records_total \(corpus.undecodable)",
+                     "sluice_shards_sealed_total", "sluice_shard_bytes_written_total", "sluice_stage_seconds_bucket{",
+                     "stage=\"quality\"", "sluice_seal_seconds_count", "sluice_dedup_index_documents"]
+        {
+            #expect(metrics.contains(name), "\(name) in /metrics")
+        }
+        #expect(await waitUntil(timeout: .seconds(15)) {
+            (try? runBlocking { try await httpGet(port: port, path: "/metrics") }.1.contains("sluice_consumer_lag{")) == true
+        })
+        let (healthStatus, health) = try await httpGet(port: port, path: "/healthz")
+        #expect(healthStatus == 200)
+        #expect(health.contains("\"status\":\"ok\"") && health.contains("\"last_seal\":\"20"), "\(health)")
+        let (missingStatus, _) = try await httpGet(port: port, path: "/nothing")
+        #expect(missingStatus == 404)
+
+        // With the broker down the worker reports itself failing; it recovers when the broker returns.
+        #expect(try broker.command("down -1").hasPrefix("ok"))
+        #expect(await waitUntil(timeout: .seconds(30)) {
+            (try? runBlocking { try await httpGet(port: port, path: "/healthz") }.0) == 503
+        })
+        #expect(try broker.command("up -1").hasPrefix("ok"))
+        #expect(await waitUntil(timeout: .seconds(30)) {
+            (try? runBlocking { try await httpGet(port: port, path: "/healthz") }.0) == 200
+        })
+        #expect(await worker.terminate() == 0, "\(worker.stderr.suffix(2000))")
     }
 
     @Test func checkValidatesTheFileAndTheFlags() async throws {
