@@ -20,8 +20,17 @@ public final class ShardIndex: Sendable {
         configuration.prepareDatabase { db in
             try db.execute(sql: "PRAGMA synchronous = FULL")
         }
-        // Several workers may open one index at the same moment: switching to WAL and migrating take locks that
-        // the busy timeout does not cover, so a locked database is retried for a while.
+        // Several workers may open one index at the same moment: an exclusive lock on a sidecar file serializes
+        // opening and migrating between processes (a migration read in one process would otherwise race the
+        // other's), and a database still locked by a writer is retried for a while.
+        let lock = open(path + ".lock", O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+        if lock >= 0 { flock(lock, LOCK_EX) }
+        defer {
+            if lock >= 0 {
+                flock(lock, LOCK_UN)
+                close(lock)
+            }
+        }
         writer = try ShardError.wrap("opening \(path)") { () throws -> DatabasePool in
             var attempt = 0
             while true {
