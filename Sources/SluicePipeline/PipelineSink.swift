@@ -20,6 +20,9 @@ final class PipelineSink: @unchecked Sendable {
     private let health: PipelineHealth
     private let logger: Logger
     private var partitions: [TopicPartition: PartitionState] = [:]
+    /// Dedup entries of open shards given up when their partition was lost: never durable, so the same records
+    /// read again are replays, not duplicates.
+    private var abandoned: Set<Int> = []
     private let clock = ContinuousClock()
     private let started: ContinuousClock.Instant
     /// The first fatal error; once set, nothing more is written or committed.
@@ -154,6 +157,7 @@ final class PipelineSink: @unchecked Sendable {
             if !lost && failure == nil {
                 checkpoint(partition, state, sealed: nil, reason: "revocation")
             } else if state.records > 0 {
+                abandoned.formUnion(state.dedupEntries)
                 logger.warning(
                     "partition lost with an open shard; the new owner re-reads it",
                     metadata: ["partition": "\(partition)", "records": "\(state.records)"])
@@ -246,7 +250,20 @@ final class PipelineSink: @unchecked Sendable {
         case .kept(_, var document, let fingerprint, let textBytes, let prepared):
             summary.textBytes += textBytes
             let before = dedup.index.count
-            if case .drop(let reason) = dedup.decide(&document, fingerprint: fingerprint) {
+            var verdict = dedup.decide(&document, fingerprint: fingerprint)
+            var replayOf: Int?
+            if document.signals["dedup.replay"] == 1, let match = dedup.index.lastReplay {
+                // Records already checkpointed are skipped before this point, so a document whose id is already
+                // kept is the source sending it again, unless it was kept in a shard given up with a lost partition.
+                if abandoned.contains(match) {
+                    replayOf = match
+                } else {
+                    document.duplicateOf = document.id
+                    document.signals.set("dedup.similarity", 1)
+                    verdict = .drop(reason: "duplicate")
+                }
+            }
+            if case .drop(let reason) = verdict {
                 metrics.dropped("dedup", reason)
                 summary.rejected += 1
                 let similarity = document.signals["dedup.similarity"] ?? 0
@@ -258,6 +275,10 @@ final class PipelineSink: @unchecked Sendable {
                 break
             }
             if dedup.index.count > before { state.dedupEntries.append(before) }
+            if let replayOf {
+                abandoned.remove(replayOf)
+                state.dedupEntries.append(replayOf)
+            }
             state.kept += 1
             summary.kept += 1
             metrics.recordsOut.increment()

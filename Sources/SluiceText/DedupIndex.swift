@@ -22,6 +22,8 @@ public struct DedupIndex: Sendable {
     private var bands: [HashSlotTable]
     /// Documents below this number are durable.
     public private(set) var committedCount = 0
+    /// The position of the document the last `.replay` answer matched.
+    public private(set) var lastReplay: Int?
 
     public init(_ configuration: MinHashConfiguration) {
         self.configuration = configuration
@@ -53,10 +55,14 @@ public struct DedupIndex: Sendable {
         let exactMatch = exact.value(for: exactHash).flatMap { exactHashes[Int($0)] == exactHash ? $0 : nil }
         if let index = rawMatch ?? exactMatch {
             let other = self.id(at: Int(index))
-            return id != nil && other == id ? .replay : .exact(id: other)
+            if id != nil && other == id {
+                lastReplay = Int(index)
+                return .replay
+            }
+            return .exact(id: other)
         }
         var best: (index: Int, similarity: Double)?
-        var replay = false
+        var replay: Int?
         let k = configuration.hashCount
         let short = Self.truncate(signature)
         short.withUnsafeBufferPointer { signature in
@@ -69,7 +75,7 @@ public struct DedupIndex: Sendable {
                         checked[checkedCount] = candidate
                         checkedCount += 1
                         if let id, idEquals(Int(candidate), id) {
-                            replay = true
+                            replay = Int(candidate)
                             return
                         }
                         let start = Int(candidate) * k
@@ -86,7 +92,10 @@ public struct DedupIndex: Sendable {
             }
         }
         if let best { return .near(id: self.id(at: best.index), similarity: best.similarity) }
-        if replay { return .replay }
+        if let replay {
+            lastReplay = replay
+            return .replay
+        }
         add(id: id ?? "", rawHash: rawHash, exactHash: exactHash, signature: short)
         return .none
     }

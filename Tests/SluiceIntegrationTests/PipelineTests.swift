@@ -248,6 +248,31 @@ struct PipelineTests {
         #expect(await worker.terminate() == 0, "\(worker.stderr.suffix(2000))")
     }
 
+    @Test func aRecordSentTwiceIsKeptOnce() async throws {
+        let broker = try BrokerProcess(arguments: ["--topic", "twice.in:4"] + Self.outputTopics)
+        defer { _ = broker.stop() }
+        let corpus = StreamCorpus(count: 60, seed: 18)
+        // The source sends every line again under another key (another partition, most of the time), as an
+        // at-least-once connector does after a restart.
+        let again = corpus.lines.map { "again-" + $0 }
+        try await produce(corpus.lines + again, topic: "twice.in", bootstrap: broker.bootstrap)
+        let output = temporaryOutput("twice")
+        defer { try? FileManager.default.removeItem(at: output) }
+        let run = try await runProcess(
+            sluiceExecutable.path,
+            ["pipeline"] + arguments(broker.bootstrap, topic: "twice.in", output: output, group: "twice") + ["--exit-at-end"],
+            timeout: .seconds(90))
+        #expect(run.status == 0, "\(run.stderr.suffix(2000))")
+        let index = try StreamIndexReader(directory: output)
+        let ids = try await index.pool.read { db in try String.fetchAll(db, sql: "SELECT id FROM samples") }
+        #expect(Set(ids).count == ids.count, "no id is kept twice")
+        #expect(ids.count > 30)
+        let duplicates = try await index.pool.read { db in
+            try Int.fetchOne(db, sql: "SELECT count(*) FROM rejected WHERE stage = 'dedup' AND reason = 'duplicate' AND detail LIKE '%\"duplicate_of\":\"' || id || '\"%'") ?? 0
+        }
+        #expect(duplicates >= ids.count, "each kept record's second copy is dropped as a duplicate of itself")
+    }
+
     @Test func checkValidatesTheFileAndTheFlags() async throws {
         let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
             .deletingLastPathComponent()
