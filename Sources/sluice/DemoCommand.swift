@@ -4,6 +4,7 @@ import Logging
 import SluiceConnectors
 import SluiceKafka
 import SluicePipeline
+import SluiceShards
 
 struct DemoCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -12,8 +13,13 @@ struct DemoCommand: AsyncParsableCommand {
         discussion: """
             Starts the embedded broker in this process, creates the topics declared in --topics, produces sample \
             English and Chinese envelopes to raw.web, raw.forum and raw.docs, reads them back in a consumer group \
-            that commits what it read, and checks that every record arrived exactly once.
+            that commits what it read, and checks that every record arrived exactly once. Then the streaming \
+            pipeline curates the raw topics into shards (--output, default a new temporary directory) and stops \
+            at their end.
             """)
+
+    @Option(name: .long, help: ArgumentHelp("Where the pipeline writes shards and the index (default: a new temporary directory).", valueName: "dir"))
+    var output: String?
 
     @Option(name: .long, help: ArgumentHelp("Directory of topic declarations.", valueName: "dir"))
     var topics: String = "topics"
@@ -124,6 +130,30 @@ struct DemoCommand: AsyncParsableCommand {
             Terminal.out("6. FAILED: \(missing) missing, \(duplicates) duplicated, committed offsets sum to \(committedTotal) of \(records).")
             throw ExitCode.failure
         }
+
+        let directory = URL(fileURLWithPath: output ?? NSTemporaryDirectory() + "sluice-demo-\(UUID().uuidString.prefix(8))")
+        var settings = PipelineConfiguration()
+        settings.kafka = configuration
+        settings.kafka.groupID = "sluice-demo-pipeline"
+        settings.topics = ["^raw\\..*"]
+        settings.outputDirectory = directory
+        settings.dataset = "demo"
+        settings.exitAtEnd = true
+        let pipeline = try StreamingPipeline(configuration: settings, kafka: settings.kafka, logger: logger)
+        let summary = try await pipeline.run()
+        let shards = try ShardIndex(path: directory.appendingPathComponent("index.sqlite").path).shards()
+        Terminal.out(
+            "7. Streaming pipeline (sluice pipeline) curated the raw topics into \(directory.path): \(summary.kept) kept, "
+                + "\(summary.rejected) dropped (\(summary.deadLettered) to the DLQ), \(shards.count) shards sealed, indexed, "
+                + "announced on sluice.shards and committed:")
+        for shard in shards {
+            Terminal.out("     \(shard.fileName.padding(toLength: 34, withPad: " ", startingAt: 0)) \(shard.samples) samples, \(shard.storedBytes) bytes")
+        }
+        guard summary.records == records, summary.kept + summary.rejected == records, summary.kept > 0 else {
+            Terminal.out("8. FAILED: the pipeline accounted for \(summary.kept + summary.rejected) of \(records) records")
+            throw ExitCode.failure
+        }
+        Terminal.out("8. OK: every record is in exactly one shard or in the audit. Try: sluice shards ls \(directory.path)")
     }
 
     private func format(_ duration: Duration) -> String {

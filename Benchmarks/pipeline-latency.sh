@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Latency from produce to announced shard with age-based sealing: a quiet topic gets one record at a time; the
+# time until its shard's event appears on sluice.shards is measured with kcat, for each --seal-after given.
+#
+# Usage: Benchmarks/pipeline-latency.sh [samples] [seal-after…]     e.g. Benchmarks/pipeline-latency.sh 3 5 60
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SAMPLES=${1:-3}
+shift || true
+SEALS=${*:-5 60}
+SLUICE=${SLUICE:-.build/release/sluice}
+WORK=$(mktemp -d)
+trap 'kill $BROKER $PIPELINE 2>/dev/null || true; rm -rf "$WORK"' EXIT
+PIPELINE=
+
+"$SLUICE" broker --topic lat.in:6 --topic sluice.shards:1 --topic sluice.rejected:3 --topic sluice.dlq:3 \
+    --bootstrap-file "$WORK/bootstrap" < /dev/null > /dev/null 2> "$WORK/broker.err" &
+BROKER=$!
+for _ in $(seq 50); do [ -s "$WORK/bootstrap" ] && break; sleep 0.1; done
+BOOTSTRAP=$(cat "$WORK/bootstrap")
+# A different English text per sample (the same one twice would be dropped as a duplicate and never sealed).
+text() {
+    python3 -c "
+import random
+random.seed($1)
+words = 'the of and to that with have be river stone garden morning window letter market village teacher winter harbor engine careful quiet bright travel history kitchen season mountain forest signal station bridge library student question answer paper record music evening summer people family friend doctor farmer painter writer reader'.split()
+print(' '.join((' '.join(random.choice(words) for _ in range(12)) + '.').capitalize() for _ in range(8)))"
+}
+
+for seal in $SEALS; do
+    "$SLUICE" pipeline --bootstrap "$BOOTSTRAP" --topic lat.in --group "lat$seal" --output "$WORK/out$seal" \
+        --seal-after "$seal" --log-level info > /dev/null 2> "$WORK/pipeline.err" &
+    PIPELINE=$!
+    until grep -q "partition assigned" "$WORK/pipeline.err"; do sleep 0.2; done
+    for sample in $(seq "$SAMPLES"); do
+        kcat -b "$BOOTSTRAP" -C -t sluice.shards -o end -c 1 -q -f '%k\n' > "$WORK/announced" 2>/dev/null &
+        WATCH=$!
+        sleep 1  # the watcher is at the end before the record goes in
+        start=$(date +%s.%N)
+        printf '{"id":"lat-%s-%s","text":"%s"}\n' "$seal" "$sample" "$(text "$seal$sample")" | \
+            "$SLUICE" produce --bootstrap "$BOOTSTRAP" --topic lat.in -X linger.ms=0 2>/dev/null
+        wait $WATCH
+        end=$(date +%s.%N)
+        echo "seal-after $seal s: produce → announced $(python3 -c "print(round($end - $start, 3))") s ($(cat "$WORK/announced"))"
+    done
+    kill -TERM $PIPELINE
+    wait $PIPELINE || true
+done
