@@ -29,9 +29,7 @@ PIPELINE=$!
 metric() { curl -s "localhost:$PORT/metrics" | awk -v name="$1" '$1 == name { print int($2) }'; }
 until curl -s "localhost:$PORT/healthz" > /dev/null; do sleep 0.2; done
 
-started=$(date +%s)
-for round in $(seq "$ROUNDS"); do
-    python3 - "$round" < "$WORK/corpus.jsonl" > "$WORK/round.jsonl" <<'PY'
+cat > "$WORK/round.py" <<'PY'
 import sys
 r = int(sys.argv[1]) - 1
 def shift(text):
@@ -56,6 +54,9 @@ for number, line in enumerate(sys.stdin, 1):
         line = shift(line.replace('"id": "', f'"id": "r{r}-', 1))
     sys.stdout.write(f"{r}-{number}|{line}\n")
 PY
+started=$(date +%s)
+for round in $(seq "$ROUNDS"); do
+    python3 "$WORK/round.py" "$round" < "$WORK/corpus.jsonl" > "$WORK/round.jsonl"
     "$SLUICE" produce --bootstrap "$BOOTSTRAP" --topic raw.mem --key-delimiter '|' -X message.max.bytes=16000000 \
         < "$WORK/round.jsonl" 2>&1 | tail -1
     target=$((round * 100000))

@@ -13,7 +13,7 @@ public final class MetricsServer: @unchecked Sendable {
     private var isStopped = false
 
     /// Binds `host:port` (port 0 picks a free one; see ``port``) and starts serving.
-    /// - Throws: a `POSIXError`-carrying `NSError` with the address when it cannot bind.
+    /// - Throws: ``MetricsServerError`` naming the address and the OS error when it cannot listen.
     public init(
         host: String = "0.0.0.0", port: Int, metrics: @escaping @Sendable () -> String,
         health: @escaping @Sendable () -> (healthy: Bool, json: String)
@@ -29,7 +29,7 @@ public final class MetricsServer: @unchecked Sendable {
         address.sin_port = in_port_t(UInt16(port).bigEndian)
         guard inet_pton(AF_INET, host, &address.sin_addr) == 1 else {
             close(fd)
-            throw NSError(domain: "sluice.metrics", code: 1, userInfo: [NSLocalizedDescriptionKey: "invalid metrics host \(host)"])
+            throw MetricsServerError(description: "invalid metrics host \(host)")
         }
         let bound = withUnsafePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
@@ -51,10 +51,8 @@ public final class MetricsServer: @unchecked Sendable {
         thread.start()
     }
 
-    private static func error(_ call: String, _ host: String, _ port: Int) -> NSError {
-        NSError(
-            domain: "sluice.metrics", code: Int(errno),
-            userInfo: [NSLocalizedDescriptionKey: "cannot serve metrics on \(host):\(port): \(call): \(String(cString: strerror(errno)))"])
+    private static func error(_ call: String, _ host: String, _ port: Int) -> MetricsServerError {
+        MetricsServerError(description: "cannot serve metrics on \(host):\(port): \(call): \(String(cString: strerror(errno)))")
     }
 
     /// Stops accepting connections.
@@ -116,4 +114,9 @@ public final class MetricsServer: @unchecked Sendable {
             offset += written
         }
     }
+}
+
+/// Why the metrics server could not start.
+public struct MetricsServerError: Error, CustomStringConvertible {
+    public let description: String
 }

@@ -440,9 +440,10 @@ final class PipelineSink: @unchecked Sendable {
         }
     }
 
-    /// Waits (up to 30 s) until the producer delivered the queued announcements.
+    /// Waits (up to 10 s) until the producer delivered the queued announcements; what is not delivered by then is
+    /// announced again at the next start.
     func waitForAnnouncements(producer: KafkaProducer) async {
-        try? await producer.flush(timeout: .seconds(30))
+        try? await producer.flush(timeout: .seconds(10))
     }
 
     /// Called once, on the sink queue, when the sink fails (the pipeline stops consuming).

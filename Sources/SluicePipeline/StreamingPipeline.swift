@@ -36,7 +36,6 @@ public final class StreamingPipeline: @unchecked Sendable {
     private let workerQueues: [DispatchQueue]
     private let inFlight: AsyncLimiter
     private let topicFormats: TopicFormats
-    private let timer: any DispatchSourceTimer
     private let taskLock = NSLock()
     private var consumeTask: Task<Void, any Error>?
     private var stopRequested = false
@@ -87,7 +86,6 @@ public final class StreamingPipeline: @unchecked Sendable {
         sink = PipelineSink(
             configuration: configuration, index: index, dedup: dedup, consumer: consumer, producer: producer,
             health: health, logger: logger)
-        timer = DispatchSource.makeTimerSource(queue: sinkQueue)
         sink.onFailure = { [weak self] in self?.requestStop() }
     }
 
@@ -140,6 +138,9 @@ public final class StreamingPipeline: @unchecked Sendable {
         let clock = ContinuousClock()
         let started = clock.now
         try await onSink { try self.sink.start() }
+        // Age seals and announcement bookkeeping, on the sink queue; created here so that a pipeline that never
+        // runs holds no suspended dispatch source.
+        let timer = DispatchSource.makeTimerSource(queue: sinkQueue)
         timer.schedule(deadline: .now() + 0.5, repeating: 0.5)
         timer.setEventHandler { [sink] in sink.tick() }
         timer.resume()
@@ -163,8 +164,31 @@ public final class StreamingPipeline: @unchecked Sendable {
             return self.sink.failure
         }
         await sink.waitForAnnouncements(producer: producer)
-        await consumer.close()
-        await producer.shutdown(flushTimeout: .seconds(30))
+        // Leaving the group can hang while the cluster is unreachable; everything was committed above, so the
+        // worker stops waiting after a while instead of hanging at shutdown.
+        let consumer = self.consumer
+        let closed = await withCheckedContinuation { (continuation: CheckedContinuation<Bool, Never>) in
+            let answered = Mutex(false)
+            let answer: @Sendable (Bool) -> Void = { value in
+                let first = answered.withLock { done in
+                    defer { done = true }
+                    return !done
+                }
+                if first { continuation.resume(returning: value) }
+            }
+            Task {
+                await consumer.close()
+                answer(true)
+            }
+            Task {
+                try? await Task.sleep(for: .seconds(20))
+                answer(false)
+            }
+        }
+        if !closed {
+            logger.warning("the consumer did not leave the group within 20 s (is the cluster reachable?); stopping anyway")
+        }
+        await producer.shutdown(flushTimeout: .seconds(10))
         var summary = try await onSink { () -> Summary in
             self.sink.markDeliveredAnnouncements()
             var summary = self.sink.summary
@@ -268,7 +292,9 @@ public final class StreamingPipeline: @unchecked Sendable {
     /// Consumer lag per assigned partition (high watermark − next offset to process); for metrics.
     public func refreshLag() async {
         for (partition, next) in health.positions() {
-            guard let marks = try? await consumer.watermarks(of: partition) else { continue }
+            // Stops at shutdown and at the first failure: with the cluster down each query waits for its timeout.
+            if Task.isCancelled { return }
+            guard let marks = try? await consumer.watermarks(of: partition) else { return }
             health.noteBrokerReachable()
             Gauge(label: "sluice_consumer_lag", dimensions: [("topic", partition.topic), ("partition", "\(partition.partition)")])
                 .record(max(0, marks.high - next))

@@ -173,6 +173,8 @@ struct PipelineCommand: AsyncParsableCommand {
             throw CommandError(error.reason)
         } catch let error as KafkaError {
             throw CommandError("\(error)")
+        } catch let error as MetricsServerError {
+            throw CommandError("\(error)")
         }
         defer { server?.stop() }
 
@@ -206,19 +208,19 @@ struct PipelineService: Service {
 
     func run() async throws {
         try await withGracefulShutdownHandler {
-            try await withThrowingTaskGroup(of: Void.self) { tasks in
-                if let lagInterval {
-                    tasks.addTask {
-                        while !Task.isCancelled {
-                            try? await Task.sleep(for: lagInterval)
-                            await pipeline.refreshLag()
-                        }
+            // Not awaited at the end: with the cluster down a watermark query can outlive its timeout in
+            // librdkafka, and shutdown must not wait for it.
+            let lag = lagInterval.map { interval in
+                Task {
+                    while !Task.isCancelled {
+                        try? await Task.sleep(for: interval)
+                        await pipeline.refreshLag()
                     }
                 }
-                let summary = try await pipeline.run()
-                tasks.cancelAll()
-                Terminal.out(summary.json)
             }
+            defer { lag?.cancel() }
+            let summary = try await pipeline.run()
+            Terminal.out(summary.json)
         } onGracefulShutdown: {
             pipeline.requestStop()
         }
