@@ -481,6 +481,24 @@ final class ConsumerClient: ClientContext, @unchecked Sendable {
         }
     }
 
+    /// Sends a commit of explicit positions without waiting (librdkafka keeps commits in order and waits for
+    /// outstanding ones when the consumer closes); failures are logged by the commit callback.
+    func commitInBackground(_ positions: [TopicPartitionOffset]) throws {
+        guard groupID != nil else {
+            throw KafkaError.invalidConfiguration("commit needs group.id; this consumer is not in a group")
+        }
+        try lifecycle.withLock { state in
+            // Under the lock: the handle cannot be destroyed meanwhile; an asynchronous commit never blocks.
+            guard !state.closing && !state.destroyed else { throw KafkaError.closed("the consumer") }
+            let list = TopicPartitionList.make(positions)
+            defer { rd_kafka_topic_partition_list_destroy(list) }
+            let err = rd_kafka_commit(handle, list, 1)
+            if err != RD_KAFKA_RESP_ERR_NO_ERROR && err != RD_KAFKA_RESP_ERR__NO_OFFSET {
+                throw KafkaError.withCode(.commit, err, context: "offset commit failed")
+            }
+        }
+    }
+
     func commitBlocking(_ positions: [TopicPartitionOffset]) throws {
         guard groupID != nil else {
             throw KafkaError.invalidConfiguration("commit needs group.id; this consumer is not in a group")

@@ -127,6 +127,12 @@ public final class KafkaConsumer: Sendable {
         try client.commitBlocking(positions)
     }
 
+    /// Sends a commit of explicit positions from any thread without waiting or blocking: commits stay in order,
+    /// ``close()`` waits for outstanding ones, failures are logged.
+    public func commitInBackground(_ positions: [TopicPartitionOffset]) throws {
+        try client.commitInBackground(positions)
+    }
+
     /// Sends a commit without waiting for the reply; failures are logged.
     public func commitAsync(_ positions: [TopicPartitionOffset]? = nil) async throws {
         try await client.commit(positions, async: true)

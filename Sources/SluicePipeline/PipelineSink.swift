@@ -386,12 +386,12 @@ final class PipelineSink: @unchecked Sendable {
         }
     }
 
-    /// A failed commit is harmless for correctness (the index's checkpoints make the next owner skip what is
-    /// sealed), so it is logged and counted, not fatal.
+    /// Commits in the background: a cluster that does not answer never stalls the sink or the shutdown. A failed
+    /// commit is harmless for correctness (the index's checkpoints make the next owner skip what is sealed), so
+    /// it is logged and counted, not fatal.
     private func commit(_ partition: TopicPartition, _ next: Int64) {
         do {
-            try consumer.commitBlocking([TopicPartitionOffset(topic: partition.topic, partition: partition.partition, offset: next)])
-            health.noteCommit()
+            try consumer.commitInBackground([TopicPartitionOffset(topic: partition.topic, partition: partition.partition, offset: next)])
         } catch {
             metrics.commitFailures.increment()
             logger.info(

@@ -294,7 +294,11 @@ public final class StreamingPipeline: @unchecked Sendable {
         for (partition, next) in health.positions() {
             // Stops at shutdown and at the first failure: with the cluster down each query waits for its timeout.
             if Task.isCancelled { return }
-            guard let marks = try? await consumer.watermarks(of: partition) else { return }
+            let marks: (low: Int64, high: Int64)
+            do { marks = try await consumer.watermarks(of: partition) } catch let error as KafkaError {
+                health.noteBrokerError(error)
+                return
+            } catch { return }
             health.noteBrokerReachable()
             Gauge(label: "sluice_consumer_lag", dimensions: [("topic", partition.topic), ("partition", "\(partition.partition)")])
                 .record(max(0, marks.high - next))
@@ -436,7 +440,6 @@ public final class PipelineHealth: Sendable {
     }
 
     func noteSeal() { state.withLock { $0.lastSealAt = Date() } }
-    func noteCommit() { state.withLock { $0.brokerError = nil } }
     func noteBrokerReachable() { state.withLock { $0.brokerError = nil } }
     func noteAssigned(_ partitions: [TopicPartition], positions: [TopicPartition: Int64]) {
         state.withLock { s in for p in partitions { s.positions[p] = positions[p] ?? s.positions[p] ?? 0 } }
