@@ -137,6 +137,16 @@ public final class StreamingPipeline: @unchecked Sendable {
     public func run() async throws -> Summary {
         let clock = ContinuousClock()
         let started = clock.now
+        // The output topics must exist (the producer does not create topics): say so now, not in a delivery log.
+        for topic in [configuration.shardsTopic, configuration.rejectedTopic, configuration.dlqTopic] {
+            do {
+                _ = try await consumer.partitions(of: topic)
+            } catch let error as KafkaError where error.code == .unknownTopic {
+                throw ConfigError(
+                    file: "the cluster", path: "output",
+                    reason: "the output topic \(topic) does not exist; create it (sluice topics apply creates those declared in topics/) or name another in output.*_topic")
+            }
+        }
         try await onSink { try self.sink.start() }
         // Age seals and announcement bookkeeping, on the sink queue; created here so that a pipeline that never
         // runs holds no suspended dispatch source.

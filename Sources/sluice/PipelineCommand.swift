@@ -191,6 +191,8 @@ struct PipelineCommand: AsyncParsableCommand {
             try await group.run()
         } catch let error as ShardError {
             throw CommandError("the pipeline stopped: \(error.reason)")
+        } catch let error as ConfigError {
+            throw CommandError("\(error)")
         } catch let error as KafkaError where error.code == .dataLostToRetention {
             throw CommandError(
                 "the pipeline stopped: \(error). Records between the committed offset and the log start are gone; "

@@ -298,6 +298,17 @@ struct PipelineTests {
         #expect(flag.stderr.contains("--seal-after must be"), "\(flag.stderr)")
     }
 
+    @Test func missingOutputTopicsAreAClearError() async throws {
+        let broker = try BrokerProcess(arguments: ["--topic", "lonely.in:1"])
+        defer { _ = broker.stop() }
+        let output = temporaryOutput("lonely")
+        defer { try? FileManager.default.removeItem(at: output) }
+        let result = try await runProcess(
+            sluiceExecutable.path, ["pipeline", "--bootstrap", broker.bootstrap, "--topic", "lonely.in", "--output", output.path])
+        #expect(result.status != 0)
+        #expect(result.stderr.contains("the output topic sluice.shards does not exist"), "\(result.stderr)")
+    }
+
     @Test func anUnusableOutputDirectoryIsAClearError() async throws {
         let file = temporaryOutput("notadir").appendingPathComponent("file")
         try Data("x".utf8).write(to: file)
