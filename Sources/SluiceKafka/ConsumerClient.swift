@@ -499,32 +499,6 @@ final class ConsumerClient: ClientContext, @unchecked Sendable {
         }
     }
 
-    func commitBlocking(_ positions: [TopicPartitionOffset]) throws {
-        guard groupID != nil else {
-            throw KafkaError.invalidConfiguration("commit needs group.id; this consumer is not in a group")
-        }
-        let done = DispatchSemaphore(value: 0)
-        let outcome = Mutex<rd_kafka_resp_err_t?>(nil)
-        let accepted = lifecycle.withLock { state -> Bool in
-            guard !state.closing && !state.destroyed else { return false }
-            blockingQueue.async { [self] in
-                let list = TopicPartitionList.make(positions)
-                defer { rd_kafka_topic_partition_list_destroy(list) }
-                let err = rd_kafka_commit(handle, list, 0)
-                outcome.withLock { $0 = err }
-                done.signal()
-            }
-            return true
-        }
-        guard accepted else { throw KafkaError.closed("the consumer") }
-        done.wait()
-        let err = outcome.withLock { $0 } ?? RD_KAFKA_RESP_ERR_NO_ERROR
-        switch err {
-        case RD_KAFKA_RESP_ERR_NO_ERROR, RD_KAFKA_RESP_ERR__NO_OFFSET: return
-        default: throw KafkaError.withCode(.commit, err, context: "offset commit failed")
-        }
-    }
-
     func committed(_ partitions: [TopicPartition]) async throws -> [TopicPartition: Int64?] {
         let timeout = Int32(clamping: options.requestTimeout.milliseconds)
         return try await blocking { handle in

@@ -121,12 +121,6 @@ public final class KafkaConsumer: Sendable {
         try await client.commit(positions, async: false)
     }
 
-    /// Commits explicit positions synchronously from a thread that is not in the cooperative pool (a driver's
-    /// own serial queue); blocks that thread until the broker replied.
-    public func commitBlocking(_ positions: [TopicPartitionOffset]) throws {
-        try client.commitBlocking(positions)
-    }
-
     /// Sends a commit of explicit positions from any thread without waiting or blocking: commits stay in order,
     /// ``close()`` waits for outstanding ones, failures are logged.
     public func commitInBackground(_ positions: [TopicPartitionOffset]) throws {

@@ -30,20 +30,23 @@ public struct CurateConfiguration: Sendable {
     public static func load(yaml: String, file: String, environment: [String: String] = [:]) throws(ConfigError)
         -> CurateConfiguration
     {
-        let configuration = CurateConfiguration()
-        let root: [String: Any]
+        guard let root = try sections(ofYAML: yaml, file: file) else { return CurateConfiguration() }
+        return try load(sections: root, file: file, environment: environment)
+    }
+
+    /// The top-level mapping of a configuration file; `nil` for an empty file.
+    static func sections(ofYAML yaml: String, file: String) throws(ConfigError) -> [String: Any]? {
         do {
-            guard let loaded = try Yams.load(yaml: yaml) else { return configuration }
+            guard let loaded = try Yams.load(yaml: yaml) else { return nil }
             guard let dictionary = loaded as? [String: Any] else {
                 throw ConfigError(file: file, path: "", reason: "expected a mapping of sections")
             }
-            root = dictionary
+            return dictionary
         } catch let error as ConfigError {
             throw error
         } catch {
             throw ConfigError(file: file, path: "", reason: "not valid YAML: \(error)")
         }
-        return try load(sections: root, file: file, environment: environment)
     }
 
     /// Reads the stage and shard sections of an already parsed document; sections named in `skipping` belong to

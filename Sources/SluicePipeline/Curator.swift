@@ -178,9 +178,6 @@ public final class Curator {
 extension Duration {
     /// The duration in seconds, for throughput figures.
     public var inSeconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
-
-    /// The duration in whole nanoseconds, for timers.
-    var nanosecondsCount: Int64 { components.seconds &* 1_000_000_000 &+ components.attoseconds / 1_000_000_000 }
 }
 
 /// One worker's stages; used by one batch at a time (its serial queue).

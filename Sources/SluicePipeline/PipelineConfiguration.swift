@@ -1,7 +1,6 @@
 public import SluiceKafka
 public import SluiceText
 internal import SluiceShards
-internal import Yams
 public import Foundation
 
 /// What `sluice pipeline` runs: Kafka settings, input topics, outputs, and the same stage and shard sections as
@@ -139,18 +138,7 @@ public struct PipelineConfiguration: Sendable {
     {
         var configuration = PipelineConfiguration()
         let text = try interpolate(yaml, file: file, environment: environment)
-        let root: [String: Any]
-        do {
-            guard let loaded = try Yams.load(yaml: text) else { return configuration }
-            guard let dictionary = loaded as? [String: Any] else {
-                throw ConfigError(file: file, path: "", reason: "expected a mapping of sections")
-            }
-            root = dictionary
-        } catch let error as ConfigError {
-            throw error
-        } catch {
-            throw ConfigError(file: file, path: "", reason: "not valid YAML: \(error)")
-        }
+        guard let root = try CurateConfiguration.sections(ofYAML: text, file: file) else { return configuration }
         let own: Set<String> = ["kafka", "input", "output", "pipeline", "metrics"]
         configuration.stages = try CurateConfiguration.load(
             sections: root, file: file, environment: environment, skipping: own)

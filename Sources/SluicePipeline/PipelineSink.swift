@@ -93,9 +93,17 @@ final class PipelineSink: @unchecked Sendable {
         let dedupBytes = Gauge(label: "sluice_dedup_index_bytes")
         let openPartitions = Gauge(label: "sluice_open_partitions")
 
-        func dropped(_ stage: String, _ reason: String) {
-            Counter(label: "sluice_records_dropped_total", dimensions: [("stage", stage), ("reason", reason)]).increment()
-        }
+    }
+
+    /// One counter per stage and reason, made the first time that pair drops a record.
+    private var dropCounters: [String: Counter] = [:]
+
+    private func countDrop(_ stage: String, _ reason: String) {
+        let key = stage + "/" + reason
+        if let counter = dropCounters[key] { return counter.increment() }
+        let counter = Counter(label: "sluice_records_dropped_total", dimensions: [("stage", stage), ("reason", reason)])
+        dropCounters[key] = counter
+        counter.increment()
     }
 
     init(
@@ -203,7 +211,7 @@ final class PipelineSink: @unchecked Sendable {
         if firstRecordAt == nil && !records.isEmpty { firstRecordAt = began }
         defer {
             if !records.isEmpty {
-                metrics.sinkSeconds.recordNanoseconds((clock.now - began).nanosecondsCount / Int64(records.count))
+                metrics.sinkSeconds.recordSeconds((clock.now - began).inSeconds / Double(records.count))
             }
         }
         var positions: [TopicPartition: Int64] = [:]
@@ -244,7 +252,7 @@ final class PipelineSink: @unchecked Sendable {
             summary.textBytes += detail.textBytes
             if stage == "decode" { deadLetter(record, reason: reason) }
             summary.rejected += 1
-            metrics.dropped(stage, reason)
+            countDrop(stage, reason)
             let extra = detail.json.hasPrefix(",") ? String(detail.json.dropFirst()) : detail.json
             state.rejected.append(RejectedRecord(offset: record.offset, id: id, stage: stage, reason: reason, detail: extra))
         case .kept(_, var document, let fingerprint, let textBytes, let prepared):
@@ -264,7 +272,7 @@ final class PipelineSink: @unchecked Sendable {
                 }
             }
             if case .drop(let reason) = verdict {
-                metrics.dropped("dedup", reason)
+                countDrop("dedup", reason)
                 summary.rejected += 1
                 let similarity = document.signals["dedup.similarity"] ?? 0
                 state.rejected.append(

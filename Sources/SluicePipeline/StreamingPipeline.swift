@@ -35,6 +35,8 @@ public final class StreamingPipeline: @unchecked Sendable {
     private let boxes: [StageBox]
     private let workerQueues: [DispatchQueue]
     private let inFlight: AsyncLimiter
+    /// Worker results by batch number, taken in order by the sink.
+    private let results = OrderedResults()
     private let topicFormats: TopicFormats
     private let taskLock = NSLock()
     private var consumeTask: Task<Void, any Error>?
@@ -232,16 +234,17 @@ public final class StreamingPipeline: @unchecked Sendable {
             await inFlight.acquire()
             let records = batch
             batch.removeAll(keepingCapacity: true)
-            let worker = submitted % boxes.count
+            let number = submitted
             submitted += 1
+            let worker = number % boxes.count
             let box = boxes[worker]
-            let result = BatchHandoff()
             let formats = topicFormats
-            workerQueues[worker].async {
-                result.put(box.process(records, formats: formats))
+            workerQueues[worker].async { [results] in
+                results.put(number, box.process(records, formats: formats))
             }
-            sinkQueue.async { [sink, inFlight] in
-                sink.apply(records, result.take())
+            // Sink blocks run in submission order, each waiting for its batch.
+            sinkQueue.async { [sink, inFlight, results] in
+                sink.apply(records, results.take(number, wait: true)!)
                 inFlight.release()
             }
         }
@@ -338,23 +341,6 @@ final class TopicFormats: Sendable {
         let format = patterns.first { $0.0.firstMatch(in: topic, range: range) != nil }?.1 ?? .json
         cache.withLock { $0[topic] = format }
         return format
-    }
-}
-
-/// One batch's results, handed from a worker queue to the sink queue.
-final class BatchHandoff: @unchecked Sendable {
-    // @unchecked: `value` is written once before `ready` is signalled and read once after.
-    private let ready = DispatchSemaphore(value: 0)
-    private var value: [WorkerResult] = []
-
-    func put(_ results: [WorkerResult]) {
-        value = results
-        ready.signal()
-    }
-
-    func take() -> [WorkerResult] {
-        ready.wait()
-        return value
     }
 }
 

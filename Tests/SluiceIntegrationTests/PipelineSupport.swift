@@ -34,10 +34,11 @@ final class PipelineProcess: @unchecked Sendable {
     var stderr: String { (try? String(contentsOf: stderrURL, encoding: .utf8)) ?? "" }
     var isRunning: Bool { process.isRunning }
 
-    /// SIGKILL: no cleanup of any kind.
-    func kill9() {
+    /// SIGKILL: no cleanup of any kind. Waits by polling, never blocking a thread of the test's cooperative pool
+    /// (`waitUntilExit` would, and can wait on another thread's run loop).
+    func kill9() async {
         kill(process.processIdentifier, SIGKILL)
-        process.waitUntilExit()
+        _ = await waitForExit(timeout: .seconds(30))
     }
 
     /// SIGTERM, then waits up to `timeout` for the exit status (SIGKILL after it).
@@ -46,13 +47,26 @@ final class PipelineProcess: @unchecked Sendable {
         return await wait(timeout: timeout)
     }
 
-    /// Waits for the process to exit by itself; SIGKILL after `timeout`.
+    /// Waits for the process to exit by itself; SIGKILL after `timeout`. -1 when no status could be read.
     func wait(timeout: Duration) async -> Int32 {
+        if !(await waitForExit(timeout: timeout)) { await kill9() }
+        return process.isRunning ? -1 : process.terminationStatus
+    }
+
+    /// Polls until Foundation saw the exit, or the kernel shows the process gone or a zombie.
+    private func waitForExit(timeout: Duration) async -> Bool {
         let deadline = ContinuousClock.now + timeout
-        while process.isRunning && ContinuousClock.now < deadline { try? await Task.sleep(for: .milliseconds(100)) }
-        if process.isRunning { kill9() }
-        process.waitUntilExit()
-        return process.terminationStatus
+        let stat = "/proc/\(process.processIdentifier)/stat"
+        while ContinuousClock.now < deadline {
+            if !process.isRunning { return true }
+            guard let state = try? String(contentsOfFile: stat, encoding: .utf8) else { break }
+            if state.contains(") Z ") { break }
+            try? await Task.sleep(for: .milliseconds(100))
+        }
+        // Dead in the kernel: give Foundation a moment to record the status.
+        for _ in 0..<50 where process.isRunning { try? await Task.sleep(for: .milliseconds(100)) }
+        return !process.isRunning || !FileManager.default.fileExists(atPath: stat)
+            || ((try? String(contentsOfFile: stat, encoding: .utf8))?.contains(") Z ") ?? true)
     }
 
     /// The JSON summary the pipeline prints at a clean exit.

@@ -33,7 +33,7 @@ struct PipelineTests {
             // Wait for the assignment, then kill at a random moment of the work.
             #expect(await waitUntil(timeout: .seconds(30)) { worker.stderr.contains("partition assigned") }, "\(worker.stderr)")
             try await Task.sleep(for: .milliseconds(Int.random(in: 300...2500, using: &random)))
-            worker.kill9()
+            await worker.kill9()
             let index = try StreamIndexReader(directory: output)
             progress.append(index.accounted())
         }
@@ -103,7 +103,7 @@ struct PipelineTests {
             first.stderr.contains("partition assigned") && second.stderr.contains("partition assigned")
         }, "both workers get partitions: \(first.stderr.suffix(1000)) \(second.stderr.suffix(1000))")
         try await Task.sleep(for: .seconds(1))
-        first.kill9()
+        await first.kill9()
 
         let index = try StreamIndexReader(directory: output)
         #expect(await waitUntil(timeout: .seconds(180)) { index.accounted() == corpus.lines.count }, "\(second.stderr.suffix(2000))")
