@@ -28,6 +28,7 @@ let package = Package(
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
         .package(url: "https://github.com/x-sheep/swift-property-based", from: "2.0.1"),
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
     ],
     targets: [
         // System-library shims. Each has a module map and one header; no C type leaves its adapter module.
@@ -40,6 +41,8 @@ let package = Package(
 
         // Pure core: text stages. No I/O, no clocks.
         .target(name: "SluiceText", dependencies: ["CXXHash", "COpenSSL"], swiftSettings: strictSettings),
+        // Configuration files: YAML sections, environment interpolation, errors that name file and key.
+        .target(name: "SluiceConfig", dependencies: [.product(name: "Yams", package: "Yams")], swiftSettings: strictSettings),
         // Adapters.
         .target(
             name: "SluiceShards",
@@ -57,7 +60,7 @@ let package = Package(
         .target(
             name: "SluicePipeline",
             dependencies: [
-                "SluiceText", "SluiceShards", "SluiceKafka", "CZstd",
+                "SluiceText", "SluiceShards", "SluiceKafka", "SluiceConfig",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "CoreMetrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
@@ -66,7 +69,14 @@ let package = Package(
             swiftSettings: strictSettings),
         .target(
             name: "SluiceConnectors",
-            dependencies: ["SluiceKafka", .product(name: "Logging", package: "swift-log")],
+            dependencies: [
+                "SluiceKafka", "SluiceText", "SluiceShards", "SluiceConfig",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "CoreMetrics", package: "swift-metrics"),
+                .product(name: "Yams", package: "Yams"),
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+            ],
             swiftSettings: strictSettings),
         .target(
             name: "SluiceTrain", dependencies: ["SluiceShards", "SluiceKafka", "COpenBLAS"],
@@ -77,7 +87,7 @@ let package = Package(
         .executableTarget(
             name: "sluice",
             dependencies: [
-                "SluiceKafka", "SluicePipeline", "SluiceConnectors", "SluiceText", "SluiceShards",
+                "SluiceKafka", "SluicePipeline", "SluiceConnectors", "SluiceText", "SluiceShards", "SluiceConfig",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -101,12 +111,13 @@ let package = Package(
         .testTarget(
             name: "SluiceShardsTests", dependencies: ["SluiceShards", "SluiceText"], swiftSettings: strictSettings),
         .testTarget(
-            name: "SluicePipelineTests", dependencies: ["SluicePipeline", "SluiceKafka", "SluiceText"],
+            name: "SluicePipelineTests", dependencies: ["SluicePipeline", "SluiceKafka", "SluiceText", "SluiceConfig"],
             swiftSettings: strictSettings),
         .testTarget(name: "SluiceTrainTests", dependencies: ["SluiceTrain"], swiftSettings: strictSettings),
         .testTarget(name: "SluiceGatewayTests", dependencies: ["SluiceGateway"], swiftSettings: strictSettings),
         .testTarget(
-            name: "SluiceConnectorsTests", dependencies: ["SluiceConnectors"], swiftSettings: strictSettings),
+            name: "SluiceConnectorsTests", dependencies: ["SluiceConnectors", "SluiceText"],
+            swiftSettings: strictSettings),
         .testTarget(
             name: "SluiceIntegrationTests",
             dependencies: ["SluiceKafka", "SluiceShards", .product(name: "GRDB", package: "GRDB.swift")],

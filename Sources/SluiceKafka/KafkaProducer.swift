@@ -85,15 +85,18 @@ public final class KafkaProducer: Sendable {
 
     /// Hands one record given as borrowed bytes to librdkafka (which copies them), blocking the calling thread
     /// while the queue is full. The zero-copy path for readers on a dedicated thread; never call it from the
-    /// cooperative thread pool. `partition` `nil` lets the partitioner choose.
+    /// cooperative thread pool. `partition` `nil` lets the partitioner choose. `tag` (below 2^63) comes back in
+    /// the record's ``DeliveryReport/tag``, so a caller can tell which of its records was acknowledged.
     public func enqueueBlocking(
         topic: String, partition: Int32? = nil, key: UnsafeRawBufferPointer?, value: UnsafeRawBufferPointer?,
-        headers: [KafkaHeader] = []
+        headers: [KafkaHeader] = [], tag: UInt64 = 0
     ) throws {
+        precondition(tag < ProducerContext.tagFlag, "delivery tags must be below 2^63")
+        let opaque = tag == 0 ? 0 : UInt(tag | ProducerContext.tagFlag)
         while true {
             do throws(KafkaError) {
                 try client.produce(
-                    topic: topic, partition: partition, key: key, value: value, headers: headers, awaiterID: 0)
+                    topic: topic, partition: partition, key: key, value: value, headers: headers, awaiterID: opaque)
                 client.serveReportsInline()
                 return
             } catch {
@@ -157,6 +160,8 @@ final class ProducerContext: ClientContext, @unchecked Sendable {
     let failed = Atomic<Int>(0)
     let capacityWaiterCount = Atomic<Int>(0)
     let deliveryHandler: (@Sendable (DeliveryReport) -> Void)?
+    /// Set in a message opaque that carries a caller's tag rather than an awaiter id (those count up from 1).
+    static let tagFlag: UInt64 = 1 << 63
 
     init(logger: Logger, deliveryHandler: (@Sendable (DeliveryReport) -> Void)?) {
         self.deliveryHandler = deliveryHandler
@@ -170,7 +175,9 @@ private let deliveryCallback: @convention(c) (OpaquePointer?, UnsafePointer<rd_k
     guard let message, let opaque else { return }
     let context = Unmanaged<ProducerContext>.fromOpaque(opaque).takeUnretainedValue()
     let native = message.pointee
-    let awaiterID = UInt(bitPattern: native._private)
+    let raw = UInt64(UInt(bitPattern: native._private))
+    let isTag = raw & ProducerContext.tagFlag != 0
+    let awaiterID = isTag ? 0 : UInt(raw)
     let failed = native.err != RD_KAFKA_RESP_ERR_NO_ERROR
     if failed {
         context.failed.add(1, ordering: .relaxed)
@@ -184,7 +191,9 @@ private let deliveryCallback: @convention(c) (OpaquePointer?, UnsafePointer<rd_k
     let error: KafkaError? =
         failed ? KafkaError.fromLibrdkafka(native.err, context: "delivery to \(topic) [\(native.partition)] failed") : nil
     if let error { context.state.withLock { state in state.firstError = state.firstError ?? error } }
-    let report = DeliveryReport(topic: topic, partition: native.partition, offset: native.offset, error: error)
+    var report = DeliveryReport(topic: topic, partition: native.partition, offset: native.offset, error: error)
+    if isTag { report.tag = raw & ~ProducerContext.tagFlag }
+    report.size = native.len + native.key_len
     if let continuation {
         if let error { continuation.resume(throwing: error) } else { continuation.resume(returning: report) }
     } else if let handler = context.deliveryHandler {

@@ -156,4 +156,9 @@ public struct DeliveryReport: Sendable {
     public var offset: Int64
     /// Why delivery failed, or `nil` on success.
     public var error: KafkaError?
+    /// The caller's tag given to ``KafkaProducer/enqueueBlocking(topic:partition:key:value:headers:tag:)``; 0 when
+    /// none was given.
+    public var tag: UInt64 = 0
+    /// Key plus value bytes of the record.
+    public var size: Int = 0
 }

@@ -1,3 +1,4 @@
+public import SluiceConfig
 public import SluiceShards
 public import SluiceText
 internal import Yams
@@ -30,23 +31,8 @@ public struct CurateConfiguration: Sendable {
     public static func load(yaml: String, file: String, environment: [String: String] = [:]) throws(ConfigError)
         -> CurateConfiguration
     {
-        guard let root = try sections(ofYAML: yaml, file: file) else { return CurateConfiguration() }
+        guard let root = try ConfigText.sections(ofYAML: yaml, file: file) else { return CurateConfiguration() }
         return try load(sections: root, file: file, environment: environment)
-    }
-
-    /// The top-level mapping of a configuration file; `nil` for an empty file.
-    static func sections(ofYAML yaml: String, file: String) throws(ConfigError) -> [String: Any]? {
-        do {
-            guard let loaded = try Yams.load(yaml: yaml) else { return nil }
-            guard let dictionary = loaded as? [String: Any] else {
-                throw ConfigError(file: file, path: "", reason: "expected a mapping of sections")
-            }
-            return dictionary
-        } catch let error as ConfigError {
-            throw error
-        } catch {
-            throw ConfigError(file: file, path: "", reason: "not valid YAML: \(error)")
-        }
     }
 
     /// Reads the stage and shard sections of an already parsed document; sections named in `skipping` belong to
@@ -142,49 +128,5 @@ public struct CurateConfiguration: Sendable {
             }
         }
         return configuration
-    }
-}
-
-/// Typed access to one YAML section with errors that name `section.key`.
-struct SectionReader {
-    let file: String
-    var section = ""
-
-    func error(_ key: String, _ reason: String) -> ConfigError {
-        ConfigError(file: file, path: key.isEmpty ? section : "\(section).\(key)", reason: reason)
-    }
-
-    func keys(_ fields: [String: Any], _ known: [String]) throws(ConfigError) {
-        for key in fields.keys where !known.contains(key) {
-            throw error(key, "unknown key; known: \(known.joined(separator: ", "))")
-        }
-    }
-
-    func int(_ fields: [String: Any], _ key: String, _ range: ClosedRange<Int>) throws(ConfigError) -> Int? {
-        guard let value = fields[key] else { return nil }
-        guard let number = value as? Int, range.contains(number) else {
-            throw error(key, "expected an integer in \(range.lowerBound)…\(range.upperBound == Int.max ? "" : "\(range.upperBound)")")
-        }
-        return number
-    }
-
-    func string(_ fields: [String: Any], _ key: String) throws(ConfigError) -> String? {
-        guard let value = fields[key] else { return nil }
-        guard let text = value as? String, !text.isEmpty else { throw error(key, "expected a non-empty string") }
-        return text
-    }
-
-    func bool(_ fields: [String: Any], _ key: String) throws(ConfigError) -> Bool? {
-        guard let value = fields[key] else { return nil }
-        guard let flag = value as? Bool else { throw error(key, "expected true or false") }
-        return flag
-    }
-
-    func choice(_ fields: [String: Any], _ key: String, _ options: [String]) throws(ConfigError) -> String? {
-        guard let value = fields[key] else { return nil }
-        guard let text = value as? String, options.contains(text) else {
-            throw error(key, "expected one of \(options.joined(separator: ", "))")
-        }
-        return text
     }
 }

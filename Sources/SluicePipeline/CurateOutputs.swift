@@ -2,34 +2,6 @@ public import Foundation
 public import SluiceShards
 public import SluiceText
 
-/// JSON string escaping for the few JSON documents Sluice writes by hand.
-public enum JSONText {
-    /// Appends `value` as a JSON string to UTF-8 bytes.
-    public static func appendString(_ value: String, to out: inout [UInt8]) {
-        out.append(0x22)
-        for byte in value.utf8 {
-            switch byte {
-            case 0x22: out.append(contentsOf: [0x5C, 0x22])
-            case 0x5C: out.append(contentsOf: [0x5C, 0x5C])
-            case 0x0A: out.append(contentsOf: [0x5C, 0x6E])
-            case 0x0D: out.append(contentsOf: [0x5C, 0x72])
-            case 0x09: out.append(contentsOf: [0x5C, 0x74])
-            case 0..<0x20:
-                let hex = Array("0123456789abcdef".utf8)
-                out.append(contentsOf: [0x5C, 0x75, 0x30, 0x30, hex[Int(byte >> 4)], hex[Int(byte & 15)]])
-            default: out.append(byte)
-            }
-        }
-        out.append(0x22)
-    }
-
-    public static func string(_ value: String) -> String {
-        var out: [UInt8] = []
-        appendString(value, to: &out)
-        return String(decoding: out, as: UTF8.self)
-    }
-}
-
 /// `rejected.jsonl`: one object per dropped or undecodable record (`id` when known, `line`, `stage`, `reason`,
 /// and scores) — never the text or the PII.
 final class RejectedLog {

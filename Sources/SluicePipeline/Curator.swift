@@ -1,3 +1,4 @@
+internal import SluiceConfig
 public import Foundation
 internal import SluiceShards
 internal import SluiceText

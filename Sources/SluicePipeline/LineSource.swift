@@ -1,4 +1,3 @@
-internal import CZstd
 public import SluiceShards
 internal import Foundation
 
@@ -7,13 +6,10 @@ internal import Foundation
 public final class LineSource {
     public let name: String
     private let handle: FileHandle
-    private var decompressor: OpaquePointer?
+    private var decompressor: ZstdStreamDecoder?
     private var pending: [UInt8] = []
     /// Bytes of `pending` already handed out.
     private var consumed = 0
-    /// Whether the zstd stream ended a frame with its last byte (a truncated stream does not).
-    private var frameComplete = true
-    private var streamError = false
     private var endOfFile = false
     public private(set) var linesRead = 0
     /// Bytes read from the file (compressed when it is).
@@ -32,10 +28,6 @@ public final class LineSource {
             handle = opened
             name = path
         }
-    }
-
-    deinit {
-        if let decompressor { ZSTD_freeDStream(decompressor) }
     }
 
     /// The next batch of up to `maximumLines` lines; nil at the end.
@@ -84,14 +76,11 @@ public final class LineSource {
         bytesRead += chunk.count
         if !sniffed {
             sniffed = true
-            if chunk.count >= 4 && chunk.prefix(4).elementsEqual([0x28, 0xB5, 0x2F, 0xFD]) {
-                decompressor = ZSTD_createDStream()
-                ZSTD_initDStream(decompressor)
-            }
+            if ZstdStreamDecoder.isZstd(chunk) { decompressor = ZstdStreamDecoder() }
         }
         if chunk.isEmpty {
             endOfFile = true
-            if decompressor != nil && !frameComplete {
+            if let decompressor, !decompressor.atFrameEnd {
                 throw ShardError.make(.truncated, "\(name): the zstd stream ends in the middle of a frame (truncated file?)")
             }
             return
@@ -100,27 +89,11 @@ public final class LineSource {
             pending.append(contentsOf: chunk)
             return
         }
-        var compressed = [UInt8](chunk)
-        var out = [UInt8](repeating: 0, count: ZSTD_DStreamOutSize())
-        compressed.withUnsafeMutableBytes { source in
-            var inBuffer = ZSTD_inBuffer(src: source.baseAddress, size: source.count, pos: 0)
-            while inBuffer.pos < inBuffer.size {
-                let produced = out.withUnsafeMutableBytes { destination -> (Int, Int) in
-                    var outBuffer = ZSTD_outBuffer(dst: destination.baseAddress, size: destination.count, pos: 0)
-                    let result = ZSTD_decompressStream(decompressor, &outBuffer, &inBuffer)
-                    return (outBuffer.pos, result)
-                }
-                if ZSTD_isError(produced.1) != 0 {
-                    streamError = true
-                    return
-                }
-                frameComplete = produced.1 == 0
-                pending.append(contentsOf: out[0..<produced.0])
-            }
+        let compressed = [UInt8](chunk)
+        let failed = compressed.withUnsafeBytes { bytes in
+            (try? decompressor.decompress(bytes, appendingTo: &pending)) == nil
         }
-        if streamError {
-            throw ShardError.make(.corrupt, "\(name): not a valid zstd stream")
-        }
+        if failed { throw ShardError.make(.corrupt, "\(name): not a valid zstd stream") }
     }
 }
 

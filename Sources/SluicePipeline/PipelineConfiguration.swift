@@ -1,3 +1,4 @@
+public import SluiceConfig
 public import SluiceKafka
 public import SluiceText
 internal import SluiceShards
@@ -71,74 +72,13 @@ public struct PipelineConfiguration: Sendable {
     /// Whether no cluster is configured, so the command starts the embedded broker.
     public var usesEmbeddedBroker: Bool { kafka.bootstrapServers == nil }
 
-    /// Replaces `${NAME}` and `${NAME:-default}` with environment values, outside YAML comments.
-    /// - Throws: ``ConfigError`` naming the variable when it is unset and has no default.
-    public static func interpolate(_ text: String, file: String, environment: [String: String]) throws(ConfigError) -> String {
-        var lines: [String] = []
-        for line in text.split(separator: "\n", omittingEmptySubsequences: false) {
-            let comment = commentStart(line)
-            lines.append(try interpolateLine(line[..<comment], file: file, environment: environment) + line[comment...])
-        }
-        return lines.joined(separator: "\n")
-    }
-
-    /// Where a YAML comment starts: a `#` at the start or after a blank, outside quotes.
-    private static func commentStart(_ line: Substring) -> Substring.Index {
-        var quote: Character?
-        var previous: Character = " "
-        for index in line.indices {
-            let character = line[index]
-            if let open = quote {
-                if character == open { quote = nil }
-            } else if character == "\"" || character == "'" {
-                quote = character
-            } else if character == "#" && (previous == " " || previous == "\t") {
-                return index
-            }
-            previous = character
-        }
-        return line.endIndex
-    }
-
-    private static func interpolateLine(_ text: Substring, file: String, environment: [String: String]) throws(ConfigError)
-        -> String
-    {
-        var out = ""
-        var rest = text
-        while let open = rest.range(of: "${") {
-            out += rest[..<open.lowerBound]
-            guard let close = rest[open.upperBound...].firstIndex(of: "}") else {
-                throw ConfigError(file: file, path: "", reason: "unterminated ${ in \(rest[open.lowerBound...].prefix(40))")
-            }
-            let expression = rest[open.upperBound..<close]
-            let name: Substring
-            let fallback: Substring?
-            if let separator = expression.range(of: ":-") {
-                name = expression[..<separator.lowerBound]
-                fallback = expression[separator.upperBound...]
-            } else {
-                name = expression
-                fallback = nil
-            }
-            if let value = environment[String(name)], !value.isEmpty {
-                out += value
-            } else if let fallback {
-                out += fallback
-            } else {
-                throw ConfigError(file: file, path: "", reason: "the environment variable \(name) is not set (write ${\(name):-default} for a default)")
-            }
-            rest = rest[rest.index(after: close)...]
-        }
-        return out + rest
-    }
-
     /// Parses the YAML text of a pipeline configuration.
     public static func load(yaml: String, file: String, environment: [String: String]) throws(ConfigError)
         -> PipelineConfiguration
     {
         var configuration = PipelineConfiguration()
-        let text = try interpolate(yaml, file: file, environment: environment)
-        guard let root = try CurateConfiguration.sections(ofYAML: text, file: file) else { return configuration }
+        let text = try ConfigText.interpolate(yaml, file: file, environment: environment)
+        guard let root = try ConfigText.sections(ofYAML: text, file: file) else { return configuration }
         let own: Set<String> = ["kafka", "input", "output", "pipeline", "metrics"]
         configuration.stages = try CurateConfiguration.load(
             sections: root, file: file, environment: environment, skipping: own)

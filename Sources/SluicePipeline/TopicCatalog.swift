@@ -1,3 +1,4 @@
+internal import SluiceConfig
 public import Foundation
 public import SluiceKafka
 internal import Yams

@@ -41,3 +41,40 @@ public enum ZstdFrame {
         String(cString: ZSTD_getErrorName(code))
     }
 }
+
+/// Decompresses a zstd stream chunk by chunk (any number of frames), for inputs read as they come.
+public final class ZstdStreamDecoder {
+    private let stream: OpaquePointer
+    private var output: [UInt8]
+    /// Whether the last chunk ended exactly at the end of a frame (a truncated stream does not).
+    public private(set) var atFrameEnd = true
+
+    public init() {
+        stream = ZSTD_createDStream()
+        ZSTD_initDStream(stream)
+        output = [UInt8](repeating: 0, count: ZSTD_DStreamOutSize())
+    }
+
+    deinit { ZSTD_freeDStream(stream) }
+
+    /// Whether `prefix` starts with the zstd frame magic number.
+    public static func isZstd<Bytes: Collection<UInt8>>(_ prefix: Bytes) -> Bool {
+        prefix.count >= 4 && prefix.prefix(4).elementsEqual([0x28, 0xB5, 0x2F, 0xFD])
+    }
+
+    /// Decompresses `chunk` and appends what it yields to `destination`.
+    /// - Throws: ``ShardError`` `.corrupt` when the bytes are not a valid zstd stream.
+    public func decompress(_ chunk: UnsafeRawBufferPointer, appendingTo destination: inout [UInt8]) throws(ShardError) {
+        var inBuffer = ZSTD_inBuffer(src: chunk.baseAddress, size: chunk.count, pos: 0)
+        while inBuffer.pos < inBuffer.size {
+            let (produced, result) = output.withUnsafeMutableBytes { out -> (Int, Int) in
+                var outBuffer = ZSTD_outBuffer(dst: out.baseAddress, size: out.count, pos: 0)
+                let result = ZSTD_decompressStream(stream, &outBuffer, &inBuffer)
+                return (outBuffer.pos, result)
+            }
+            if ZSTD_isError(result) != 0 { throw ShardError.make(.corrupt, "not a valid zstd stream") }
+            atFrameEnd = result == 0
+            destination.append(contentsOf: output[0..<produced])
+        }
+    }
+}

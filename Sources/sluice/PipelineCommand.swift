@@ -1,3 +1,4 @@
+import SluiceConfig
 import ArgumentParser
 import Foundation
 import Logging

@@ -1,3 +1,4 @@
+import SluiceConfig
 import Foundation
 import SluiceKafka
 import SluicePipeline

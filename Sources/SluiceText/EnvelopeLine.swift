@@ -1,0 +1,158 @@
+/// JSON string escaping for the JSON documents Sluice writes by hand.
+public enum JSONText {
+    /// Appends UTF-8 bytes as a quoted JSON string (the bytes must be valid UTF-8).
+    public static func appendString<Bytes: Sequence<UInt8>>(_ bytes: Bytes, to out: inout [UInt8]) {
+        out.append(0x22)
+        for byte in bytes {
+            switch byte {
+            case 0x22: out.append(contentsOf: [0x5C, 0x22])
+            case 0x5C: out.append(contentsOf: [0x5C, 0x5C])
+            case 0x0A: out.append(contentsOf: [0x5C, 0x6E])
+            case 0x0D: out.append(contentsOf: [0x5C, 0x72])
+            case 0x09: out.append(contentsOf: [0x5C, 0x74])
+            case 0..<0x20:
+                let hex: StaticString = "0123456789abcdef"
+                out.append(contentsOf: [0x5C, 0x75, 0x30, 0x30, hex.utf8Start[Int(byte >> 4)], hex.utf8Start[Int(byte & 15)]])
+            default: out.append(byte)
+            }
+        }
+        out.append(0x22)
+    }
+
+    /// Appends `value` as a JSON string.
+    public static func appendString(_ value: String, to out: inout [UInt8]) {
+        appendString(value.utf8, to: &out)
+    }
+
+    /// `value` as a quoted JSON string.
+    public static func string(_ value: String) -> String {
+        var out: [UInt8] = []
+        appendString(value, to: &out)
+        return String(decoding: out, as: UTF8.self)
+    }
+}
+
+/// A connector's look at one JSON Lines record before it goes to a raw topic: is it an envelope the pipeline can
+/// decode (a JSON object with a string `text`), what is its key, and does it name its source.
+///
+/// Cheaper than ``EnvelopeDecoder``: nothing is unescaped or copied except the key.
+public enum EnvelopeLine {
+    /// What ``inspect(_:keyField:)`` found.
+    public struct Inspection: Sendable {
+        /// The decoded string value of the key field (numbers and literals as written); `nil` when absent or null.
+        public var key: [UInt8]?
+        /// Whether the object has a non-null `source` member.
+        public var hasSource: Bool
+    }
+
+    /// Checks that `bytes` are valid UTF-8 holding one JSON object with a string member `text`, and extracts the
+    /// member `keyField` (a top-level name) when given.
+    public static func inspect(_ bytes: UnsafeBufferPointer<UInt8>, keyField: [UInt8]?) -> Result<Inspection, DecodeFailure> {
+        if let offset = UTF8Validation.firstInvalidByte(bytes) {
+            return .failure(DecodeFailure(.invalidUTF8, "byte \(offset): not valid UTF-8"))
+        }
+        var inspection = Inspection(key: nil, hasSource: false)
+        var hasText = false
+        let result = members(bytes) { (name, scanner) throws(DecodeFailure) in
+            let start = scanner.position
+            let first = scanner.peek()
+            if let keyField, name.elementsEqual(keyField), first != UInt8(ascii: "n") {
+                if first == UInt8(ascii: "\"") {
+                    var value: [UInt8] = []
+                    try scanner.parseString(into: &value, decode: true)
+                    inspection.key = value
+                    if name.elementsEqual("text".utf8) { hasText = true }
+                    if name.elementsEqual("source".utf8) { inspection.hasSource = true }
+                    return
+                }
+                try scanner.skipValue(depth: 1)
+                inspection.key = Array(UnsafeBufferPointer(rebasing: bytes[start..<scanner.position]))
+                return
+            }
+            if name.elementsEqual("text".utf8) {
+                guard first == UInt8(ascii: "\"") else {
+                    throw DecodeFailure(.textWrongType, "text must be a string")
+                }
+                hasText = true
+            } else if name.elementsEqual("source".utf8), first != UInt8(ascii: "n") {
+                inspection.hasSource = true
+            }
+            try scanner.skipValue(depth: 1)
+        }
+        if case .failure(let failure) = result { return .failure(failure) }
+        guard hasText else { return .failure(DecodeFailure(.missingText, "no \"text\" field")) }
+        return .success(inspection)
+    }
+
+    /// Rewrites one JSON object: members named in `renames` (input name → envelope name) get their new names;
+    /// `additions` (name, JSON value) are appended when the object has no member of that name after renaming.
+    /// Member values are copied byte for byte.
+    public static func rewrite(
+        _ bytes: UnsafeBufferPointer<UInt8>, renames: [String: String], additions: [(String, [UInt8])],
+        into out: inout [UInt8]
+    ) -> Result<Void, DecodeFailure> {
+        var present = Set<String>()
+        out.append(UInt8(ascii: "{"))
+        let result = members(bytes) { (name, scanner) throws(DecodeFailure) in
+            let start = scanner.position
+            try scanner.skipValue(depth: 1)
+            let original = String(decoding: name, as: UTF8.self)
+            let renamed = renames[original] ?? original
+            // A renamed member wins over an input member that already had the envelope name.
+            if present.contains(renamed) { return }
+            present.insert(renamed)
+            if out.count > 1 { out.append(UInt8(ascii: ",")) }
+            JSONText.appendString(renamed, to: &out)
+            out.append(UInt8(ascii: ":"))
+            out.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[start..<scanner.position]))
+        }
+        if case .failure(let failure) = result { return .failure(failure) }
+        for (name, value) in additions where !present.contains(name) {
+            if out.count > 1 { out.append(UInt8(ascii: ",")) }
+            JSONText.appendString(name, to: &out)
+            out.append(UInt8(ascii: ":"))
+            out.append(contentsOf: value)
+        }
+        out.append(UInt8(ascii: "}"))
+        return .success(())
+    }
+
+    /// Walks the members of one top-level JSON object; `body` must consume each member's value from the scanner.
+    private static func members(
+        _ bytes: UnsafeBufferPointer<UInt8>,
+        _ body: ([UInt8], inout JSONScanner) throws(DecodeFailure) -> Void
+    ) -> Result<Void, DecodeFailure> {
+        var scanner = JSONScanner(bytes: bytes, stripNul: false)
+        do throws(DecodeFailure) {
+            guard scanner.peek() == UInt8(ascii: "{") else {
+                if scanner.atEnd { throw DecodeFailure(.invalidJSON, "empty line") }
+                var probe = scanner
+                if (try? probe.skipValue()) != nil, probe.peek() == nil {
+                    throw DecodeFailure(.notAnObject, "the value is JSON but not an object")
+                }
+                throw scanner.failure(.invalidJSON, "expected '{'")
+            }
+            scanner.position += 1
+            if scanner.peek() == UInt8(ascii: "}") {
+                scanner.position += 1
+            } else {
+                var name: [UInt8] = []
+                while true {
+                    name.removeAll(keepingCapacity: true)
+                    try scanner.parseString(into: &name, decode: true)
+                    try scanner.expect(UInt8(ascii: ":"), "':'")
+                    guard scanner.peek() != nil else { throw scanner.failure(.invalidJSON, "unexpected end, expected a value") }
+                    try body(name, &scanner)
+                    guard let next = scanner.peek() else { throw scanner.failure(.invalidJSON, "unexpected end in object") }
+                    scanner.position += 1
+                    if next == UInt8(ascii: "}") { break }
+                    guard next == UInt8(ascii: ",") else { throw scanner.failure(.invalidJSON, "expected ',' or '}'") }
+                }
+            }
+            if scanner.peek() != nil { throw scanner.failure(.invalidJSON, "data after the JSON object") }
+            return .success(())
+        } catch {
+            return .failure(error)
+        }
+    }
+}
