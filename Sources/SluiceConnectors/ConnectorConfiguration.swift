@@ -79,6 +79,7 @@ public struct ConnectorConfiguration: Sendable {
     public var seed: UInt64 = 1
     public var count: Int?
     public var rate: Double?
+    /// generator: the sources records cycle through; http: the accepted `<source>` names (empty: any).
     public var sources = ["web", "forum", "docs"]
     public var duplicateRate = 0.05
     public var nearDuplicateRate = 0.05
@@ -103,7 +104,7 @@ public struct ConnectorConfiguration: Sendable {
     ]
     static let keysByType: [SourceType: [String]] = [
         .file: ["path", "format", "follow", "poll_interval_ms", "text_unit", "csv_delimiter"],
-        .http: ["host", "port", "tokens", "max_body_bytes", "max_in_flight"],
+        .http: ["host", "port", "tokens", "max_body_bytes", "max_in_flight", "sources"],
         .sqlite: ["database", "table", "column", "poll_interval_ms", "batch_size", "follow"],
         .generator: [
             "seed", "count", "rate", "sources", "duplicate_rate", "near_duplicate_rate", "pii_rate", "junk_rate",
@@ -190,6 +191,14 @@ public struct ConnectorConfiguration: Sendable {
             }
             configuration.maxBodyBytes = try reader.int(root, "max_body_bytes", 1...(1 << 30)) ?? configuration.maxBodyBytes
             configuration.maxInFlight = try reader.int(root, "max_in_flight", 1...10_000_000) ?? configuration.maxInFlight
+            if let sources = root["sources"] {
+                guard let list = sources as? [String], !list.isEmpty else {
+                    throw reader.error("sources", "expected a list of the source names accepted in /ingest/<source>")
+                }
+                configuration.sources = list
+            } else {
+                configuration.sources = []
+            }
         case .sqlite:
             guard let database = try reader.string(root, "database") else { throw reader.error("database", "required: the SQLite file") }
             guard let table = try reader.string(root, "table") else { throw reader.error("table", "required") }

@@ -89,6 +89,9 @@ final class HTTPSource: ConnectorSource, @unchecked Sendable {
         else {
             return reply(.badRequest, #"{"error":"the source name in /ingest/<source> may use letters, digits, '-', '_' and '.'"}"#)
         }
+        if !configuration.sources.isEmpty && !configuration.sources.contains(source) {
+            return reply(.notFound, "{\"error\":\(JSONText.string("unknown source '\(source)'; this endpoint accepts \(configuration.sources.joined(separator: ", "))"))}")
+        }
         if let length = request.headers[.contentLength].flatMap(Int.init), length > configuration.maxBodyBytes {
             return reply(.contentTooLarge, #"{"error":"the body is larger than \#(configuration.maxBodyBytes) bytes"}"#)
         }
