@@ -9,7 +9,7 @@ final class PipelineProcess: @unchecked Sendable {
     let stdoutURL: URL
     let stderrURL: URL
 
-    init(_ arguments: [String], shell: String? = nil) throws {
+    init(_ arguments: [String], shell: String? = nil, command: String = "pipeline", environment: [String: String] = [:]) throws {
         let base = FileManager.default.temporaryDirectory.appendingPathComponent("sluice-pipeline-\(UUID().uuidString)")
         stdoutURL = base.appendingPathExtension("out")
         stderrURL = base.appendingPathExtension("err")
@@ -18,11 +18,14 @@ final class PipelineProcess: @unchecked Sendable {
         if let shell {
             // e.g. "ulimit -f 300; exec": the pipeline runs under the shell's limits.
             process.executableURL = URL(fileURLWithPath: "/bin/bash")
-            let quoted = ([sluiceExecutable.path, "pipeline"] + arguments).map { "'\($0)'" }.joined(separator: " ")
+            let quoted = ([sluiceExecutable.path, command] + arguments).map { "'\($0)'" }.joined(separator: " ")
             process.arguments = ["-c", "\(shell) \(quoted)"]
         } else {
             process.executableURL = sluiceExecutable
-            process.arguments = ["pipeline"] + arguments
+            process.arguments = [command] + arguments
+        }
+        if !environment.isEmpty {
+            process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
         }
         process.standardInput = FileHandle.nullDevice
         process.standardOutput = try FileHandle(forWritingTo: stdoutURL)
@@ -230,6 +233,14 @@ func temporaryOutput(_ name: String) -> URL {
 
 /// A plain HTTP/1.1 GET to 127.0.0.1 over a socket: the status code and the body.
 func httpGet(port: Int, path: String) async throws -> (Int, String) {
+    let (status, _, body) = try await httpRequest(port: port, method: "GET", path: path)
+    return (status, body)
+}
+
+/// One HTTP/1.1 request to 127.0.0.1 over a socket: the status code, the response head and the body.
+func httpRequest(port: Int, method: String, path: String, headers: [String: String] = [:], body: [UInt8] = [])
+    async throws -> (Int, String, String)
+{
     try await Task.detached {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { throw HTTPTestError.connect }
@@ -242,8 +253,16 @@ func httpGet(port: Int, path: String) async throws -> (Int, String) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
         }
         guard connected == 0 else { throw HTTPTestError.connect }
-        let request = Array("GET \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".utf8)
-        _ = request.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+        var head = "\(method) \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+        for (name, value) in headers { head += "\(name): \(value)\r\n" }
+        if method != "GET" { head += "Content-Length: \(body.count)\r\n" }
+        let request = Array((head + "\r\n").utf8) + body
+        var sent = 0
+        while sent < request.count {
+            let count = request.withUnsafeBytes { write(fd, $0.baseAddress! + sent, $0.count - sent) }
+            if count <= 0 { break }
+            sent += count
+        }
         var response: [UInt8] = []
         var buffer = [UInt8](repeating: 0, count: 65_536)
         while true {
@@ -254,7 +273,7 @@ func httpGet(port: Int, path: String) async throws -> (Int, String) {
         let text = String(decoding: response, as: UTF8.self)
         guard let headerEnd = text.range(of: "\r\n\r\n"), let status = Int(text.split(separator: " ").dropFirst().first ?? "")
         else { throw HTTPTestError.malformed }
-        return (status, String(text[headerEnd.upperBound...]))
+        return (status, String(text[..<headerEnd.lowerBound]), String(text[headerEnd.upperBound...]))
     }.value
 }
 

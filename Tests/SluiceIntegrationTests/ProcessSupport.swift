@@ -45,8 +45,8 @@ func runProcess(_ executable: String, _ arguments: [String], input: String = "",
         }
     }
     return ProcessResult(
-        status: status, stdout: try String(contentsOf: outURL, encoding: .utf8),
-        stderr: try String(contentsOf: errURL, encoding: .utf8))
+        status: status, stdout: String(decoding: try Data(contentsOf: outURL), as: UTF8.self),
+        stderr: String(decoding: try Data(contentsOf: errURL), as: UTF8.self))
 }
 
 /// Resolves a program on PATH.
