@@ -116,7 +116,7 @@ let package = Package(
         .testTarget(name: "SluiceTrainTests", dependencies: ["SluiceTrain"], swiftSettings: strictSettings),
         .testTarget(name: "SluiceGatewayTests", dependencies: ["SluiceGateway"], swiftSettings: strictSettings),
         .testTarget(
-            name: "SluiceConnectorsTests", dependencies: ["SluiceConnectors", "SluiceText"],
+            name: "SluiceConnectorsTests", dependencies: ["SluiceConnectors", "SluiceText", "SluiceKafka", "SluiceConfig"],
             swiftSettings: strictSettings),
         .testTarget(
             name: "SluiceIntegrationTests",

@@ -1,4 +1,5 @@
 internal import Foundation
+internal import Synchronization
 internal import SluiceKafka
 
 /// Where a record came from inside its source: a file slot and the byte offset and line just after it, a row
@@ -35,7 +36,17 @@ final class AckTracker: @unchecked Sendable {
     private var nextSequence: UInt64 = 1
     private var released: [Int32: SourcePosition] = [:]
     private var releasedCount = 0
-    private(set) var failure: KafkaError?
+    private var firstFailure: KafkaError?
+    /// Set with `firstFailure`, read without the lock on every send.
+    private let failed = Atomic<Bool>(false)
+
+    /// The first delivery that failed for good, if any.
+    var failure: KafkaError? {
+        guard failed.load(ordering: .acquiring) else { return nil }
+        condition.lock()
+        defer { condition.unlock() }
+        return firstFailure
+    }
 
     /// Registers the next record and returns its sequence number (its delivery tag).
     func register(_ position: SourcePosition) -> UInt64 {
@@ -53,7 +64,8 @@ final class AckTracker: @unchecked Sendable {
         defer { condition.unlock() }
         guard sequence >= base, sequence < nextSequence else { return }
         if let error {
-            failure = failure ?? error
+            firstFailure = firstFailure ?? error
+            failed.store(true, ordering: .releasing)
             condition.broadcast()
             return
         }
@@ -101,7 +113,7 @@ final class AckTracker: @unchecked Sendable {
     func waitUntilReleased(deadline: Date) -> Bool {
         condition.lock()
         defer { condition.unlock() }
-        while base < nextSequence, failure == nil {
+        while base < nextSequence, firstFailure == nil {
             if !condition.wait(until: deadline) { break }
         }
         return base == nextSequence

@@ -83,6 +83,7 @@ public final class ConnectorRunner: Sendable {
     /// Asks the source to stop; ``run(once:)`` then finishes the acknowledgements and returns.
     public func requestStop() {
         emitter.requestStop()
+        emitter.retention?.stop()
         source.stop()
     }
 
@@ -95,48 +96,69 @@ public final class ConnectorRunner: Sendable {
         }
         started.withLock { $0 = Date() }
         if let retention = emitter.retention { retention.watch(configuration.topic.replacingOccurrences(of: "{source}", with: "")) }
-        let finished = Mutex<Result<Void, ConnectorError>?>(nil)
+        let completion = Completion()
         let source = self.source
         let emitter = self.emitter
+        let topic = configuration.topic
+        let dlqTopic = configuration.dlqTopic
+        let acknowledgementTimeout = Double(Int(configuration.kafka["message.timeout.ms"] ?? "") ?? 300_000) / 1000 + 5
         let thread = Thread {
             let result: Result<Void, ConnectorError>
             do throws(ConnectorError) {
+                // Topic metadata before the first record: a missing topic is a clear error now, and the first
+                // delivery does not wait for the client's periodic metadata scan.
+                for name in [topic, dlqTopic] where !name.contains("{") {
+                    do {
+                        _ = try emitter.producer.prepare(topic: name)
+                    } catch {
+                        throw ConnectorError(reason: "cannot use topic \(name): \(error)", errno: nil)
+                    }
+                }
                 try source.run(emitter: emitter, once: once)
+                // Send what lingers at once instead of after linger.ms.
+                emitter.producer.flushBlocking(timeout: .milliseconds(1))
                 result = .success(())
             } catch {
                 result = .failure(error)
             }
-            finished.withLock { $0 = result }
+            // Wait here for the acknowledgements of everything sent (librdkafka retries until message.timeout.ms).
+            _ = emitter.tracker.waitUntilReleased(deadline: Date().addingTimeInterval(acknowledgementTimeout))
+            completion.finish(result)
         }
         thread.name = "sluice-connector-\(configuration.name)"
         thread.stackSize = 8 << 20
         thread.start()
         let metricsTask = metricsServer.map { server in Task { try await server.run() } }
-
+        // Checkpoints and backpressure refreshes run beside the source until it is done.
         let interval = Duration.milliseconds(configuration.checkpointIntervalMilliseconds)
-        var lastCheckpoint = ContinuousClock.now
-        var outcome: Result<Void, ConnectorError>?
-        while outcome == nil {
-            try? await Task.sleep(for: .milliseconds(emitter.retention == nil ? 100 : 250))
-            await emitter.retention?.refresh()
-            if ContinuousClock.now - lastCheckpoint >= interval {
-                try saveCheckpoint()
-                lastCheckpoint = .now
+        let periodic = Task { [self] in
+            var lastCheckpoint = ContinuousClock.now
+            var lastRefresh = ContinuousClock.now - .seconds(1)
+            var failure: (any Error)?
+            while !Task.isCancelled {
+                try? await Task.sleep(for: .milliseconds(10))
+                if let retention = emitter.retention, ContinuousClock.now - lastRefresh >= .milliseconds(250) {
+                    await retention.refresh()
+                    lastRefresh = .now
+                }
+                if ContinuousClock.now - lastCheckpoint >= interval {
+                    do { try saveCheckpoint() } catch {
+                        failure = error
+                        requestStop()
+                        break
+                    }
+                    lastCheckpoint = .now
+                }
+                if emitter.tracker.failure != nil { requestStop() }
             }
-            if let failure = emitter.tracker.failure {
-                requestStop()
-                outcome = .failure(Emitter.deliveryFailure(failure))
-            }
-            if let result = finished.withLock({ $0 }) { outcome = outcome ?? result }
+            return failure
         }
-        // Wait for the acknowledgements of everything sent (librdkafka retries until message.timeout.ms).
+        var outcome = await completion.wait()
+        periodic.cancel()
+        if let failure = await periodic.value, case .success = outcome {
+            outcome = .failure(ConnectorError(reason: "cannot write the checkpoint: \(failure)", errno: nil))
+        }
         emitter.retention?.stop()
-        while finished.withLock({ $0 }) == nil { try? await Task.sleep(for: .milliseconds(20)) }
-        let deadline = Date().addingTimeInterval(Double(Int(configuration.kafka["message.timeout.ms"] ?? "") ?? 300_000) / 1000 + 5)
-        while emitter.tracker.outstanding > 0, emitter.tracker.failure == nil, Date() < deadline {
-            await emitter.retention?.refresh()
-            try? await Task.sleep(for: .milliseconds(20))
-        }
         try saveCheckpoint()
         await emitter.producer.shutdown(flushTimeout: .seconds(5))
         await emitter.retention?.close()
@@ -156,5 +178,31 @@ public final class ConnectorRunner: Sendable {
         let state = source.acknowledged(released)
         guard !released.isEmpty || state.isEmpty == false else { return }
         try store.save(state)
+    }
+}
+
+/// A one-time result handed from a thread to an async waiter.
+final class Completion: @unchecked Sendable {
+    // @unchecked: all state is behind `state`.
+    private let state = Mutex<(result: Result<Void, ConnectorError>?, waiter: CheckedContinuation<Result<Void, ConnectorError>, Never>?)>((nil, nil))
+
+    func finish(_ result: Result<Void, ConnectorError>) {
+        let waiter = state.withLock { state -> CheckedContinuation<Result<Void, ConnectorError>, Never>? in
+            state.result = result
+            defer { state.waiter = nil }
+            return state.waiter
+        }
+        waiter?.resume(returning: result)
+    }
+
+    func wait() async -> Result<Void, ConnectorError> {
+        await withCheckedContinuation { continuation in
+            let ready = state.withLock { state -> Result<Void, ConnectorError>? in
+                if let result = state.result { return result }
+                state.waiter = continuation
+                return nil
+            }
+            if let ready { continuation.resume(returning: ready) }
+        }
     }
 }

@@ -23,6 +23,8 @@ public final class Emitter: @unchecked Sendable {
     /// Records acknowledged outside the tracker (the HTTP source awaits each send).
     let acknowledgedDirectly = Atomic<Int>(0)
     private let stopFlag = Atomic<Bool>(false)
+    /// The producer's `message.max.bytes`: larger records are refused by librdkafka.
+    let maximumMessageBytes: Int
 
     init(configuration: ConnectorConfiguration, kafka: KafkaConfiguration, logger: Logger) throws {
         self.configuration = configuration
@@ -33,6 +35,7 @@ public final class Emitter: @unchecked Sendable {
             try RetentionGuard(options: $0, kafka: kafka, logger: logger)
         }
         self.retention = retention
+        maximumMessageBytes = Int(kafka["message.max.bytes"] ?? "") ?? 1_000_000
         let dlqTopic = configuration.dlqTopic
         producer = try KafkaProducer(configuration: kafka, logger: logger) { report in
             guard report.tag != 0 else { return }
@@ -49,13 +52,19 @@ public final class Emitter: @unchecked Sendable {
         stopFlag.store(true, ordering: .relaxed)
     }
 
-    /// Sends one envelope to `topic` (the configured topic when `nil`).
+    /// Sends one envelope to `topic` (the configured topic when `nil`). A record larger than the producer's
+    /// `message.max.bytes` goes to the DLQ as `oversize` with `origin` instead of stopping the connector.
     /// - Throws: ``ConnectorError`` when an earlier delivery failed for good or the producer is closed.
     public func send(
         topic: String? = nil, key: UnsafeRawBufferPointer?, value: UnsafeRawBufferPointer, position: SourcePosition,
-        extraHeaders: [KafkaHeader] = []
+        extraHeaders: [KafkaHeader] = [], origin: @autoclosure () -> [(String, String)]
     ) throws(ConnectorError) {
         if let failure = tracker.failure { throw Self.deliveryFailure(failure) }
+        if value.count + (key?.count ?? 0) + 512 > maximumMessageBytes {
+            return try sendToDLQ(
+                value: value, reason: "oversize",
+                detail: "\(value.count) bytes, over message.max.bytes \(maximumMessageBytes)", origin: origin(), position: position)
+        }
         let topic = topic ?? configuration.topic
         retention?.admit(topic: topic, bytes: value.count + (key?.count ?? 0))
         let sequence = tracker.register(position)
@@ -82,7 +91,7 @@ public final class Emitter: @unchecked Sendable {
             KafkaHeader(name: "sluice.detail", string: detail),
         ]
         headers += origin.map { KafkaHeader(name: $0.0, string: $0.1) }
-        let limit = 1 << 20
+        let limit = min(1 << 20, maximumMessageBytes - 16_384)
         var cut = value
         if value.count > limit {
             cut = UnsafeRawBufferPointer(rebasing: value[0..<limit])
@@ -153,7 +162,7 @@ struct EnvelopeShaper {
             case .success(let found): inspection = found
             }
             if additions.isEmpty || inspection.hasSource {
-                try send(inspection.key, UnsafeRawBufferPointer(input), body)
+                try send(inspection, UnsafeRawBufferPointer(input), body)
                 return .record
             }
         }
@@ -168,16 +177,17 @@ struct EnvelopeShaper {
         switch result {
         case .failure(let failure): return .bad(reason: failure.reason.rawValue, detail: failure.detail)
         case .success(let found):
-            try withRawBytes(rewritten) { (value) throws(ConnectorError) in try send(found.key, value, body) }
+            try withRawBytes(rewritten) { (value) throws(ConnectorError) in try send(found, value, body) }
             return .record
         }
     }
 
     private func send(
-        _ key: [UInt8]?, _ value: UnsafeRawBufferPointer,
+        _ inspection: EnvelopeLine.Inspection, _ value: UnsafeRawBufferPointer,
         _ body: (UnsafeRawBufferPointer?, UnsafeRawBufferPointer) throws(ConnectorError) -> Void
     ) throws(ConnectorError) {
-        guard let key else { return try body(nil, value) }
+        if let range = inspection.keyRange { return try body(UnsafeRawBufferPointer(rebasing: value[range]), value) }
+        guard let key = inspection.decodedKey else { return try body(nil, value) }
         try withRawBytes(key) { (keyBytes) throws(ConnectorError) in try body(keyBytes, value) }
     }
 

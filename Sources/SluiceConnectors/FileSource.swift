@@ -160,10 +160,7 @@ final class FileSource: ConnectorSource, @unchecked Sendable {
         let before = handle.consumed
         switch configuration.format {
         case .jsonl:
-            while let (line, number) = try handle.nextLine(final: once) {
-                try emitJSON(line, number: number, handle: handle, slot: slot, emitter: emitter)
-                if stopFlag.load(ordering: .relaxed) || emitter.isStopping { break }
-            }
+            try readJSONLines(&handle, slot: slot, emitter: emitter, once: once)
         case .csv:
             var parser = handle.csv ?? CSVParser(delimiter: configuration.csvDelimiter)
             while let (record, number) = try handle.nextCSVRecord(&parser, final: once) {
@@ -201,19 +198,58 @@ final class FileSource: ConnectorSource, @unchecked Sendable {
         [("sluice.source.file", handle.path), ("sluice.source.line", "\(number)")]
     }
 
-    private func emitJSON(
-        _ line: UnsafeBufferPointer<UInt8>, number: Int64, handle: OpenFile, slot: Int32, emitter: Emitter
-    ) throws(ConnectorError) {
-        let position = SourcePosition(slot: slot, offset: handle.consumed, line: number)
-        if line.isEmpty || (line.count == 1 && line[0] == 0x0D) { return }
-        let outcome = try shaper.shapeJSON(line) { (key, value) throws(ConnectorError) in
-            try emitter.send(key: key, value: value, position: position)
+    /// JSON Lines in three stages on three threads: a reader decompresses and cuts the stream into chunks of
+    /// whole lines (about 1 MiB), a checker validates each line into a batch that points into its chunk, and this
+    /// thread sends. Reading, checking and sending overlap instead of taking turns.
+    private func readJSONLines(_ handle: inout OpenFile, slot: Int32, emitter: Emitter, once: Bool) throws(ConnectorError) {
+        let chunks = BatchQueue<LineChunk>(capacity: 3)
+        let batches = BatchQueue<JSONBatch>(capacity: 3)
+        let box = OpenFileBox(handle)
+        let path = handle.path
+        let template = shaper
+        let reader = Thread { [self] in
+            var failure: ConnectorError?
+            do throws(ConnectorError) {
+                while !self.stopFlag.load(ordering: .relaxed), let chunk = try box.handle.nextChunk(final: once) {
+                    if !chunks.push(chunk) { break }
+                }
+            } catch {
+                failure = error
+            }
+            chunks.finish(failure)
         }
-        if case .bad(let reason, let detail) = outcome {
-            try emitter.sendToDLQ(
-                value: UnsafeRawBufferPointer(line), reason: reason, detail: detail, origin: origin(handle, number),
-                position: position)
+        let checker = Thread {
+            var shaper = template
+            var failure: ConnectorError?
+            do throws(ConnectorError) {
+                while let chunk = chunks.pop() {
+                    if !batches.push(try JSONBatch(chunk, shaper: &shaper)) { break }
+                }
+            } catch {
+                failure = error
+            }
+            chunks.cancel()
+            failure = chunks.waitUntilFinished() ?? failure
+            batches.finish(failure)
         }
+        for (thread, name) in [(reader, "sluice-file-reader"), (checker, "sluice-file-checker")] {
+            thread.name = name
+            thread.stackSize = 8 << 20
+            thread.start()
+        }
+        var sendFailure: ConnectorError?
+        do throws(ConnectorError) {
+            while let batch = batches.pop() {
+                try batch.send(slot: slot, path: path, emitter: emitter)
+                if stopFlag.load(ordering: .relaxed) || emitter.isStopping { break }
+            }
+        } catch {
+            sendFailure = error
+        }
+        batches.cancel()
+        let readFailure = batches.waitUntilFinished()
+        handle = box.handle
+        if let failure = sendFailure ?? readFailure { throw failure }
     }
 
     private func emitCSV(
@@ -265,10 +301,10 @@ final class FileSource: ConnectorSource, @unchecked Sendable {
         try withRawBytes(value) { (valueBytes) throws(ConnectorError) in
             if let key {
                 try withRawBytes(key) { (keyBytes) throws(ConnectorError) in
-                    try emitter.send(key: keyBytes, value: valueBytes, position: position)
+                    try emitter.send(key: keyBytes, value: valueBytes, position: position, origin: origin(handle, number))
                 }
             } else {
-                try emitter.send(key: nil, value: valueBytes, position: position)
+                try emitter.send(key: nil, value: valueBytes, position: position, origin: origin(handle, number))
             }
         }
     }
@@ -422,6 +458,67 @@ struct OpenFile {
         }
     }
 
+    /// The next run of whole lines, about `size` bytes (more when one line is longer), copied out of the buffer;
+    /// at the end a last line without `\n` only when `final`.
+    mutating func nextChunk(final: Bool, size: Int = 1 << 20) throws(ConnectorError) -> LineChunk? {
+        while buffer.count - start < size && !atEOF { try fill() }
+        let available = buffer.count - start
+        guard available > 0 else {
+            rearm()
+            return nil
+        }
+        var end: Int? = buffer.withUnsafeBytes { bytes in
+            var index = start + min(available, size)
+            while index > start {
+                index -= 1
+                if bytes[index] == 0x0A { return index + 1 }
+            }
+            return nil
+        }
+        if end == nil {
+            // One line longer than `size`: read on until its end.
+            var scanned = start + min(available, size)
+            while end == nil {
+                end = buffer.withUnsafeBytes { bytes in
+                    guard scanned < bytes.count, let hit = memchr(bytes.baseAddress! + scanned, 0x0A, bytes.count - scanned) else { return nil }
+                    return bytes.baseAddress!.distance(to: UnsafeRawPointer(hit)) + 1
+                }
+                if end != nil { break }
+                if atEOF {
+                    if isCompressed, let decoder, !decoder.atFrameEnd {
+                        throw ConnectorError(reason: "\(path): the zstd stream ends in the middle of a frame (truncated file?)", errno: nil)
+                    }
+                    guard final else {
+                        rearm()
+                        return nil
+                    }
+                    end = buffer.count
+                    break
+                }
+                scanned = buffer.count
+                let kept = scanned - start
+                try fill()
+                scanned = start + kept
+            }
+        }
+        let chunkEnd = end!
+        let data = Array(buffer[start..<chunkEnd])
+        let lines = data.withUnsafeBytes { bytes -> Int64 in
+            var count: Int64 = 0
+            var position = 0
+            while position < bytes.count, let hit = memchr(bytes.baseAddress! + position, 0x0A, bytes.count - position) {
+                count += 1
+                position = bytes.baseAddress!.distance(to: UnsafeRawPointer(hit)) + 1
+            }
+            return count + (data.last == 0x0A ? 0 : 1)
+        }
+        let chunk = LineChunk(data: data, offset: consumed, lineBefore: lineNumber)
+        start = chunkEnd
+        consumed += Int64(data.count)
+        lineNumber += lines
+        return chunk
+    }
+
     /// The next CSV record (fields may span lines inside quotes) and the number of the line it starts on.
     mutating func nextCSVRecord(_ parser: inout CSVParser, final: Bool) throws(ConnectorError) -> ([String], Int64)? {
         let savedStart = start
@@ -536,5 +633,163 @@ struct CSVParser {
         if quoted && !atEnd { return nil }
         fields.append(String(decoding: field, as: UTF8.self))
         return fields
+    }
+}
+
+/// Whole lines cut from a file's stream: `data` ends with the last line's `\n` (or the file's end).
+struct LineChunk: Sendable {
+    var data: [UInt8]
+    /// Stream offset of `data[0]`.
+    var offset: Int64
+    /// Number of the line before the first one in `data`.
+    var lineBefore: Int64
+}
+
+/// Checked JSON lines ready to send: values point into the chunk, or into `rewritten` when the shaper changed
+/// them.
+struct JSONBatch: Sendable {
+    struct Entry: Sendable {
+        var value: Range<Int>
+        var inChunk: Bool
+        var key: Range<Int>?
+        var line: Int64
+        /// Stream offset just after the line: the checkpoint once it is acknowledged.
+        var consumed: Int64
+        var bad: (reason: String, detail: String)?
+    }
+
+    var chunk: [UInt8]
+    /// Rewritten values and every key.
+    var extra: [UInt8] = []
+    var entries: [Entry] = []
+
+    init(_ lines: LineChunk, shaper: inout EnvelopeShaper) throws(ConnectorError) {
+        chunk = lines.data
+        entries.reserveCapacity(1024)
+        var line = lines.lineBefore
+        var start = 0
+        let count = chunk.count
+        var extra: [UInt8] = []
+        var entries: [Entry] = []
+        entries.reserveCapacity(1024)
+        try withRawBytes(chunk) { (raw) throws(ConnectorError) in
+            let bytes = raw.bindMemory(to: UInt8.self)
+            while start < count {
+                let end = memchr(raw.baseAddress! + start, 0x0A, count - start).map { raw.baseAddress!.distance(to: UnsafeRawPointer($0)) } ?? count
+                line += 1
+                let consumed = lines.offset + Int64(min(end + 1, count))
+                let text = UnsafeBufferPointer(rebasing: bytes[start..<end])
+                defer { start = end + 1 }
+                if text.isEmpty || (text.count == 1 && text[0] == 0x0D) { continue }
+                var entry = Entry(value: start..<end, inChunk: true, key: nil, line: line, consumed: consumed, bad: nil)
+                let outcome = try shaper.shapeJSON(text) { (keyBytes, valueBytes) throws(ConnectorError) in
+                    if valueBytes.baseAddress != UnsafeRawPointer(text.baseAddress) || valueBytes.count != text.count {
+                        let valueStart = extra.count
+                        extra.append(contentsOf: valueBytes)
+                        entry.value = valueStart..<extra.count
+                        entry.inChunk = false
+                    }
+                    if let keyBytes {
+                        let keyStart = extra.count
+                        extra.append(contentsOf: keyBytes)
+                        entry.key = keyStart..<extra.count
+                    }
+                }
+                if case .bad(let reason, let detail) = outcome { entry.bad = (reason, detail) }
+                entries.append(entry)
+            }
+        }
+        self.extra = extra
+        self.entries = entries
+    }
+
+    /// Sends every entry (bad lines to the DLQ with file and line).
+    func send(slot: Int32, path: String, emitter: Emitter) throws(ConnectorError) {
+        try withRawBytes(chunk) { (chunk) throws(ConnectorError) in
+            try withRawBytes(extra) { (extra) throws(ConnectorError) in
+                for entry in entries {
+                    let position = SourcePosition(slot: slot, offset: entry.consumed, line: entry.line)
+                    let value = UnsafeRawBufferPointer(rebasing: (entry.inChunk ? chunk : extra)[entry.value])
+                    if let (reason, detail) = entry.bad {
+                        try emitter.sendToDLQ(
+                            value: value, reason: reason, detail: detail,
+                            origin: [("sluice.source.file", path), ("sluice.source.line", "\(entry.line)")], position: position)
+                    } else {
+                        let key = entry.key.map { UnsafeRawBufferPointer(rebasing: extra[$0]) }
+                        try emitter.send(
+                            key: key, value: value, position: position,
+                            origin: [("sluice.source.file", path), ("sluice.source.line", "\(entry.line)")])
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Moves an ``OpenFile`` to the reader thread and back.
+final class OpenFileBox: @unchecked Sendable {
+    // @unchecked: used by one thread at a time (the reader, then after it finished the caller).
+    var handle: OpenFile
+    init(_ handle: OpenFile) { self.handle = handle }
+}
+
+/// A bounded hand-off between one producing and one consuming thread.
+final class BatchQueue<Element: Sendable>: @unchecked Sendable {
+    // @unchecked: every access holds `condition`.
+    private let condition = NSCondition()
+    private var items: [Element] = []
+    private let capacity: Int
+    private var finished = false
+    private var cancelled = false
+    private var failure: ConnectorError?
+
+    init(capacity: Int) {
+        self.capacity = capacity
+    }
+
+    /// Adds an element, waiting for room; false when the consumer cancelled.
+    func push(_ item: Element) -> Bool {
+        condition.lock()
+        defer { condition.unlock() }
+        while items.count >= capacity && !cancelled { condition.wait() }
+        guard !cancelled else { return false }
+        items.append(item)
+        condition.broadcast()
+        return true
+    }
+
+    /// The next element, or nil once the producer finished and everything was taken.
+    func pop() -> Element? {
+        condition.lock()
+        defer { condition.unlock() }
+        while items.isEmpty && !finished { condition.wait() }
+        guard !items.isEmpty else { return nil }
+        condition.broadcast()
+        return items.removeFirst()
+    }
+
+    /// The producer is done (with an error, if any).
+    func finish(_ error: ConnectorError?) {
+        condition.lock()
+        defer { condition.unlock() }
+        finished = true
+        failure = error
+        condition.broadcast()
+    }
+
+    /// The consumer stops taking; a waiting producer returns.
+    func cancel() {
+        condition.lock()
+        defer { condition.unlock() }
+        cancelled = true
+        condition.broadcast()
+    }
+
+    /// Waits for the producer to finish and returns its error.
+    func waitUntilFinished() -> ConnectorError? {
+        condition.lock()
+        defer { condition.unlock() }
+        while !finished { condition.wait() }
+        return failure
     }
 }

@@ -53,7 +53,7 @@ final class GeneratorSource: ConnectorSource, @unchecked Sendable {
             let position = SourcePosition(slot: 0, offset: index + 1, line: index + 1)
             try withRawBytes(record.value) { (value) throws(ConnectorError) in
                 try withRawBytes(Array(record.key.utf8)) { (key) throws(ConnectorError) in
-                    try emitter.send(key: key, value: value, position: position)
+                    try emitter.send(key: key, value: value, position: position, origin: [("sluice.source.index", "\(index)")])
                 }
             }
             generated.add(1, ordering: .relaxed)

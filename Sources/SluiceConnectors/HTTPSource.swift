@@ -130,6 +130,9 @@ final class HTTPSource: ConnectorSource, @unchecked Sendable {
         messages.reserveCapacity(records.count)
         let topic = configuration.topic.replacingOccurrences(of: "{source}", with: source)
         for (index, record) in records.enumerated() {
+            if record.count + 512 > emitter.maximumMessageBytes {
+                return reply(.contentTooLarge, "{\"error\":\"record \(index) is larger than message.max.bytes (\(emitter.maximumMessageBytes))\",\"index\":\(index),\"reason\":\"oversize\"}")
+            }
             var message: ProducerMessage?
             let outcome = record.withUnsafeBufferPointer { line in
                 try? shaper.shapeJSON(line) { (key, value) throws(ConnectorError) in

@@ -134,7 +134,9 @@ final class SQLiteSource: ConnectorSource, @unchecked Sendable {
                 if let (envelope, key) = shaper.build(values, fixed: ["id": "\(table)/\(rowid)"]) {
                     try withRawBytes(envelope) { (valueBytes) throws(ConnectorError) in
                         try withRawBytes(key ?? []) { (keyBytes) throws(ConnectorError) in
-                            try emitter.send(key: key == nil ? nil : keyBytes, value: valueBytes, position: position)
+                            try emitter.send(
+                                key: key == nil ? nil : keyBytes, value: valueBytes, position: position,
+                                origin: [("sluice.source.table", table), ("sluice.source.rowid", "\(rowid)")])
                         }
                     }
                 } else {

@@ -33,7 +33,9 @@ final class StdinSource: ConnectorSource, @unchecked Sendable {
                 let bytes = line.bindMemory(to: UInt8.self)
                 do throws(ConnectorError) {
                     let outcome = try shaper.shapeJSON(bytes) { (key, value) throws(ConnectorError) in
-                        try emitter.send(key: key, value: value, position: .none)
+                        try emitter.send(
+                            key: key, value: value, position: .none,
+                            origin: [("sluice.source.file", "stdin"), ("sluice.source.line", "\(number)")])
                     }
                     if case .bad(let reason, let detail) = outcome {
                         try emitter.sendToDLQ(

@@ -102,9 +102,24 @@ public final class KafkaProducer: Sendable {
             } catch {
                 guard error.code == .queueFull else { throw error }
             }
-            // The poll thread frees space as it serves delivery reports; 1 ms keeps the queue topped up.
-            usleep(1000)
+            // Serve delivery reports here until some space is free (returns as soon as one is served).
+            client.waitForSpaceInline()
         }
+    }
+
+    /// Fetches `topic`'s metadata now (blocking up to `timeout`), so the first record does not wait for it, and
+    /// returns its partitions. Call it off the cooperative pool (a source's thread) or through `Task.detached`.
+    /// - Throws: ``KafkaError`` `.unknownTopic` when the topic does not exist.
+    public func prepare(topic: String, timeout: Duration = .seconds(10)) throws -> [Int32] {
+        try client.prepare(topic: topic, timeoutMilliseconds: Int32(clamping: timeout.milliseconds))
+    }
+
+    /// Like ``flush(timeout:)`` for code on a dedicated thread: sends what lingers at once and blocks until every
+    /// queued record was delivered or failed, or `timeout` passed. Never call it from the cooperative thread pool.
+    /// - Returns: whether nothing is outstanding.
+    @discardableResult
+    public func flushBlocking(timeout: Duration) -> Bool {
+        client.flushInline(timeoutMilliseconds: Int32(clamping: timeout.milliseconds))
     }
 
     /// Waits until every queued record was delivered or failed.
@@ -160,6 +175,19 @@ final class ProducerContext: ClientContext, @unchecked Sendable {
     let failed = Atomic<Int>(0)
     let capacityWaiterCount = Atomic<Int>(0)
     let deliveryHandler: (@Sendable (DeliveryReport) -> Void)?
+    /// Names of topic handles seen in delivery reports: one String per topic, not one per record.
+    private let topicNames = Mutex<[UInt: String]>([:])
+
+    func topicName(_ handle: OpaquePointer) -> String {
+        let key = UInt(bitPattern: Int(bitPattern: UnsafeRawPointer(handle)))
+        let native = rd_kafka_topic_name(handle)!
+        // Compared, not trusted: a destroyed handle's address could be reused by another topic.
+        if let name = topicNames.withLock({ $0[key] }), name.withCString({ strcmp($0, native) == 0 }) { return name }
+        let name = String(cString: native)
+        topicNames.withLock { $0[key] = name }
+        return name
+    }
+
     /// Set in a message opaque that carries a caller's tag rather than an awaiter id (those count up from 1).
     static let tagFlag: UInt64 = 1 << 63
 
@@ -187,7 +215,7 @@ private let deliveryCallback: @convention(c) (OpaquePointer?, UnsafePointer<rd_k
     let continuation =
         awaiterID == 0 ? nil : context.state.withLock { $0.awaiters.removeValue(forKey: awaiterID) }
     guard continuation != nil || context.deliveryHandler != nil || failed else { return }
-    let topic = native.rkt.map { String(cString: rd_kafka_topic_name($0)) } ?? ""
+    let topic = native.rkt.map { context.topicName($0) } ?? ""
     let error: KafkaError? =
         failed ? KafkaError.fromLibrdkafka(native.err, context: "delivery to \(topic) [\(native.partition)] failed") : nil
     if let error { context.state.withLock { state in state.firstError = state.firstError ?? error } }
@@ -404,6 +432,34 @@ final class ProducerClient: @unchecked Sendable {
             if result == RD_KAFKA_RESP_ERR__DESTROY { throw KafkaError.closed("the producer") }
             throw KafkaError.fromLibrdkafka(result, context: "could not produce to \(topic)")
         }
+    }
+
+    func prepare(topic: String, timeoutMilliseconds: Int32) throws -> [Int32] {
+        activeCalls.add(1, ordering: .sequentiallyConsistent)
+        defer { activeCalls.subtract(1, ordering: .sequentiallyConsistent) }
+        guard !stopFlag.load(ordering: .sequentiallyConsistent) else { throw KafkaError.closed("the producer") }
+        return try Metadata.prepare(handle: handle, topic: topic, timeout: timeoutMilliseconds)
+    }
+
+    func flushInline(timeoutMilliseconds: Int32) -> Bool {
+        activeCalls.add(1, ordering: .sequentiallyConsistent)
+        defer { activeCalls.subtract(1, ordering: .sequentiallyConsistent) }
+        guard !stopFlag.load(ordering: .sequentiallyConsistent) else { return false }
+        let result = rd_kafka_flush(handle, timeoutMilliseconds)
+        wakeCapacityWaiters()
+        return result == RD_KAFKA_RESP_ERR_NO_ERROR
+    }
+
+    /// Blocks the producing thread in `rd_kafka_poll` for up to 10 ms: it returns as soon as delivery reports were
+    /// served, which frees queue space (the poll thread may serve them too; the callback is thread-safe).
+    func waitForSpaceInline() {
+        activeCalls.add(1, ordering: .sequentiallyConsistent)
+        if !stopFlag.load(ordering: .sequentiallyConsistent) {
+            if rd_kafka_poll(handle, 10) > 0 { wakeCapacityWaiters() }
+        } else {
+            usleep(1000)
+        }
+        activeCalls.subtract(1, ordering: .sequentiallyConsistent)
     }
 
     /// Serves delivery reports on the calling (producing) thread every 256 records, so that librdkafka frees

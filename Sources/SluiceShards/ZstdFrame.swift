@@ -45,14 +45,14 @@ public enum ZstdFrame {
 /// Decompresses a zstd stream chunk by chunk (any number of frames), for inputs read as they come.
 public final class ZstdStreamDecoder {
     private let stream: OpaquePointer
-    private var output: [UInt8]
+    /// Bytes of output room offered to each decompression step.
+    private let step = 1 << 20
     /// Whether the last chunk ended exactly at the end of a frame (a truncated stream does not).
     public private(set) var atFrameEnd = true
 
     public init() {
         stream = ZSTD_createDStream()
         ZSTD_initDStream(stream)
-        output = [UInt8](repeating: 0, count: ZSTD_DStreamOutSize())
     }
 
     deinit { ZSTD_freeDStream(stream) }
@@ -62,19 +62,30 @@ public final class ZstdStreamDecoder {
         prefix.count >= 4 && prefix.prefix(4).elementsEqual([0x28, 0xB5, 0x2F, 0xFD])
     }
 
-    /// Decompresses `chunk` and appends what it yields to `destination`.
+    /// Decompresses `chunk` and appends what it yields to `destination`, writing straight into its spare capacity.
     /// - Throws: ``ShardError`` `.corrupt` when the bytes are not a valid zstd stream.
     public func decompress(_ chunk: UnsafeRawBufferPointer, appendingTo destination: inout [UInt8]) throws(ShardError) {
         var inBuffer = ZSTD_inBuffer(src: chunk.baseAddress, size: chunk.count, pos: 0)
-        while inBuffer.pos < inBuffer.size {
-            let (produced, result) = output.withUnsafeMutableBytes { out -> (Int, Int) in
-                var outBuffer = ZSTD_outBuffer(dst: out.baseAddress, size: out.count, pos: 0)
-                let result = ZSTD_decompressStream(stream, &outBuffer, &inBuffer)
-                return (outBuffer.pos, result)
+        var failed = false
+        while inBuffer.pos < inBuffer.size || !atFrameEnd {
+            let before = destination.count
+            var result = 0
+            var produced = 0
+            destination.append(contentsOf: repeatElement(0, count: step))
+            destination.withUnsafeMutableBytes { out in
+                var outBuffer = ZSTD_outBuffer(dst: out.baseAddress! + before, size: step, pos: 0)
+                result = ZSTD_decompressStream(stream, &outBuffer, &inBuffer)
+                produced = outBuffer.pos
             }
-            if ZSTD_isError(result) != 0 { throw ShardError.make(.corrupt, "not a valid zstd stream") }
+            destination.removeLast(step - produced)
+            if ZSTD_isError(result) != 0 {
+                failed = true
+                break
+            }
             atFrameEnd = result == 0
-            destination.append(contentsOf: output[0..<produced])
+            // All input used and the decoder holds nothing more to flush.
+            if inBuffer.pos == inBuffer.size && produced < step { break }
         }
+        if failed { throw ShardError.make(.corrupt, "not a valid zstd stream") }
     }
 }

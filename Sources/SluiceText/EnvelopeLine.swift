@@ -39,8 +39,11 @@ public enum JSONText {
 public enum EnvelopeLine {
     /// What ``inspect(_:keyField:)`` found.
     public struct Inspection: Sendable {
-        /// The decoded string value of the key field (numbers and literals as written); `nil` when absent or null.
-        public var key: [UInt8]?
+        /// Where the key field's value lies in the inspected bytes (a string without escapes, between its quotes;
+        /// numbers and literals as written); `nil` when absent, null, or decoded into `decodedKey`.
+        public var keyRange: Range<Int>?
+        /// The key field's string value when it had escapes.
+        public var decodedKey: [UInt8]?
         /// Whether the object has a non-null `source` member.
         public var hasSource: Bool
     }
@@ -51,22 +54,31 @@ public enum EnvelopeLine {
         if let offset = UTF8Validation.firstInvalidByte(bytes) {
             return .failure(DecodeFailure(.invalidUTF8, "byte \(offset): not valid UTF-8"))
         }
-        var inspection = Inspection(key: nil, hasSource: false)
+        var inspection = Inspection(keyRange: nil, decodedKey: nil, hasSource: false)
+        var ignored: [UInt8] = []
         var hasText = false
         let result = members(bytes) { (name, scanner) throws(DecodeFailure) in
             let start = scanner.position
             let first = scanner.peek()
             if let keyField, name.elementsEqual(keyField), first != UInt8(ascii: "n") {
                 if first == UInt8(ascii: "\"") {
-                    var value: [UInt8] = []
-                    try scanner.parseString(into: &value, decode: true)
-                    inspection.key = value
+                    try scanner.parseString(into: &ignored, decode: false)
+                    let inner = (start + 1)..<(scanner.position - 1)
+                    if bytes[inner].contains(UInt8(ascii: "\\")) {
+                        var value: [UInt8] = []
+                        var decoder = JSONScanner(bytes: bytes, stripNul: false)
+                        decoder.position = start
+                        try decoder.parseString(into: &value, decode: true)
+                        inspection.decodedKey = value
+                    } else {
+                        inspection.keyRange = inner
+                    }
                     if name.elementsEqual("text".utf8) { hasText = true }
                     if name.elementsEqual("source".utf8) { inspection.hasSource = true }
                     return
                 }
                 try scanner.skipValue(depth: 1)
-                inspection.key = Array(UnsafeBufferPointer(rebasing: bytes[start..<scanner.position]))
+                inspection.keyRange = start..<scanner.position
                 return
             }
             if name.elementsEqual("text".utf8) {
@@ -117,12 +129,14 @@ public enum EnvelopeLine {
         return .success(())
     }
 
-    /// Walks the members of one top-level JSON object; `body` must consume each member's value from the scanner.
+    /// Walks the members of one top-level JSON object; `body` gets each member's name (decoded only when it has
+    /// escapes) and must consume the member's value from the scanner.
     private static func members(
         _ bytes: UnsafeBufferPointer<UInt8>,
-        _ body: ([UInt8], inout JSONScanner) throws(DecodeFailure) -> Void
+        _ body: (UnsafeBufferPointer<UInt8>, inout JSONScanner) throws(DecodeFailure) -> Void
     ) -> Result<Void, DecodeFailure> {
         var scanner = JSONScanner(bytes: bytes, stripNul: false)
+        var ignored: [UInt8] = []
         do throws(DecodeFailure) {
             guard scanner.peek() == UInt8(ascii: "{") else {
                 if scanner.atEnd { throw DecodeFailure(.invalidJSON, "empty line") }
@@ -136,13 +150,22 @@ public enum EnvelopeLine {
             if scanner.peek() == UInt8(ascii: "}") {
                 scanner.position += 1
             } else {
-                var name: [UInt8] = []
                 while true {
-                    name.removeAll(keepingCapacity: true)
-                    try scanner.parseString(into: &name, decode: true)
+                    guard scanner.peek() == UInt8(ascii: "\"") else { throw scanner.failure(.invalidJSON, "expected '\"'") }
+                    let nameStart = scanner.position + 1
+                    try scanner.parseString(into: &ignored, decode: false)
+                    let raw = UnsafeBufferPointer(rebasing: bytes[nameStart..<(scanner.position - 1)])
                     try scanner.expect(UInt8(ascii: ":"), "':'")
                     guard scanner.peek() != nil else { throw scanner.failure(.invalidJSON, "unexpected end, expected a value") }
-                    try body(name, &scanner)
+                    if raw.contains(UInt8(ascii: "\\")) {
+                        var decoded: [UInt8] = []
+                        var nameScanner = JSONScanner(bytes: bytes, stripNul: false)
+                        nameScanner.position = nameStart - 1
+                        try nameScanner.parseString(into: &decoded, decode: true)
+                        try decoded.withUnsafeBufferPointer { (name) throws(DecodeFailure) in try body(name, &scanner) }
+                    } else {
+                        try body(raw, &scanner)
+                    }
                     guard let next = scanner.peek() else { throw scanner.failure(.invalidJSON, "unexpected end in object") }
                     scanner.position += 1
                     if next == UInt8(ascii: "}") { break }

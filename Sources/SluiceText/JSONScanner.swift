@@ -42,6 +42,20 @@ struct JSONScanner {
         return position < bytes.count ? bytes[position] : nil
     }
 
+    /// Whether any of eight bytes is `"`, `\\` or below 0x20 (SWAR: a byte's high bit is set in the result
+    /// where it matches; bytes at or above 0x80 never match).
+    @inline(__always)
+    static func hasSpecialByte(_ word: UInt64) -> Bool {
+        let ones: UInt64 = 0x0101_0101_0101_0101
+        let highs: UInt64 = 0x8080_8080_8080_8080
+        let quote = word ^ (ones &* 0x22)
+        let backslash = word ^ (ones &* 0x5C)
+        let zeroQuote = (quote &- ones) & ~quote
+        let zeroBackslash = (backslash &- ones) & ~backslash
+        let control = (word &- ones &* 0x20) & ~word
+        return (zeroQuote | zeroBackslash | control) & highs != 0
+    }
+
     /// Parses a string at the current position; appends its decoded UTF-8 to `output` when given.
     mutating func parseString(into output: inout [UInt8], decode: Bool) throws(DecodeFailure) {
         try expect(UInt8(ascii: "\""), "'\"'")
@@ -90,9 +104,16 @@ struct JSONScanner {
                 continue
             }
             if byte < 0x20 { throw failure(.invalidJSON, "unescaped control character in string") }
-            // Copy a run of plain bytes at once.
+            // Copy a run of plain bytes at once, skipping eight at a time while none is a quote, a backslash or a
+            // control character.
             let start = position
             position += 1
+            if let base = bytes.baseAddress {
+                while position + 8 <= bytes.count {
+                    if Self.hasSpecialByte(UnsafeRawPointer(base + position).loadUnaligned(as: UInt64.self)) { break }
+                    position += 8
+                }
+            }
             while position < bytes.count {
                 let next = bytes[position]
                 if next == UInt8(ascii: "\"") || next == UInt8(ascii: "\\") || next < 0x20 { break }

@@ -159,20 +159,25 @@ struct ConnectCommand: AsyncParsableCommand {
         }
         var failures: [String] = []
         var results: [(ConnectorRunner, ConnectorRunner.Progress)] = []
-        await withTaskGroup(of: (Int, Result<ConnectorRunner.Progress, any Error>).self) { group in
+        await withTaskGroup(of: RunOutcome.self) { group in
             for (index, runner) in runners.enumerated() {
                 group.addTask {
-                    do { return (index, .success(try await runner.run(once: once))) } catch { return (index, .failure(error)) }
+                    do {
+                        return RunOutcome(index: index, progress: try await runner.run(once: once), error: nil)
+                    } catch {
+                        return RunOutcome(index: index, progress: nil, error: "\(error)")
+                    }
                 }
             }
-            for await (index, result) in group {
-                switch result {
-                case .success(let progress): results.append((runners[index], progress))
-                case .failure(let error):
-                    failures.append("\(runners[index].configuration.name): \(error)")
-                    results.append((runners[index], runners[index].progress))
+            for await outcome in group {
+                let runner = runners[outcome.index]
+                if let progress = outcome.progress {
+                    results.append((runner, progress))
+                } else {
+                    failures.append("\(runner.configuration.name): \(outcome.error ?? "failed")")
+                    results.append((runner, runner.progress))
                     // One connector failing stops the others cleanly: their checkpoints stay exact.
-                    for runner in runners { runner.requestStop() }
+                    for other in runners { other.requestStop() }
                 }
             }
         }
@@ -207,6 +212,13 @@ struct ConnectCommand: AsyncParsableCommand {
     static func jsonString(_ text: String) -> String {
         (try? String(decoding: JSONSerialization.data(withJSONObject: [text]), as: UTF8.self)).map { String($0.dropFirst().dropLast()) } ?? "\"\""
     }
+}
+
+/// How one connector's run ended.
+struct RunOutcome: Sendable {
+    let index: Int
+    let progress: ConnectorRunner.Progress?
+    let error: String?
 }
 
 /// A flag set once from a signal handler.

@@ -37,4 +37,26 @@ enum Metadata {
         }
         return description.partitions.map(\.id)
     }
+
+    /// Requests one topic's metadata through a topic handle, so that the client knows its leaders before the first
+    /// record is produced (otherwise librdkafka may wait for its 1 s topic scan). Returns the partitions.
+    static func prepare(handle: OpaquePointer, topic: String, timeout: Int32) throws -> [Int32] {
+        guard let topicHandle = rd_kafka_topic_new(handle, topic, nil) else {
+            throw KafkaError.fromLibrdkafka(rd_kafka_last_error(), context: "could not create a handle for topic '\(topic)'")
+        }
+        defer { rd_kafka_topic_destroy(topicHandle) }
+        var metadata: UnsafePointer<rd_kafka_metadata>?
+        let err = rd_kafka_metadata(handle, 0, topicHandle, &metadata, timeout)
+        guard err == RD_KAFKA_RESP_ERR_NO_ERROR, let metadata else {
+            throw KafkaError.fromLibrdkafka(err, context: "could not read the metadata of topic '\(topic)'")
+        }
+        defer { rd_kafka_metadata_destroy(metadata) }
+        guard metadata.pointee.topic_cnt == 1, metadata.pointee.topics[0].err == RD_KAFKA_RESP_ERR_NO_ERROR,
+            metadata.pointee.topics[0].partition_cnt > 0
+        else {
+            throw KafkaError.fromLibrdkafka(RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART, context: "topic '\(topic)' does not exist")
+        }
+        let entry = metadata.pointee.topics[0]
+        return (0..<Int(entry.partition_cnt)).map { entry.partitions[$0].id }.sorted()
+    }
 }
