@@ -66,12 +66,12 @@ YAML
 "$SLUICE" connect --bootstrap "$BOOTSTRAP" --log-level error "$WORK/http.yaml" > /dev/null 2> "$WORK/http.err" &
 HTTP=$!
 for _ in $(seq 100); do grep -q "listening" "$WORK/http.err" 2>/dev/null && break; sleep 0.1; done
-zstd -dcq "$CORPUS" | head -2000 | python3 -c '
+{ zstd -dcq "$CORPUS" || true; } | head -2000 | python3 -c '
 import json, sys
-good = [l for l in sys.stdin.read().splitlines() if l.startswith("{")]
 ok = []
-for l in good:
+for raw in sys.stdin.buffer.read().splitlines():
     try:
+        l = raw.decode("utf-8")
         o = json.loads(l)
         if isinstance(o.get("text"), str) and len(l) < 3000: ok.append(l)
     except Exception: pass
@@ -80,7 +80,7 @@ for size in one ten; do
     python3 -c '
 import json, sys
 body = json.load(open(sys.argv[1]))[sys.argv[2]]
-print("wrk.method = \"POST\"\nwrk.headers[\"Authorization\"] = \"Bearer bench-token\"\nwrk.headers[\"Content-Type\"] = \"application/x-ndjson\"\nwrk.body = " + json.dumps(body))' "$WORK/bodies.json" "$size" > "$WORK/$size.lua"
+print("wrk.method = \"POST\"\nwrk.headers[\"Authorization\"] = \"Bearer bench-token\"\nwrk.headers[\"Content-Type\"] = \"application/x-ndjson\"\nwrk.body = [==[" + body + "]==]")' "$WORK/bodies.json" "$size" > "$WORK/$size.lua"
     echo "HTTP, $size record(s) per request, 64 connections, 2 threads, 15 s:"
     wrk -t2 -c64 -d15s --latency -s "$WORK/$size.lua" "http://127.0.0.1:$PORT/ingest/http" | grep -E "Requests/sec|Latency|50%|99%|Non-2xx|requests in"
 done

@@ -37,6 +37,12 @@ public final class Emitter: @unchecked Sendable {
         self.retention = retention
         maximumMessageBytes = Int(kafka["message.max.bytes"] ?? "") ?? 1_000_000
         let dlqTopic = configuration.dlqTopic
+        var kafka = kafka
+        if configuration.type == .http {
+            // A client waits for every answer: send at once (1 ms linger) and without Nagle's delay.
+            kafka.setDefault("linger.ms", "1")
+            kafka.setDefault("socket.nagle.disable", "true")
+        }
         producer = try KafkaProducer(configuration: kafka, logger: logger) { report in
             guard report.tag != 0 else { return }
             tracker.acknowledge(report.tag, error: report.error)

@@ -20,6 +20,7 @@ final class HTTPSource: ConnectorSource, @unchecked Sendable {
     private let stopSignal = DispatchSemaphore(value: 0)
     private let statusCounts = Mutex<[Int: Int]>([:])
     private let inFlight = Atomic<Int>(0)
+    private let preparedTopics = Mutex<Set<String>>([])
     var progress: (@Sendable () -> ConnectorRunner.Progress?)?
 
     init(configuration: ConnectorConfiguration, logger: Logger) {
@@ -158,12 +159,13 @@ final class HTTPSource: ConnectorSource, @unchecked Sendable {
         defer { inFlight.subtract(messages.count, ordering: .relaxed) }
         let producer = emitter.producer
         do {
-            try await withThrowingTaskGroup(of: Void.self) { group in
-                for message in messages {
-                    group.addTask { try await producer.send(message) }
-                }
-                try await group.waitForAll()
-            }
+            try await prepare(topic, producer: producer)
+        } catch {
+            if let retention = emitter.retention { for message in messages { retention.delivered(topic: topic, bytes: size(message), succeeded: false) } }
+            return reply(.notFound, "{\"error\":\(JSONText.string("cannot write to topic \(topic): \(error)"))}")
+        }
+        do {
+            try await producer.send(batch: messages)
         } catch {
             for message in messages { emitter.retention?.delivered(topic: topic, bytes: size(message), succeeded: false) }
             return reply(.serviceUnavailable, "{\"error\":\(JSONText.string("not acknowledged by the broker: \(error)"))}", headers: [.retryAfter: "5"])
@@ -175,6 +177,14 @@ final class HTTPSource: ConnectorSource, @unchecked Sendable {
         emitter.bytes.add(messages.reduce(0) { $0 + ($1.value?.count ?? 0) }, ordering: .relaxed)
         emitter.acknowledgedDirectly.add(messages.count, ordering: .relaxed)
         return reply(.accepted, "{\"accepted\":\(messages.count),\"topic\":\(JSONText.string(topic))}")
+    }
+
+    /// Fetches a topic's metadata the first time it is used (off the event loop): a missing topic is a clear
+    /// answer, and the first records do not wait for the client's periodic metadata scan.
+    private func prepare(_ topic: String, producer: KafkaProducer) async throws {
+        if preparedTopics.withLock({ $0.contains(topic) }) { return }
+        _ = try await Task.detached { try producer.prepare(topic: topic) }.value
+        preparedTopics.withLock { _ = $0.insert(topic) }
     }
 
     private func metricsText() -> String {

@@ -50,6 +50,13 @@ public final class KafkaProducer: Sendable {
         try await client.sendAndAwait(message)
     }
 
+    /// Sends records and waits until the broker acknowledged all of them (one wait for the lot, not one per
+    /// record). Suspends while the local queue is full.
+    /// - Throws: ``KafkaError`` with the first delivery failure; the other records may have been written.
+    public func send(batch messages: [ProducerMessage]) async throws {
+        try await client.sendBatchAndAwait(messages)
+    }
+
     /// Hands one record to librdkafka without waiting; its report goes to the `deliveryHandler`.
     ///
     /// - Throws: ``KafkaError`` `.queueFull` (retriable) when `queue.buffering.max.messages` is reached.
@@ -159,6 +166,15 @@ extension Duration {
     }
 }
 
+/// The acknowledgements one ``KafkaProducer/send(batch:)`` call waits for. Mutated only under the producer
+/// context's state lock (`continuation` is taken once, by whoever brings `remaining` to zero).
+final class BatchWaiter: @unchecked Sendable {
+    var remaining: Int
+    var error: KafkaError?
+    var continuation: CheckedContinuation<Void, any Error>?
+    init(remaining: Int) { self.remaining = remaining }
+}
+
 /// The producer's state shared with the C delivery callback.
 ///
 /// `@unchecked Sendable`: all mutable state is inside `state`, a `Mutex`.
@@ -166,6 +182,8 @@ final class ProducerContext: ClientContext, @unchecked Sendable {
     struct State {
         var nextAwaiterID: UInt = 1
         var awaiters: [UInt: CheckedContinuation<DeliveryReport, any Error>] = [:]
+        /// Records of ``KafkaProducer/send(batch:)`` calls by awaiter id; one waiter per call.
+        var batchMembers: [UInt: BatchWaiter] = [:]
         var capacityWaiters: [CheckedContinuation<Void, Never>] = []
         var firstError: KafkaError?
     }
@@ -212,8 +230,26 @@ private let deliveryCallback: @convention(c) (OpaquePointer?, UnsafePointer<rd_k
     } else {
         context.delivered.add(1, ordering: .relaxed)
     }
+    var finishedBatch: BatchWaiter?
     let continuation =
-        awaiterID == 0 ? nil : context.state.withLock { $0.awaiters.removeValue(forKey: awaiterID) }
+        awaiterID == 0
+        ? nil
+        : context.state.withLock { state -> CheckedContinuation<DeliveryReport, any Error>? in
+            if let single = state.awaiters.removeValue(forKey: awaiterID) { return single }
+            if let batch = state.batchMembers.removeValue(forKey: awaiterID) {
+                batch.remaining -= 1
+                if failed && batch.error == nil {
+                    batch.error = KafkaError.fromLibrdkafka(native.err, context: "delivery failed")
+                }
+                if batch.remaining == 0 { finishedBatch = batch }
+            }
+            return nil
+        }
+    if let finishedBatch {
+        if let error = finishedBatch.error { finishedBatch.continuation?.resume(throwing: error) } else { finishedBatch.continuation?.resume() }
+        finishedBatch.continuation = nil
+        return
+    }
     guard continuation != nil || context.deliveryHandler != nil || failed else { return }
     let topic = native.rkt.map { context.topicName($0) } ?? ""
     let error: KafkaError? =
@@ -324,11 +360,19 @@ final class ProducerClient: @unchecked Sendable {
         rd_kafka_purge(handle, Int32(RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT))
         // Serve the purge reports so every awaiter hears about its record.
         _ = rd_kafka_poll(handle, 0)
-        let leftovers = context.state.withLock { state in
-            defer { state.awaiters.removeAll() }
-            return Array(state.awaiters.values)
+        let (leftovers, batches) = context.state.withLock { state in
+            defer {
+                state.awaiters.removeAll()
+                state.batchMembers.removeAll()
+            }
+            return (Array(state.awaiters.values), Array(state.batchMembers.values))
         }
         for continuation in leftovers { continuation.resume(throwing: KafkaError.closed("the producer")) }
+        var answered = Set<ObjectIdentifier>()
+        for batch in batches where answered.insert(ObjectIdentifier(batch)).inserted {
+            batch.continuation?.resume(throwing: KafkaError.closed("the producer"))
+            batch.continuation = nil
+        }
         wakeCapacityWaiters()
         lifecycle.withLock { state in
             rd_kafka_queue_destroy(mainQueue)
@@ -507,6 +551,56 @@ final class ProducerClient: @unchecked Sendable {
             }
             if !queueFull { return report }
             await waitForCapacity()
+        }
+    }
+
+    /// Produces every message and returns when all were acknowledged; throws the first delivery failure.
+    func sendBatchAndAwait(_ messages: [ProducerMessage]) async throws {
+        guard !messages.isEmpty else { return }
+        let waiter = BatchWaiter(remaining: messages.count)
+        let firstID = context.state.withLock { state -> UInt in
+            defer { state.nextAwaiterID &+= UInt(messages.count) }
+            return state.nextAwaiterID
+        }
+        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+            context.state.withLock { state in
+                waiter.continuation = continuation
+                for index in 0..<messages.count { state.batchMembers[firstID + UInt(index)] = waiter }
+            }
+            // Produced right here; only a full queue moves the rest to a task that waits for room.
+            produceBatch(messages, from: 0, firstID: firstID, waiter: waiter)
+        }
+    }
+
+    /// Produces `messages[from...]`; at a full queue hands the rest to a task that waits for room. A failure other
+    /// than a full queue answers the waiter for the rest.
+    private func produceBatch(_ messages: [ProducerMessage], from start: Int, firstID: UInt, waiter: BatchWaiter) {
+        var index = start
+        while index < messages.count {
+            do throws(KafkaError) {
+                try produce(messages[index], awaiterID: firstID + UInt(index))
+                index += 1
+            } catch {
+                if error.code == .queueFull {
+                    let resumeAt = index
+                    Task {
+                        await waitForCapacity()
+                        produceBatch(messages, from: resumeAt, firstID: firstID, waiter: waiter)
+                    }
+                    return
+                }
+                let resume = context.state.withLock { state -> Bool in
+                    for rest in index..<messages.count { state.batchMembers.removeValue(forKey: firstID + UInt(rest)) }
+                    waiter.remaining -= messages.count - index
+                    waiter.error = waiter.error ?? error
+                    return waiter.remaining == 0
+                }
+                if resume {
+                    waiter.continuation?.resume(throwing: waiter.error!)
+                    waiter.continuation = nil
+                }
+                return
+            }
         }
     }
 
