@@ -34,4 +34,9 @@ static inline int64_t sluice_offset_stored(void) { return RD_KAFKA_OFFSET_STORED
 static inline int64_t sluice_offset_invalid(void) { return RD_KAFKA_OFFSET_INVALID; }
 static inline int32_t sluice_partition_any(void) { return RD_KAFKA_PARTITION_UA; }
 
+/* Enqueues `count` messages for one topic handle (payloads copied), each partitioned by the partitioner. */
+static inline int sluice_produce_batch(rd_kafka_topic_t *rkt, rd_kafka_message_t *messages, int count) {
+    return rd_kafka_produce_batch(rkt, RD_KAFKA_PARTITION_UA, RD_KAFKA_MSG_F_COPY, messages, count);
+}
+
 #endif

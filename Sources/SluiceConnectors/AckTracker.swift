@@ -58,6 +58,16 @@ final class AckTracker: @unchecked Sendable {
         return nextSequence
     }
 
+    /// Registers several records in order and returns the first one's sequence number (the rest follow it).
+    func register(contentsOf newPositions: [SourcePosition]) -> UInt64 {
+        condition.lock()
+        defer { condition.unlock() }
+        positions.append(contentsOf: newPositions)
+        acknowledged.append(contentsOf: repeatElement(false, count: newPositions.count))
+        defer { nextSequence += UInt64(newPositions.count) }
+        return nextSequence
+    }
+
     /// Records the broker's answer for `sequence`.
     func acknowledge(_ sequence: UInt64, error: KafkaError?) {
         condition.lock()

@@ -85,6 +85,37 @@ public final class Emitter: @unchecked Sendable {
         bytes.add(value.count, ordering: .relaxed)
     }
 
+    /// Whether ``sendBatch(_:)`` may hand records over in one call: no static headers (batch produce carries
+    /// none) and no backpressure (which accounts record by record).
+    var sendsBatches: Bool { staticHeaders.isEmpty && retention == nil }
+
+    /// Sends several envelopes to the configured topic in one producer call; every record must fit
+    /// `message.max.bytes` (check with ``fits(key:value:)``). Only when ``sendsBatches``.
+    func sendBatch(_ records: [(key: UnsafeRawBufferPointer?, value: UnsafeRawBufferPointer, position: SourcePosition)])
+        throws(ConnectorError)
+    {
+        if let failure = tracker.failure { throw Self.deliveryFailure(failure) }
+        guard !records.isEmpty else { return }
+        let first = tracker.register(contentsOf: records.map(\.position))
+        var total = 0
+        let batch = records.enumerated().map { index, record in
+            total += record.value.count
+            return KafkaProducer.BatchRecord(key: record.key, value: record.value, tag: first + UInt64(index))
+        }
+        do {
+            try producer.enqueueBatchBlocking(topic: configuration.topic, records: batch)
+        } catch {
+            throw ConnectorError(reason: "could not hand records to the producer: \(error)", errno: nil)
+        }
+        self.records.add(records.count, ordering: .relaxed)
+        bytes.add(total, ordering: .relaxed)
+    }
+
+    /// Whether a record fits the producer's `message.max.bytes` (with room for the record's overhead).
+    func fits(key: UnsafeRawBufferPointer?, value: UnsafeRawBufferPointer) -> Bool {
+        value.count + (key?.count ?? 0) + 512 <= maximumMessageBytes
+    }
+
     /// Sends bad input to the DLQ: the original bytes (cut at 1 MiB), `sluice.stage=connect`, `sluice.reason`,
     /// `sluice.detail` and where it came from (`origin`, e.g. `sluice.source.file` and `sluice.source.line`).
     public func sendToDLQ(

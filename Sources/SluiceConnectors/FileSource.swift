@@ -703,24 +703,36 @@ struct JSONBatch: Sendable {
         self.entries = entries
     }
 
-    /// Sends every entry (bad lines to the DLQ with file and line).
+    /// Sends every entry (bad lines to the DLQ with file and line): good records in runs through one producer
+    /// call each when the emitter allows it, one by one otherwise.
     func send(slot: Int32, path: String, emitter: Emitter) throws(ConnectorError) {
+        let batching = emitter.sendsBatches
         try withRawBytes(chunk) { (chunk) throws(ConnectorError) in
             try withRawBytes(extra) { (extra) throws(ConnectorError) in
+                var run: [(key: UnsafeRawBufferPointer?, value: UnsafeRawBufferPointer, position: SourcePosition)] = []
+                run.reserveCapacity(entries.count)
                 for entry in entries {
                     let position = SourcePosition(slot: slot, offset: entry.consumed, line: entry.line)
                     let value = UnsafeRawBufferPointer(rebasing: (entry.inChunk ? chunk : extra)[entry.value])
+                    let key = entry.key.map { UnsafeRawBufferPointer(rebasing: extra[$0]) }
+                    if batching, entry.bad == nil, emitter.fits(key: key, value: value) {
+                        run.append((key, value, position))
+                        continue
+                    }
+                    // Keep send order: what is queued goes first.
+                    try emitter.sendBatch(run)
+                    run.removeAll(keepingCapacity: true)
                     if let (reason, detail) = entry.bad {
                         try emitter.sendToDLQ(
                             value: value, reason: reason, detail: detail,
                             origin: [("sluice.source.file", path), ("sluice.source.line", "\(entry.line)")], position: position)
                     } else {
-                        let key = entry.key.map { UnsafeRawBufferPointer(rebasing: extra[$0]) }
                         try emitter.send(
                             key: key, value: value, position: position,
                             origin: [("sluice.source.file", path), ("sluice.source.line", "\(entry.line)")])
                     }
                 }
+                try emitter.sendBatch(run)
             }
         }
     }

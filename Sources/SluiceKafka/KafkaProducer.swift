@@ -114,6 +114,25 @@ public final class KafkaProducer: Sendable {
         }
     }
 
+    /// One record for ``enqueueBatchBlocking(topic:records:)``: borrowed key and value, and a delivery tag.
+    public struct BatchRecord {
+        public var key: UnsafeRawBufferPointer?
+        public var value: UnsafeRawBufferPointer
+        public var tag: UInt64
+        public init(key: UnsafeRawBufferPointer?, value: UnsafeRawBufferPointer, tag: UInt64) {
+            self.key = key
+            self.value = value
+            self.tag = tag
+        }
+    }
+
+    /// Hands many records for one topic to librdkafka in one call (which copies them), without headers, each
+    /// placed by the partitioner; blocks the calling thread while the queue lacks room for them. The fast path
+    /// for readers on a dedicated thread; never call it from the cooperative thread pool.
+    public func enqueueBatchBlocking(topic: String, records: [BatchRecord]) throws {
+        try client.produceBatch(topic: topic, records: records)
+    }
+
     /// Fetches `topic`'s metadata now (blocking up to `timeout`), so the first record does not wait for it, and
     /// returns its partitions. Call it off the cooperative pool (a source's thread) or through `Task.detached`.
     /// - Throws: ``KafkaError`` `.unknownTopic` when the topic does not exist.
@@ -299,6 +318,7 @@ final class ProducerClient: @unchecked Sendable {
     ) throws {
         let context = ProducerContext(logger: logger, deliveryHandler: deliveryHandler)
         self.context = context
+        queueLimit = Int(configuration["queue.buffering.max.messages"] ?? "") ?? 100_000
         self.logger = logger
         handle = try RDKafkaHandle.make(
             kind: .producer, configuration: configuration,
@@ -377,6 +397,10 @@ final class ProducerClient: @unchecked Sendable {
         lifecycle.withLock { state in
             rd_kafka_queue_destroy(mainQueue)
             state.queueDestroyed = true
+        }
+        topicHandles.withLock { handles in
+            for topicHandle in handles.values { rd_kafka_topic_destroy(topicHandle) }
+            handles.removeAll()
         }
         rd_kafka_destroy(handle)
         let waiters = lifecycle.withLock { state in
@@ -478,6 +502,54 @@ final class ProducerClient: @unchecked Sendable {
         }
     }
 
+    /// A topic handle per topic name for batch produce; destroyed with the client.
+    private let topicHandles = Mutex<[String: OpaquePointer]>([:])
+    private let queueLimit: Int
+
+    func produceBatch(topic: String, records: [KafkaProducer.BatchRecord]) throws(KafkaError) {
+        guard !records.isEmpty else { return }
+        activeCalls.add(1, ordering: .sequentiallyConsistent)
+        defer { activeCalls.subtract(1, ordering: .sequentiallyConsistent) }
+        guard !stopFlag.load(ordering: .sequentiallyConsistent) else { throw KafkaError.closed("the producer") }
+        let topicHandle = try topicHandles.withLock { (handles) throws(KafkaError) -> OpaquePointer in
+            if let existing = handles[topic] { return existing }
+            guard let created = rd_kafka_topic_new(handle, topic, nil) else {
+                throw KafkaError.fromLibrdkafka(rd_kafka_last_error(), context: "could not create a handle for topic \(topic)")
+            }
+            handles[topic] = created
+            return created
+        }
+        var messages = [rd_kafka_message_t](repeating: rd_kafka_message_t(), count: records.count)
+        for (index, record) in records.enumerated() {
+            messages[index].payload = UnsafeMutableRawPointer(mutating: record.value.baseAddress ?? UnsafeRawPointer(bitPattern: 1)!)
+            messages[index].len = record.value.count
+            if let key = record.key {
+                messages[index].key = UnsafeMutableRawPointer(mutating: key.baseAddress ?? UnsafeRawPointer(bitPattern: 1)!)
+                messages[index].key_len = key.count
+            }
+            messages[index]._private = UnsafeMutableRawPointer(bitPattern: UInt(record.tag | ProducerContext.tagFlag))
+        }
+        var start = 0
+        while start < messages.count {
+            // Wait for room for the rest, so that the queue never refuses a record in the middle of a call.
+            let room = queueLimit - Int(rd_kafka_outq_len(handle))
+            let count = min(messages.count - start, max(room, 0))
+            if count == 0 {
+                if rd_kafka_poll(handle, 10) > 0 { wakeCapacityWaiters() }
+                continue
+            }
+            let accepted = messages.withUnsafeMutableBufferPointer { buffer in
+                Int(sluice_produce_batch(topicHandle, buffer.baseAddress! + start, Int32(count)))
+            }
+            if accepted < count {
+                let failure = messages[start..<(start + count)].first { $0.err != RD_KAFKA_RESP_ERR_NO_ERROR }
+                throw KafkaError.fromLibrdkafka(failure?.err ?? RD_KAFKA_RESP_ERR__FAIL, context: "could not produce to \(topic)")
+            }
+            start += count
+            serveReportsInline(every: count)
+        }
+    }
+
     func prepare(topic: String, timeoutMilliseconds: Int32) throws -> [Int32] {
         activeCalls.add(1, ordering: .sequentiallyConsistent)
         defer { activeCalls.subtract(1, ordering: .sequentiallyConsistent) }
@@ -510,8 +582,9 @@ final class ProducerClient: @unchecked Sendable {
     /// each message on the thread that allocated it: cross-thread frees contend on glibc's arena locks and
     /// cost more than the produce call itself. The delivery callback is thread-safe (atomics and a `Mutex`),
     /// so it may run here and on the poll thread at once.
-    func serveReportsInline() {
-        guard inlineCounter.add(1, ordering: .relaxed).newValue & 255 == 0 else { return }
+    func serveReportsInline(every records: Int = 1) {
+        let before = inlineCounter.add(records, ordering: .relaxed).newValue - records
+        guard (before + records) >> 8 != before >> 8 else { return }
         activeCalls.add(1, ordering: .sequentiallyConsistent)
         if !stopFlag.load(ordering: .sequentiallyConsistent) {
             if rd_kafka_poll(handle, 0) > 0 { wakeCapacityWaiters() }

@@ -51,9 +51,6 @@ public enum EnvelopeLine {
     /// Checks that `bytes` are valid UTF-8 holding one JSON object with a string member `text`, and extracts the
     /// member `keyField` (a top-level name) when given.
     public static func inspect(_ bytes: UnsafeBufferPointer<UInt8>, keyField: [UInt8]?) -> Result<Inspection, DecodeFailure> {
-        if let offset = UTF8Validation.firstInvalidByte(bytes) {
-            return .failure(DecodeFailure(.invalidUTF8, "byte \(offset): not valid UTF-8"))
-        }
         var inspection = Inspection(keyRange: nil, decodedKey: nil, hasSource: false)
         var ignored: [UInt8] = []
         var hasText = false
@@ -91,7 +88,13 @@ public enum EnvelopeLine {
             }
             try scanner.skipValue(depth: 1)
         }
-        if case .failure(let failure) = result { return .failure(failure) }
+        if case .failure(let failure) = result {
+            // Strings were checked while scanned; a non-ASCII byte elsewhere is reported as what it is.
+            if failure.reason == .invalidJSON, let offset = UTF8Validation.firstInvalidByte(bytes) {
+                return .failure(DecodeFailure(.invalidUTF8, "byte \(offset): not valid UTF-8"))
+            }
+            return .failure(failure)
+        }
         guard hasText else { return .failure(DecodeFailure(.missingText, "no \"text\" field")) }
         return .success(inspection)
     }
@@ -136,6 +139,7 @@ public enum EnvelopeLine {
         _ body: (UnsafeBufferPointer<UInt8>, inout JSONScanner) throws(DecodeFailure) -> Void
     ) -> Result<Void, DecodeFailure> {
         var scanner = JSONScanner(bytes: bytes, stripNul: false)
+        scanner.validatesUTF8 = true
         var ignored: [UInt8] = []
         do throws(DecodeFailure) {
             guard scanner.peek() == UInt8(ascii: "{") else {

@@ -6,6 +6,9 @@ struct JSONScanner {
     let bytes: UnsafeBufferPointer<UInt8>
     var position = 0
     let stripNul: Bool
+    /// Validate UTF-8 inside strings while scanning them (bytes outside strings must be ASCII anyway), instead of
+    /// a separate pass over the whole value.
+    var validatesUTF8 = false
     static let maximumDepth = 64
 
     init(bytes: UnsafeBufferPointer<UInt8>, stripNul: Bool) {
@@ -104,20 +107,29 @@ struct JSONScanner {
                 continue
             }
             if byte < 0x20 { throw failure(.invalidJSON, "unescaped control character in string") }
-            // Copy a run of plain bytes at once, skipping eight at a time while none is a quote, a backslash or a
-            // control character.
+            // A run of plain bytes, copied at once: eight ASCII bytes at a time while none is a quote, a backslash
+            // or a control character; multi-byte UTF-8 sequences validated in place when asked.
             let start = position
-            position += 1
-            if let base = bytes.baseAddress {
-                while position + 8 <= bytes.count {
-                    if Self.hasSpecialByte(UnsafeRawPointer(base + position).loadUnaligned(as: UInt64.self)) { break }
+            let count = bytes.count
+            guard let base = bytes.baseAddress else { break }
+            let highs: UInt64 = validatesUTF8 ? 0x8080_8080_8080_8080 : 0
+            run: while position < count {
+                while position + 8 <= count {
+                    let word = UnsafeRawPointer(base + position).loadUnaligned(as: UInt64.self)
+                    if Self.hasSpecialByte(word) || word & highs != 0 { break }
                     position += 8
                 }
-            }
-            while position < bytes.count {
-                let next = bytes[position]
-                if next == UInt8(ascii: "\"") || next == UInt8(ascii: "\\") || next < 0x20 { break }
-                position += 1
+                guard position < count else { break }
+                let next = base[position]
+                if next < 0x80 || !validatesUTF8 {
+                    if next == UInt8(ascii: "\"") || next == UInt8(ascii: "\\") || next < 0x20 { break run }
+                    position += 1
+                } else {
+                    guard let length = UTF8Validation.sequenceLength(base, at: position, count: count) else {
+                        throw failure(.invalidUTF8, "not valid UTF-8")
+                    }
+                    position += length
+                }
             }
             if decode { output.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[start..<position])) }
         }

@@ -37,30 +37,37 @@ enum UTF8Validation {
                 index += 8
             }
             guard index < count else { return nil }
-            let lead = base[index]
-            if lead < 0x80 {
+            if base[index] < 0x80 {
                 index += 1
                 continue
             }
-            let length: Int
-            var lower: UInt8 = 0x80
-            var upper: UInt8 = 0xBF
-            switch lead {
-            case 0xC2...0xDF: length = 2
-            case 0xE0: length = 3; lower = 0xA0
-            case 0xE1...0xEC, 0xEE...0xEF: length = 3
-            case 0xED: length = 3; upper = 0x9F
-            case 0xF0: length = 4; lower = 0x90
-            case 0xF1...0xF3: length = 4
-            case 0xF4: length = 4; upper = 0x8F
-            default: return index
-            }
-            guard index + length <= count else { return index }
-            let second = base[index + 1]
-            guard second >= lower && second <= upper else { return index }
-            for offset in 2..<max(2, length) where base[index + offset] & 0xC0 != 0x80 { return index }
+            guard let length = sequenceLength(base, at: index, count: count) else { return index }
             index += length
         }
         return nil
+    }
+
+    /// The length of the valid multi-byte sequence starting at `index` (its lead byte is at least 0x80), or nil.
+    @inline(__always)
+    static func sequenceLength(_ base: UnsafePointer<UInt8>, at index: Int, count: Int) -> Int? {
+        let lead = base[index]
+        let length: Int
+        var lower: UInt8 = 0x80
+        var upper: UInt8 = 0xBF
+        switch lead {
+        case 0xC2...0xDF: length = 2
+        case 0xE0: length = 3; lower = 0xA0
+        case 0xE1...0xEC, 0xEE...0xEF: length = 3
+        case 0xED: length = 3; upper = 0x9F
+        case 0xF0: length = 4; lower = 0x90
+        case 0xF1...0xF3: length = 4
+        case 0xF4: length = 4; upper = 0x8F
+        default: return nil
+        }
+        guard index + length <= count else { return nil }
+        let second = base[index + 1]
+        guard second >= lower && second <= upper else { return nil }
+        for offset in 2..<max(2, length) where base[index + offset] & 0xC0 != 0x80 { return nil }
+        return length
     }
 }
