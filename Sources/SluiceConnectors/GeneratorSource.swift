@@ -217,6 +217,12 @@ struct SyntheticRecords {
     ]
     static let boilerplate = ["Share this article", "Cookie policy", "All rights reserved.", "Subscribe to our newsletter", "Skip to main content"]
 
+    /// A detail sentence with a plausible number: a share below 100 for percentages, up to 900 otherwise.
+    static func detail(_ template: String, _ random: inout Random) -> String {
+        let share = template.contains("percent") || template.contains("%%")
+        return String(format: template, share ? 3 + random.below(95) : 3 + random.below(900))
+    }
+
     /// A document of its own: 8–16 sentences in English or Chinese, sometimes in HTML or with boilerplate lines.
     func baseText(_ index: Int64, source: String) -> (String, Bool) {
         var random = random(index, 2)
@@ -228,13 +234,13 @@ struct SyntheticRecords {
                 if chinese {
                     switch random.below(3) {
                     case 0: sentences.append(random.pick(Self.chineseSubjects) + random.pick(Self.chineseVerbs) + random.pick(Self.chineseObjects) + "。")
-                    case 1: sentences.append(String(format: random.pick(Self.chineseDetails), 3 + random.below(900)))
+                    case 1: sentences.append(Self.detail(random.pick(Self.chineseDetails), &random))
                     default: sentences.append(random.pick(Self.chineseConnectives))
                     }
                 } else {
                     switch random.below(3) {
                     case 0: sentences.append("\(random.pick(Self.subjects)) \(random.pick(Self.verbs)) \(random.pick(Self.objects)).")
-                    case 1: sentences.append(String(format: random.pick(Self.details), 3 + random.below(900)))
+                    case 1: sentences.append(Self.detail(random.pick(Self.details), &random))
                     default: sentences.append(random.pick(Self.connectives))
                     }
                 }

@@ -9,13 +9,14 @@ import SluiceShards
 struct DemoCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "demo",
-        abstract: "Run the demo on the embedded broker: topics, sample records, a consumer group, a report.",
+        abstract: "Run the demo on the embedded broker: topics, connectors, a consumer group, the pipeline, a report.",
         discussion: """
-            Starts the embedded broker in this process, creates the topics declared in --topics, produces sample \
-            English and Chinese envelopes to raw.web, raw.forum and raw.docs, reads them back in a consumer group \
-            that commits what it read, and checks that every record arrived exactly once. Then the streaming \
-            pipeline curates the raw topics into shards (--output, default a new temporary directory) and stops \
-            at their end.
+            Starts the embedded broker in this process, creates the topics declared in --topics, runs the \
+            connectors of --connectors (the generator: English and Chinese records with duplicates, personal data, \
+            junk and undecodable records; and file connectors over the sample directory: JSON Lines, CSV, text and \
+            HTML), reads the raw topics back in a consumer group that commits what it read, and checks that every \
+            record arrived exactly once. Then the streaming pipeline curates the raw topics into shards (--output, \
+            default a new temporary directory) and stops at their end.
             """)
 
     @Option(name: .long, help: ArgumentHelp("Where the pipeline writes shards and the index (default: a new temporary directory).", valueName: "dir"))
@@ -24,17 +25,22 @@ struct DemoCommand: AsyncParsableCommand {
     @Option(name: .long, help: ArgumentHelp("Directory of topic declarations.", valueName: "dir"))
     var topics: String = "topics"
 
-    @Option(name: .long, help: "How many sample records to produce.")
+    @Option(name: .long, help: ArgumentHelp("Directory of connector files (generator.yaml and the file-*.yaml samples are used).", valueName: "dir"))
+    var connectors: String = "connectors"
+
+    @Option(name: .long, help: "How many records the generator connector writes.")
     var records: Int = 300
 
-    @Option(name: .long, help: "Seed of the sample generator.")
+    @Option(name: .long, help: "Seed of the generator.")
     var seed: UInt64 = 42
 
     @Option(name: .long, help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: String = "warning"
 
     func validate() throws {
-        guard (1...100_000).contains(records) else { throw ValidationError("--records must be from 1 to 100000") }
+        // The connectors run before the pipeline here, so everything must fit the embedded broker's 5 MiB per
+        // partition of raw.web (6 partitions) at once.
+        guard (1...20_000).contains(records) else { throw ValidationError("--records must be from 1 to 20000") }
     }
 
     func run() async throws {
@@ -54,26 +60,44 @@ struct DemoCommand: AsyncParsableCommand {
         var configuration = KafkaConfiguration()
         configuration.bootstrapServers = broker.bootstrapServers
         configuration.applyLowLatencyDefaults()
-        let producer = try KafkaProducer(configuration: configuration, logger: logger)
-        var generator = SampleEnvelopes(seed: seed)
-        var produced: [String: Int] = [:]
-        var producedKeys = Set<String>()
-        let produceStart = clock.now
-        let base = Date(timeIntervalSince1970: 1_767_225_600)
-        for index in 0..<records {
-            let sample = generator.next(index: index, timestamp: base.addingTimeInterval(Double(index)))
-            try await producer.enqueueWhenCapacity(
-                ProducerMessage(topic: sample.topic, key: Array(sample.key.utf8), value: sample.value,
-                                headers: [KafkaHeader(name: "sluice.source", string: "demo")]))
-            produced[sample.topic, default: 0] += 1
-            producedKeys.insert(sample.key)
+        let state = NSTemporaryDirectory() + "sluice-demo-state-\(UUID().uuidString.prefix(8))"
+        defer { try? FileManager.default.removeItem(atPath: state) }
+        let environment = ProcessInfo.processInfo.environment.merging(
+            ["SLUICE_STATE": state, "SLUICE_SAMPLES": connectors + "/samples"]) { $1 }
+        var runners: [ConnectorRunner] = []
+        for name in ["generator", "file-jsonl", "file-csv", "file-text", "file-html"] {
+            var connector: ConnectorConfiguration
+            do {
+                connector = try ConnectorConfiguration.load(path: "\(connectors)/\(name).yaml", environment: environment)
+            } catch {
+                throw CommandError("\(error)")
+            }
+            if connector.type == .generator {
+                connector.count = records
+                connector.rate = nil
+                connector.seed = seed
+            }
+            connector.follow = false
+            // The pipeline runs after the connectors here; nothing would ever be committed to wait for.
+            connector.backpressure = nil
+            connector.kafka = configuration.merging(connector.kafka)
+            connector.kafka.bootstrapServers = broker.bootstrapServers
+            runners.append(try ConnectorRunner(configuration: connector, kafka: connector.kafka, logger: logger))
         }
-        try await producer.flush()
+        let produceStart = clock.now
+        var produced: [String: Int] = [:]
+        var sent = 0
+        for runner in runners {
+            let progress = try await runner.run(once: true)
+            produced[runner.configuration.topic, default: 0] += progress.records
+            sent += progress.records
+            let what = runner.configuration.type == .generator ? "generator" : "\(runner.configuration.format.rawValue) files"
+            Terminal.out("     connector \(runner.configuration.name.padding(toLength: 12, withPad: " ", startingAt: 0)) (\(what)) → \(runner.configuration.topic): \(progress.records) records, \(progress.dlq) bad lines to sluice.dlq")
+        }
         let produceTime = clock.now - produceStart
-        let delivered = producer.statistics
-        await producer.shutdown()
-        Terminal.out("3. Produced \(delivered.delivered) records (\(delivered.failed) failed) in \(format(produceTime)), keyed by id, idempotent producer:")
+        Terminal.out("3. Connectors (sluice connect --once) wrote \(sent) records in \(format(produceTime)), every one acknowledged before its position was checkpointed:")
         for (topic, count) in produced.sorted(by: { $0.key < $1.key }) { Terminal.out("     \(topic.padding(toLength: 16, withPad: " ", startingAt: 0)) \(count)") }
+        let records = sent
 
         var consumerConfiguration = configuration
         consumerConfiguration.groupID = "sluice-demo"
@@ -122,7 +146,7 @@ struct DemoCommand: AsyncParsableCommand {
         }
 
         let duplicates = receivedKeys.values.filter { $0 > 1 }.count
-        let missing = producedKeys.subtracting(receivedKeys.keys).count
+        let missing = records - total
         let committedTotal = received.keys.reduce(Int64(0)) { $0 + ((committed[$1] ?? nil) ?? 0) }
         if missing == 0 && duplicates == 0 && committedTotal == Int64(records) {
             Terminal.out("6. OK: all \(records) records arrived once, and the committed offsets cover all \(committedTotal).")

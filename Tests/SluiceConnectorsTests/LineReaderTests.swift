@@ -17,20 +17,6 @@ struct LineReaderTests {
         while let line = try reader.nextLine() { lines.append(String(decoding: line, as: UTF8.self)) }
         #expect(lines == ["first", "second line is longer than a block", "", "第三行\r", "last without newline"])
     }
-
-    @Test func samplesAreDeterministicEnvelopes() throws {
-        var a = SampleEnvelopes(seed: 7)
-        var b = SampleEnvelopes(seed: 7)
-        let date = Date(timeIntervalSince1970: 0)
-        for index in 0..<20 {
-            let x = a.next(index: index, timestamp: date)
-            let y = b.next(index: index, timestamp: date)
-            #expect(x.value == y.value)
-            let object = try #require(try JSONSerialization.jsonObject(with: Data(x.value)) as? [String: Any])
-            #expect((object["text"] as? String)?.isEmpty == false)
-            #expect(object["id"] as? String == x.key)
-        }
-    }
 }
 
 @Suite("LineReader limits")
