@@ -54,6 +54,7 @@ public struct ConnectorConfiguration: Sendable {
     // file
     public var path: String?
     public var format: FileFormat = .jsonl
+    /// file: follow the input like `tail -F` (default false: read once and end); sqlite: keep polling (default true).
     public var follow = false
     public var pollIntervalMilliseconds = 250
     /// text: one document per file (`file`) or per blank-line-separated block (`block`).
@@ -213,6 +214,8 @@ public struct ConnectorConfiguration: Sendable {
                 throw reader.error("state_dir", "required for a sqlite source: the last value read is checkpointed there")
             }
             if root["fields"] == nil { configuration.fields = [:] }
+            // A table is polled until stopped unless `follow: false` (then: read what is there, and end).
+            configuration.follow = try reader.bool(root, "follow") ?? true
         case .generator:
             configuration.seed = UInt64(try reader.int(root, "seed", 0...Int.max) ?? Int(configuration.seed))
             configuration.count = try reader.int(root, "count", 0...Int.max)

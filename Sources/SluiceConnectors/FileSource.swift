@@ -77,6 +77,8 @@ final class FileSource: ConnectorSource, @unchecked Sendable {
     // MARK: Reading
 
     func run(emitter: Emitter, once: Bool) throws(ConnectorError) {
+        // Without `follow` a file source reads its inputs once and ends, as with --once.
+        let once = once || !configuration.follow
         var open: [Int32: OpenFile] = [:]
         while !stopFlag.load(ordering: .relaxed) && !emitter.isStopping {
             var progressed = false

@@ -150,7 +150,7 @@ final class SQLiteSource: ConnectorSource, @unchecked Sendable {
                 if stopFlag.load(ordering: .relaxed) { break }
             }
             if rows.count < configuration.batchSize {
-                if once { break }
+                if once || !configuration.follow { break }
                 usleep(UInt32(configuration.pollIntervalMilliseconds) * 1000)
             }
         }

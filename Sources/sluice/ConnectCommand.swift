@@ -23,10 +23,11 @@ struct ConnectCommand: AsyncParsableCommand {
             this process with each connector's topic (6 partitions) and the DLQ topic; there, backpressure \
             against the retention of 5 MiB per partition is on by default (group sluice-curate).
 
-            --once stops when every input is exhausted and acknowledged (scripts and tests); without it, file \
-            sources follow their input like tail -F and the others keep polling or serving. SIGINT or SIGTERM \
-            stops reading, waits for the acknowledgements, writes the checkpoints and exits. The last line on \
-            standard output is a JSON summary.
+            --once stops when every input is exhausted and acknowledged (scripts and tests). Without it, file \
+            sources with follow: true follow their input like tail -F (without follow they read once and end), \
+            SQLite sources keep polling, the HTTP source keeps serving, and a generator runs to its count (or \
+            forever without one). SIGINT or SIGTERM stops reading, waits for the acknowledgements, writes the \
+            checkpoints and exits. The last line on standard output is a JSON summary.
             """)
 
     @Argument(help: ArgumentHelp("Connector files (YAML).", valueName: "FILE.yaml"))

@@ -93,8 +93,8 @@ struct ConnectorTests {
             #expect(dlq.contains { $0.contains("sluice.source.line=\(line)") && $0.contains("sluice.reason=\(reason)") && $0.contains("a.jsonl") }, "\(dlq)")
         }
 
-        // A second run finds everything checkpointed and sends nothing.
-        let second = try await connect(broker.bootstrap, [config])
+        // A second run finds everything checkpointed and sends nothing; without `follow` it ends by itself.
+        let second = try await runProcess(sluiceExecutable.path, ["connect", "--bootstrap", broker.bootstrap, config], timeout: .seconds(60))
         #expect(second.status == 0, "\(second.stderr)")
         #expect(summary(second.stdout)?["records"] as? Int == 0, "\(second.stdout)")
         #expect(try await records(broker.bootstrap, "c.jsonl").count == 1500)
