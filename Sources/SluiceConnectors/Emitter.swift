@@ -43,10 +43,17 @@ public final class Emitter: @unchecked Sendable {
             kafka.setDefault("linger.ms", "1")
             kafka.setDefault("socket.nagle.disable", "true")
         }
-        producer = try KafkaProducer(configuration: kafka, logger: logger) { report in
-            guard report.tag != 0 else { return }
-            tracker.acknowledge(report.tag, error: report.error)
-            if report.topic != dlqTopic { retention?.delivered(topic: report.topic, bytes: report.size, succeeded: report.error == nil) }
+        if let retention {
+            // Backpressure needs each record's topic and size.
+            producer = try KafkaProducer(configuration: kafka, logger: logger) { report in
+                guard report.tag != 0 else { return }
+                tracker.acknowledge(report.tag, error: report.error)
+                if report.topic != dlqTopic { retention.delivered(topic: report.topic, bytes: report.size, succeeded: report.error == nil) }
+            }
+        } else {
+            producer = try KafkaProducer(configuration: kafka, logger: logger, tagHandler: { tag, error in
+                tracker.acknowledge(tag, error: error)
+            })
         }
         staticHeaders = configuration.headers.sorted { $0.key < $1.key }.map { KafkaHeader(name: $0.key, string: $0.value) }
     }

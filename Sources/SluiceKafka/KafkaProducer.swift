@@ -21,10 +21,13 @@ public final class KafkaProducer: Sendable {
     ///   - configuration: librdkafka properties; `bootstrap.servers` is required.
     ///   - deliveryHandler: called on the poll thread with the report of every ``enqueue(_:)``-ed record.
     ///     Keep it short; it must not block.
+    ///   - tagHandler: when given, called instead of `deliveryHandler` for records sent with a tag: just the tag
+    ///     and the failure, if any; no report is built (the fast path for callers that track records by tag).
     /// - Throws: ``KafkaError`` `.invalidConfiguration` for an unknown property or invalid value.
     public init(
         configuration: KafkaConfiguration, logger: Logger = Logger(label: "sluice.kafka"),
-        deliveryHandler: (@Sendable (DeliveryReport) -> Void)? = nil
+        deliveryHandler: (@Sendable (DeliveryReport) -> Void)? = nil,
+        tagHandler: (@Sendable (UInt64, KafkaError?) -> Void)? = nil
     ) throws {
         var configuration = configuration
         configuration.setDefault("enable.idempotence", "true")
@@ -33,7 +36,8 @@ public final class KafkaProducer: Sendable {
         guard configuration.bootstrapServers != nil else {
             throw KafkaError.invalidConfiguration("bootstrap.servers is not set; give --bootstrap HOST:PORT")
         }
-        client = try ProducerClient(configuration: configuration, logger: logger, deliveryHandler: deliveryHandler)
+        client = try ProducerClient(
+            configuration: configuration, logger: logger, deliveryHandler: deliveryHandler, tagHandler: tagHandler)
     }
 
     deinit {
@@ -228,8 +232,14 @@ final class ProducerContext: ClientContext, @unchecked Sendable {
     /// Set in a message opaque that carries a caller's tag rather than an awaiter id (those count up from 1).
     static let tagFlag: UInt64 = 1 << 63
 
-    init(logger: Logger, deliveryHandler: (@Sendable (DeliveryReport) -> Void)?) {
+    let tagHandler: (@Sendable (UInt64, KafkaError?) -> Void)?
+
+    init(
+        logger: Logger, deliveryHandler: (@Sendable (DeliveryReport) -> Void)?,
+        tagHandler: (@Sendable (UInt64, KafkaError?) -> Void)?
+    ) {
         self.deliveryHandler = deliveryHandler
+        self.tagHandler = tagHandler
         super.init(logger: logger)
     }
 }
@@ -248,6 +258,14 @@ private let deliveryCallback: @convention(c) (OpaquePointer?, UnsafePointer<rd_k
         context.failed.add(1, ordering: .relaxed)
     } else {
         context.delivered.add(1, ordering: .relaxed)
+    }
+    if isTag, let tagHandler = context.tagHandler {
+        let tag = raw & ~ProducerContext.tagFlag
+        guard failed else { return tagHandler(tag, nil) }
+        let topic = native.rkt.map { context.topicName($0) } ?? ""
+        let error = KafkaError.fromLibrdkafka(native.err, context: "delivery to \(topic) [\(native.partition)] failed")
+        context.state.withLock { state in state.firstError = state.firstError ?? error }
+        return tagHandler(tag, error)
     }
     var finishedBatch: BatchWaiter?
     let continuation =
@@ -314,9 +332,9 @@ final class ProducerClient: @unchecked Sendable {
 
     init(
         configuration: KafkaConfiguration, logger: Logger,
-        deliveryHandler: (@Sendable (DeliveryReport) -> Void)?
+        deliveryHandler: (@Sendable (DeliveryReport) -> Void)?, tagHandler: (@Sendable (UInt64, KafkaError?) -> Void)?
     ) throws {
-        let context = ProducerContext(logger: logger, deliveryHandler: deliveryHandler)
+        let context = ProducerContext(logger: logger, deliveryHandler: deliveryHandler, tagHandler: tagHandler)
         self.context = context
         queueLimit = Int(configuration["queue.buffering.max.messages"] ?? "") ?? 100_000
         self.logger = logger

@@ -113,24 +113,28 @@ struct JSONScanner {
             let count = bytes.count
             guard let base = bytes.baseAddress else { break }
             let highs: UInt64 = validatesUTF8 ? 0x8080_8080_8080_8080 : 0
-            run: while position < count {
-                while position + 8 <= count {
-                    let word = UnsafeRawPointer(base + position).loadUnaligned(as: UInt64.self)
+            // A local index stays in a register; `position` is written back once.
+            var index = position
+            run: while index < count {
+                while index + 8 <= count {
+                    let word = UnsafeRawPointer(base + index).loadUnaligned(as: UInt64.self)
                     if Self.hasSpecialByte(word) || word & highs != 0 { break }
-                    position += 8
+                    index += 8
                 }
-                guard position < count else { break }
-                let next = base[position]
+                guard index < count else { break }
+                let next = base[index]
                 if next < 0x80 || !validatesUTF8 {
                     if next == UInt8(ascii: "\"") || next == UInt8(ascii: "\\") || next < 0x20 { break run }
-                    position += 1
+                    index += 1
                 } else {
-                    guard let length = UTF8Validation.sequenceLength(base, at: position, count: count) else {
+                    guard let length = UTF8Validation.sequenceLength(base, at: index, count: count) else {
+                        position = index
                         throw failure(.invalidUTF8, "not valid UTF-8")
                     }
-                    position += length
+                    index += length
                 }
             }
+            position = index
             if decode { output.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[start..<position])) }
         }
         throw failure(.invalidJSON, "unterminated string")
