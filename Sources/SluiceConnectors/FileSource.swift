@@ -28,6 +28,15 @@ final class FileSource: ConnectorSource, @unchecked Sendable {
         var done: Bool
     }
 
+    /// The file being read and how far (bytes of the file itself, compressed or not), for the progress line.
+    private let reading = Mutex<(path: String, read: Int64, size: Int64)?>(nil)
+
+    var progressNote: String? {
+        guard let (path, read, size) = reading.withLock({ $0 }), size > 0 else { return nil }
+        let name = (path as NSString).lastPathComponent
+        return "\(name) \(min(100, Int(read * 100 / size)))% read"
+    }
+
     /// Acknowledged positions per slot, written to the state file.
     private let checkpoint = Mutex<[Int32: FileState]>([:])
     /// The reader's own view (ahead of the checkpoint).
@@ -213,6 +222,8 @@ final class FileSource: ConnectorSource, @unchecked Sendable {
             var failure: ConnectorError?
             do throws(ConnectorError) {
                 while !self.stopFlag.load(ordering: .relaxed), let chunk = try box.handle.nextChunk(final: once) {
+                    let (read, size) = (box.handle.bytesRead, box.handle.size)
+                    self.reading.withLock { $0 = (path, read, size) }
                     if !chunks.push(chunk) { break }
                 }
             } catch {
@@ -344,6 +355,8 @@ struct OpenFile {
     private var raw = [UInt8](repeating: 0, count: 1 << 20)
     /// Bytes of the (decompressed) stream consumed by complete records.
     private(set) var consumed: Int64 = 0
+    /// Bytes read from the file itself (compressed when it is), for progress.
+    private(set) var bytesRead: Int64 = 0
     private(set) var lineNumber: Int64 = 0
     private var head: [UInt8] = []
     var csv: CSVParser?
@@ -382,6 +395,7 @@ struct OpenFile {
     mutating func skip(to offset: Int64, line: Int64) throws(ConnectorError) {
         if !isCompressed {
             guard lseek(descriptor, off_t(offset), SEEK_SET) >= 0 else { throw ConnectorError.system("cannot seek in \(path)") }
+            bytesRead = offset
             buffer.removeAll()
             atEOF = false
             start = 0
@@ -407,6 +421,7 @@ struct OpenFile {
             atEOF = true
             return
         }
+        bytesRead += Int64(count)
         let before = buffer.count
         if let decoder {
             do {

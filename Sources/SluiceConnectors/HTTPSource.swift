@@ -23,9 +23,13 @@ final class HTTPSource: ConnectorSource, @unchecked Sendable {
     private let preparedTopics = Mutex<Set<String>>([])
     var progress: (@Sendable () -> ConnectorRunner.Progress?)?
 
+    /// The producer queue's capacity (`queue.buffering.max.messages`): a request that would overflow it gets 429.
+    private let queueLimit: Int
+
     init(configuration: ConnectorConfiguration, logger: Logger) {
         self.configuration = configuration
         self.logger = logger
+        queueLimit = Int(configuration.kafka["queue.buffering.max.messages"] ?? "") ?? 100_000
     }
 
     func stop() { stopSignal.signal() }
@@ -152,7 +156,8 @@ final class HTTPSource: ConnectorSource, @unchecked Sendable {
         let holding = emitter.retention.map {
             !$0.tryAdmit(topic: topic, bytes: messages.reduce(0) { $0 + size($1) }, records: messages.count)
         } ?? false
-        if holding || inFlight.load(ordering: .relaxed) + messages.count > configuration.maxInFlight {
+        let queueFull = emitter.producer.outstanding + messages.count > queueLimit
+        if holding || queueFull || inFlight.load(ordering: .relaxed) + messages.count > configuration.maxInFlight {
             return reply(.tooManyRequests, #"{"error":"busy: too many records await acknowledgement; retry later"}"#, headers: [.retryAfter: "1"])
         }
         inFlight.add(messages.count, ordering: .relaxed)
