@@ -154,7 +154,7 @@ struct ConnectCommand: AsyncParsableCommand {
         let progressTask = Task {
             while !Task.isCancelled {
                 try? await Task.sleep(for: .seconds(1))
-                guard showProgress else { continue }
+                guard showProgress, !Task.isCancelled else { continue }
                 Terminal.write(2, "\r\u{1B}[K" + runners.map { Self.progressLine($0) }.joined(separator: " | "))
             }
         }
@@ -183,6 +183,7 @@ struct ConnectCommand: AsyncParsableCommand {
             }
         }
         progressTask.cancel()
+        await progressTask.value
         if showProgress { Terminal.write(2, "\r\u{1B}[K") }
         Terminal.out(Self.summary(results))
         if !failures.isEmpty { throw CommandError(failures.joined(separator: "; ")) }
