@@ -39,8 +39,10 @@ let package = Package(
         .systemLibrary(name: "COpenBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
         .systemLibrary(name: "COpenSSL", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
 
+        // A few scanning loops in C with SSE2 (Swift's SIMD types compile to generic code here).
+        .target(name: "CSluiceScan"),
         // Pure core: text stages. No I/O, no clocks.
-        .target(name: "SluiceText", dependencies: ["CXXHash", "COpenSSL"], swiftSettings: strictSettings),
+        .target(name: "SluiceText", dependencies: ["CXXHash", "COpenSSL", "CSluiceScan"], swiftSettings: strictSettings),
         // Configuration files: YAML sections, environment interpolation, errors that name file and key.
         .target(name: "SluiceConfig", dependencies: [.product(name: "Yams", package: "Yams")], swiftSettings: strictSettings),
         // Adapters.

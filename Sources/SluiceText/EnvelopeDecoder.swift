@@ -1,3 +1,4 @@
+internal import CSluiceScan
 /// Decodes raw record bytes into a ``Document``, or says precisely why not.
 ///
 /// A JSON envelope is an object with a required string `text` and optional string (or null) `id`, `source`,
@@ -40,7 +41,7 @@ public struct EnvelopeDecoder: Sendable {
         guard bytes.count <= maximumBytes else {
             return .failure(DecodeFailure(.oversize, "\(bytes.count) bytes, limit \(maximumBytes)"))
         }
-        if let nul = bytes.firstIndex(of: 0) {
+        if let base = bytes.baseAddress, case let nul = sluice_first_nul(base, bytes.count), nul < bytes.count {
             guard nulPolicy == .strip else {
                 return .failure(DecodeFailure(.nulCharacter, "byte \(nul): raw NUL byte"))
             }
@@ -51,19 +52,24 @@ public struct EnvelopeDecoder: Sendable {
     }
 
     private func decodeValidated(_ bytes: UnsafeBufferPointer<UInt8>) -> Result<Document, DecodeFailure> {
-        if let offset = UTF8Validation.firstInvalidByte(bytes) {
-            return .failure(DecodeFailure(.invalidUTF8, "byte \(offset): not valid UTF-8"))
-        }
         switch format {
         case .text:
+            if let offset = UTF8Validation.firstInvalidByte(bytes) {
+                return .failure(DecodeFailure(.invalidUTF8, "byte \(offset): not valid UTF-8"))
+            }
             guard TextChecks.hasVisibleContent(bytes) else { return .failure(DecodeFailure(.emptyText, "text is empty")) }
             var document = Document(text: Array(bytes))
             document.rawTextHash = ContentHash(bytes: UnsafeRawBufferPointer(bytes)).value
             return .success(document)
         case .json:
+            // UTF-8 is validated inside strings while they are scanned (outside them only ASCII is valid JSON);
+            // a failure is reported as invalid UTF-8 when the record has any, as a separate first pass would.
             do {
                 return .success(try decodeJSON(bytes))
             } catch {
+                if error.reason != .invalidUTF8, let offset = UTF8Validation.firstInvalidByte(bytes) {
+                    return .failure(DecodeFailure(.invalidUTF8, "byte \(offset): not valid UTF-8"))
+                }
                 return .failure(error)
             }
         }
@@ -71,6 +77,7 @@ public struct EnvelopeDecoder: Sendable {
 
     private func decodeJSON(_ bytes: UnsafeBufferPointer<UInt8>) throws(DecodeFailure) -> Document {
         var scanner = JSONScanner(bytes: bytes, stripNul: nulPolicy == .strip)
+        scanner.validatesUTF8 = true
         guard scanner.peek() == UInt8(ascii: "{") else {
             if scanner.atEnd { throw DecodeFailure(.invalidJSON, "empty record") }
             if bytes.count >= 3 && bytes[0] == 0xEF && bytes[1] == 0xBB && bytes[2] == 0xBF {

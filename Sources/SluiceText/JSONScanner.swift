@@ -1,3 +1,4 @@
+internal import CSluiceScan
 /// A strict JSON scanner over UTF-8 bytes that were already validated as UTF-8.
 ///
 /// Follows RFC 8259: no comments, no trailing commas, no single quotes, no NaN. Decodes strings into UTF-8
@@ -112,15 +113,10 @@ struct JSONScanner {
             let start = position
             let count = bytes.count
             guard let base = bytes.baseAddress else { break }
-            let highs: UInt64 = validatesUTF8 ? 0x8080_8080_8080_8080 : 0
             // A local index stays in a register; `position` is written back once.
             var index = position
             run: while index < count {
-                while index + 8 <= count {
-                    let word = UnsafeRawPointer(base + index).loadUnaligned(as: UInt64.self)
-                    if Self.hasSpecialByte(word) || word & highs != 0 { break }
-                    index += 8
-                }
+                index += sluice_json_plain_run(base + index, count - index, validatesUTF8 ? 1 : 0)
                 guard index < count else { break }
                 let next = base[index]
                 if next < 0x80 || !validatesUTF8 {
