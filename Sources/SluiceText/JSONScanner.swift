@@ -46,20 +46,6 @@ struct JSONScanner {
         return position < bytes.count ? bytes[position] : nil
     }
 
-    /// Whether any of eight bytes is `"`, `\\` or below 0x20 (SWAR: a byte's high bit is set in the result
-    /// where it matches; bytes at or above 0x80 never match).
-    @inline(__always)
-    static func hasSpecialByte(_ word: UInt64) -> Bool {
-        let ones: UInt64 = 0x0101_0101_0101_0101
-        let highs: UInt64 = 0x8080_8080_8080_8080
-        let quote = word ^ (ones &* 0x22)
-        let backslash = word ^ (ones &* 0x5C)
-        let zeroQuote = (quote &- ones) & ~quote
-        let zeroBackslash = (backslash &- ones) & ~backslash
-        let control = (word &- ones &* 0x20) & ~word
-        return (zeroQuote | zeroBackslash | control) & highs != 0
-    }
-
     /// Parses a string at the current position; appends its decoded UTF-8 to `output` when given.
     mutating func parseString(into output: inout [UInt8], decode: Bool) throws(DecodeFailure) {
         try expect(UInt8(ascii: "\""), "'\"'")
@@ -108,29 +94,17 @@ struct JSONScanner {
                 continue
             }
             if byte < 0x20 { throw failure(.invalidJSON, "unescaped control character in string") }
-            // A run of plain bytes, copied at once: eight ASCII bytes at a time while none is a quote, a backslash
-            // or a control character; multi-byte UTF-8 sequences validated in place when asked.
             let start = position
             let count = bytes.count
             guard let base = bytes.baseAddress else { break }
-            // A local index stays in a register; `position` is written back once.
-            var index = position
-            run: while index < count {
-                index += sluice_json_plain_run(base + index, count - index, validatesUTF8 ? 1 : 0)
-                guard index < count else { break }
-                let next = base[index]
-                if next < 0x80 || !validatesUTF8 {
-                    if next == UInt8(ascii: "\"") || next == UInt8(ascii: "\\") || next < 0x20 { break run }
-                    index += 1
-                } else {
-                    guard let length = UTF8Validation.sequenceLength(base, at: index, count: count) else {
-                        position = index
-                        throw failure(.invalidUTF8, "not valid UTF-8")
-                    }
-                    index += length
-                }
+            // A run of plain bytes, copied at once; multi-byte UTF-8 sequences validated in place when asked.
+            if validatesUTF8 {
+                var invalid: Int32 = 0
+                position += sluice_json_plain_run_utf8(base + position, count - position, &invalid)
+                if invalid != 0 { throw failure(.invalidUTF8, "not valid UTF-8") }
+            } else {
+                position += sluice_json_plain_run(base + position, count - position, 0)
             }
-            position = index
             if decode { output.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[start..<position])) }
         }
         throw failure(.invalidJSON, "unterminated string")

@@ -8,6 +8,11 @@
    0x20, and, when `ascii_only` is set, none is 0x80 or above. SSE2, sixteen bytes at a time. */
 size_t sluice_json_plain_run(const uint8_t *bytes, size_t count, int ascii_only);
 
+/* Like sluice_json_plain_run with ascii_only, but steps over valid UTF-8 multi-byte sequences (RFC 3629: no
+   overlongs, no surrogates, nothing above U+10FFFF) instead of stopping at them. Stops at a quote, a backslash,
+   a control byte, or an invalid sequence, in which case *invalid is set to 1. */
+size_t sluice_json_plain_run_utf8(const uint8_t *bytes, size_t count, int *invalid);
+
 /* Offset of the first NUL byte, or `count` when there is none (memchr). */
 size_t sluice_first_nul(const uint8_t *bytes, size_t count);
 
