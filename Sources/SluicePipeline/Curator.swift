@@ -243,9 +243,11 @@ struct WorkerStages {
     }
 
     /// Runs one record through decode → clean → desensitize → quality → fingerprint and prepares its sample.
-    /// `number` is echoed in the result; `origin` names the sample and fills its position fields.
+    /// `number` is echoed in the result; `origin` names the sample and fills its position fields; `source` (a
+    /// record's `source` header) stands in for an envelope without one.
     mutating func process(
-        _ bytes: UnsafeBufferPointer<UInt8>, number: Int, origin: SampleOrigin, format: EnvelopeDecoder.Format
+        _ bytes: UnsafeBufferPointer<UInt8>, number: Int, origin: SampleOrigin, format: EnvelopeDecoder.Format,
+        source: String? = nil
     ) -> WorkerResult {
         if decoder.format != format { decoder.format = format }
         var mark = stageNanoseconds == nil ? 0 : DispatchTime.now().uptimeNanoseconds
@@ -259,6 +261,7 @@ struct WorkerStages {
         case .success(let decoded):
             document = decoded
         }
+        if document.source == nil, let source { document.source = source }
         if document.id == nil, case .kafka(let topic, let partition, let offset) = origin {
             document.id = "\(topic)/\(partition)/\(offset)"
         }

@@ -395,7 +395,13 @@ extension StageBox {
                 out.append(.rejected(line: number, id: nil, stage: "decode", reason: "empty_record", detail: ("", 0)))
                 continue
             }
-            out.append(value.withUnsafeBufferPointer { stages.process($0, number: number, origin: origin, format: format) })
+            // A connector's static `source` header names the source of envelopes that carry none.
+            let source = record.headers.isEmpty ? nil : record.headers.first { $0.name == "source" }?.value.map {
+                String(decoding: $0, as: UTF8.self)
+            }
+            out.append(value.withUnsafeBufferPointer {
+                stages.process($0, number: number, origin: origin, format: format, source: source)
+            })
         }
         // Stage latency: the mean time per record of each stage over the batch.
         if let spent = stages.stageNanoseconds, !records.isEmpty {

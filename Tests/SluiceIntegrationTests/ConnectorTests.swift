@@ -489,4 +489,26 @@ struct ConnectorTests {
         #expect(Set(keys).count == 2500)
         print("backpressure: held at \(held) records (\(bytes) bytes) of a \(retention)-byte retention; worst backlog while reading \(worstBacklog) records")
     }
+
+    @Test func aStaticSourceHeaderNamesTheSourceInThePipeline() async throws {
+        let broker = try BrokerProcess(arguments: [
+            "--topic", "c.header:2", "--topic", "sluice.dlq:1", "--topic", "sluice.shards:1", "--topic", "sluice.rejected:1",
+        ])
+        defer { _ = broker.stop() }
+        let directory = temporaryOutput("connect-header")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let config = try connectorFile(directory, "header", "name: header\ntype: stdin\ntopic: c.header\nheaders:\n  source: crawler-7\n")
+        let lines = (0..<20).map { "{\"id\":\"h\($0)\",\"text\":\"A plain paragraph number \($0) about the river authority and the old bridge, long enough to keep.\"}" }
+        let sent = try await connect(broker.bootstrap, [config], input: lines.joined(separator: "\n") + "\n")
+        #expect(sent.status == 0, "\(sent.stderr)")
+        let output = directory.appendingPathComponent("out")
+        let pipeline = try await runProcess(
+            sluiceExecutable.path,
+            ["pipeline", "--bootstrap", broker.bootstrap, "--topic", "c.header", "--output", output.path, "--group", "header",
+             "--exit-at-end", "--log-level", "error"], timeout: .seconds(120))
+        #expect(pipeline.status == 0, "\(pipeline.stderr)")
+        let index = try DatabaseQueue(path: output.appendingPathComponent("index.sqlite").path)
+        let sources = try await index.read { db in try String.fetchAll(db, sql: "SELECT DISTINCT source FROM samples") }
+        #expect(sources == ["crawler-7"], "the header stands in for the missing envelope source: \(sources)")
+    }
 }
