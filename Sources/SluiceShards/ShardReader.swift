@@ -32,6 +32,19 @@ public enum ShardReader {
         try samples(stored: try fileBytes(of: url), format: format(of: url) ?? .tar, name: url.lastPathComponent)
     }
 
+    /// Every sample of a shard, after checking that the file's SHA-256 is `sha256` (64 hex digits).
+    /// - Throws: ``ShardError`` `.checksumMismatch` when it is not; the usual read errors otherwise.
+    public static func samples(of url: URL, expectingSHA256 sha256: String) throws(ShardError) -> [ShardSampleData] {
+        let stored = try fileBytes(of: url)
+        let digest = SHA256Digest()
+        stored.withUnsafeBytes { digest.update($0) }
+        let actual = digest.finish()
+        guard actual == sha256.lowercased() else {
+            throw ShardError.make(.checksumMismatch, "\(url.lastPathComponent): SHA-256 \(actual), announced \(sha256)")
+        }
+        return try samples(stored: stored, format: format(of: url) ?? .tar, name: url.lastPathComponent)
+    }
+
     /// Every sample of a shard whose stored bytes are already read.
     public static func samples(stored: [UInt8], format: ShardFormat, name: String) throws(ShardError)
         -> [ShardSampleData]
