@@ -115,7 +115,8 @@ let package = Package(
         .testTarget(
             name: "SluicePipelineTests", dependencies: ["SluicePipeline", "SluiceKafka", "SluiceText", "SluiceConfig"],
             swiftSettings: strictSettings),
-        .testTarget(name: "SluiceTrainTests", dependencies: ["SluiceTrain", "SluiceShards"], swiftSettings: strictSettings),
+        .testTarget(
+            name: "SluiceTrainTests", dependencies: ["SluiceTrain", "SluiceShards", "SluiceKafka"], swiftSettings: strictSettings),
         .testTarget(name: "SluiceGatewayTests", dependencies: ["SluiceGateway"], swiftSettings: strictSettings),
         .testTarget(
             name: "SluiceConnectorsTests", dependencies: ["SluiceConnectors", "SluiceText", "SluiceKafka", "SluiceConfig"],

@@ -67,6 +67,8 @@ public struct LoaderState: Sendable, Equatable, Codable {
     public var skipped: [String] = []
     /// Whether the stream was declared finished (the buffer then drains).
     public var finished = false
+    /// The topic offset to continue reading announcements at, when they come from Kafka.
+    public var nextOffset: Int64?
 
     public struct PendingShard: Sendable, Equatable, Codable {
         public var announcement: ShardAnnouncement
@@ -123,10 +125,12 @@ public struct ShardStreamLoader {
         seenSet = Set(initial.seen)
     }
 
-    /// Offers the next announcement of the stream (every rank sees every one, in the same order).
+    /// Offers the next announcement of the stream (every rank sees every one, in the same order); `offset` is its
+    /// position on the shards topic, remembered in the state for a restart.
     @discardableResult
-    public mutating func offer(_ announcement: ShardAnnouncement) -> LoaderEvent {
+    public mutating func offer(_ announcement: ShardAnnouncement, offset: Int64? = nil) -> LoaderEvent {
         state.offered += 1
+        if let offset { state.nextOffset = offset + 1 }
         guard seenSet.insert(announcement.name).inserted else { return .repeated(announcement.name) }
         let index = state.seen.count
         state.seen.append(announcement.name)
@@ -134,6 +138,12 @@ public struct ShardStreamLoader {
         guard owner == configuration.rank else { return .otherRank(announcement.name, rank: owner) }
         state.pending.append(LoaderState.PendingShard(announcement: announcement, next: 0))
         return .assigned(announcement.name)
+    }
+
+    /// Steps over an event on the shards topic that is not an announcement (reported as a skip event).
+    public mutating func skipEvent(at offset: Int64, reason: String) {
+        state.nextOffset = offset + 1
+        events.append(.skipped("offset \(offset)", reason: reason))
     }
 
     /// Says that no more announcements will come (a curated directory's end): the buffer drains into the last

@@ -1,4 +1,5 @@
 import Foundation
+import SluiceKafka
 import SluiceShards
 import SluiceTrain
 import Testing
@@ -19,6 +20,9 @@ struct ShardStreamLoaderTests {
             }
         }
         if let shard = try writer.seal(now: 0) { sealed.append(shard) }
+        let index = try ShardIndex(path: directory.appendingPathComponent("index.sqlite").path)
+        try index.registerDataset(name: "test", input: nil, config: nil, now: Date())
+        for shard in sealed { try index.record(shard, dataset: "test") }
         return sealed.map { ShardAnnouncement(name: $0.name, path: $0.fileName, sha256: $0.sha256, samples: $0.samples.count) }
     }
 
@@ -155,5 +159,50 @@ struct ShardStreamLoaderTests {
             Issue.record("expected a skipped event, got \(events)")
         }
         #expect(loader.state.skipped == [announcements[1].name])
+    }
+
+    @Test func followsTheShardsTopicAsTheDirectoryWouldRead() async throws {
+        let directory = Self.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let announcements = try Self.writeShards(5, perShard: 16, in: directory)
+        #expect(try ShardAnnouncement.directory(directory) == announcements)
+        let expected = Self.run(configuration(), announcements, in: directory)
+
+        let broker = try EmbeddedBroker()
+        defer { broker.shutdown() }
+        try broker.createTopic("sluice.shards", partitions: 1)
+        var kafka = KafkaConfiguration()
+        kafka.bootstrapServers = broker.bootstrapServers
+        let producer = try KafkaProducer(configuration: kafka)
+        // The events the pipeline publishes, plus a re-announcement and one event that is not an announcement.
+        var events = announcements.map { announcement in
+            "{\"dataset\":\"test\",\"shard\":\"\(announcement.name)\",\"path\":\"\(directory.appendingPathComponent(announcement.path).path)\",\"samples\":\(announcement.samples),\"sha256\":\"\(announcement.sha256)\",\"sealed_at\":\"2026-01-01T00:00:00Z\"}"
+        }
+        events.insert(events[1], at: 3)
+        events.insert("not an announcement", at: 2)
+        for event in events {
+            try await producer.send(ProducerMessage(topic: "sluice.shards", value: Array(event.utf8)))
+        }
+        await producer.shutdown()
+
+        let feed = try await ShardAnnouncementFeed(configuration: kafka, from: 0)
+        let end = try await feed.end()
+        var loader = ShardStreamLoader(configuration: configuration())
+        var batches: [TrainingBatch] = []
+        while loader.state.nextOffset ?? 0 < end, let (offset, result) = try await feed.next() {
+            switch result {
+            case .success(let announcement): loader.offer(announcement, offset: offset)
+            case .failure(let error): loader.skipEvent(at: offset, reason: error.reason)
+            }
+            while let batch = loader.nextBatch() { batches.append(batch) }
+        }
+        await feed.close()
+        loader.finish()
+        while let batch = loader.nextBatch() { batches.append(batch) }
+        let firstDifference = zip(batches, expected).enumerated().first { $0.element.0 != $0.element.1 }?.offset
+        #expect(batches.count == expected.count && firstDifference == nil,
+            "the topic, a repeat and a bad event included, gives the directory's batches: \(batches.count) vs \(expected.count), first difference at \(String(describing: firstDifference))")
+        #expect(loader.state.nextOffset == Int64(events.count))
+        #expect(loader.takeEvents().count == 1)
     }
 }
