@@ -1,6 +1,6 @@
 internal import Foundation
 internal import Logging
-public import SluiceKafka
+internal import SluiceKafka
 internal import SluiceText
 internal import Synchronization
 
@@ -15,7 +15,8 @@ public final class Emitter: @unchecked Sendable {
     let producer: KafkaProducer
     let tracker: AckTracker
     let retention: RetentionGuard?
-    private let staticHeaders: [KafkaHeader]
+    /// The configured static headers, sorted by name.
+    let staticHeaders: [KafkaHeader]
     private let logger: Logger
     let records = Atomic<Int>(0)
     let bytes = Atomic<Int>(0)
@@ -65,12 +66,12 @@ public final class Emitter: @unchecked Sendable {
         stopFlag.store(true, ordering: .relaxed)
     }
 
-    /// Sends one envelope to `topic` (the configured topic when `nil`). A record larger than the producer's
+    /// Sends one envelope to the configured topic. A record larger than the producer's
     /// `message.max.bytes` goes to the DLQ as `oversize` with `origin` instead of stopping the connector.
     /// - Throws: ``ConnectorError`` when an earlier delivery failed for good or the producer is closed.
     public func send(
-        topic: String? = nil, key: UnsafeRawBufferPointer?, value: UnsafeRawBufferPointer, position: SourcePosition,
-        extraHeaders: [KafkaHeader] = [], origin: @autoclosure () -> [(String, String)]
+        key: UnsafeRawBufferPointer?, value: UnsafeRawBufferPointer, position: SourcePosition,
+        origin: @autoclosure () -> [(String, String)]
     ) throws(ConnectorError) {
         if let failure = tracker.failure { throw Self.deliveryFailure(failure) }
         if value.count + (key?.count ?? 0) + 512 > maximumMessageBytes {
@@ -78,13 +79,13 @@ public final class Emitter: @unchecked Sendable {
                 value: value, reason: "oversize",
                 detail: "\(value.count) bytes, over message.max.bytes \(maximumMessageBytes)", origin: origin(), position: position)
         }
-        let topic = topic ?? configuration.topic
+        let topic = configuration.topic
         retention?.admit(topic: topic, bytes: value.count + (key?.count ?? 0))
         let sequence = tracker.register(position)
         do {
             try producer.enqueueBlocking(
                 topic: topic, key: key, value: value,
-                headers: extraHeaders.isEmpty ? staticHeaders : staticHeaders + extraHeaders, tag: sequence)
+                headers: staticHeaders, tag: sequence)
         } catch {
             throw ConnectorError(reason: "could not hand a record to the producer: \(error)", errno: nil)
         }

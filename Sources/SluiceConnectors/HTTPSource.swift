@@ -143,7 +143,7 @@ final class HTTPSource: ConnectorSource, @unchecked Sendable {
                 try? shaper.shapeJSON(line) { (key, value) throws(ConnectorError) in
                     message = ProducerMessage(
                         topic: topic, key: key.map { Array($0) }, value: Array(value),
-                        headers: configuration.headers.sorted { $0.key < $1.key }.map { KafkaHeader(name: $0.key, string: $0.value) })
+                        headers: emitter.staticHeaders)
                 }
             }
             if case .bad(let reason, let detail)? = outcome {

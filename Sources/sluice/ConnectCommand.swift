@@ -4,6 +4,7 @@ import Logging
 import SluiceConfig
 import SluiceConnectors
 import SluiceKafka
+import SluiceText
 
 struct ConnectCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -202,17 +203,13 @@ struct ConnectCommand: AsyncParsableCommand {
     static func summary(_ results: [(ConnectorRunner, ConnectorRunner.Progress)]) -> String {
         let items = results.sorted { $0.0.configuration.name < $1.0.configuration.name }.map { runner, progress in
             let seconds = max(progress.seconds, 1e-9)
-            return "{\"name\":\(jsonString(runner.configuration.name)),\"type\":\"\(runner.configuration.type.rawValue)\","
-                + "\"topic\":\(jsonString(runner.configuration.topic)),\"records\":\(progress.records),\"bytes\":\(progress.bytes),"
+            return "{\"name\":\(JSONText.string(runner.configuration.name)),\"type\":\"\(runner.configuration.type.rawValue)\","
+                + "\"topic\":\(JSONText.string(runner.configuration.topic)),\"records\":\(progress.records),\"bytes\":\(progress.bytes),"
                 + "\"dlq\":\(progress.dlq),\"acknowledged\":\(progress.acknowledged),\"unacknowledged\":\(progress.outstanding),"
                 + String(format: "\"seconds\":%.3f,\"records_per_second\":%.0f,\"mb_per_second\":%.2f}", progress.seconds,
                     Double(progress.records) / seconds, Double(progress.bytes) / 1e6 / seconds)
         }
         return "{\"connectors\":[" + items.joined(separator: ",") + "]}"
-    }
-
-    static func jsonString(_ text: String) -> String {
-        (try? String(decoding: JSONSerialization.data(withJSONObject: [text]), as: UTF8.self)).map { String($0.dropFirst().dropLast()) } ?? "\"\""
     }
 }
 
