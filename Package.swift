@@ -116,7 +116,8 @@ let package = Package(
             name: "SluicePipelineTests", dependencies: ["SluicePipeline", "SluiceKafka", "SluiceText", "SluiceConfig"],
             swiftSettings: strictSettings),
         .testTarget(
-            name: "SluiceTrainTests", dependencies: ["SluiceTrain", "SluiceShards", "SluiceKafka"], swiftSettings: strictSettings),
+            name: "SluiceTrainTests", dependencies: ["SluiceTrain", "SluiceShards", "SluiceKafka"], exclude: ["Fixtures"],
+            swiftSettings: strictSettings),
         .testTarget(name: "SluiceGatewayTests", dependencies: ["SluiceGateway"], swiftSettings: strictSettings),
         .testTarget(
             name: "SluiceConnectorsTests", dependencies: ["SluiceConnectors", "SluiceText", "SluiceKafka", "SluiceConfig"],
