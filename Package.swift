@@ -89,7 +89,7 @@ let package = Package(
         .executableTarget(
             name: "sluice",
             dependencies: [
-                "SluiceKafka", "SluicePipeline", "SluiceConnectors", "SluiceText", "SluiceShards", "SluiceConfig",
+                "SluiceKafka", "SluicePipeline", "SluiceConnectors", "SluiceText", "SluiceShards", "SluiceConfig", "SluiceTrain",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

@@ -11,7 +11,6 @@ public final class GPT: @unchecked Sendable {
     public let layout: ParameterLayout
     let parameters: FloatBuffer
     let gradients: FloatBuffer
-    var gemm = GEMM()
     private var arena: Arena?
     /// Activation checkpointing: keep only each block's output in forward and recompute the block's other
     /// activations in backward (less memory, about one more forward pass of compute).
@@ -81,6 +80,55 @@ public final class GPT: @unchecked Sendable {
         return Array(UnsafeBufferPointer(start: arena.logits, count: arena.batch * arena.time * configuration.vocabularySize))
     }
 
+    // MARK: Threads
+
+    /// Threads for one step (the caller and `threads − 1` workers). Products are split between them, with
+    /// OpenBLAS single-threaded inside each, and so is every other kernel.
+    public var threads: Int {
+        get { team.size }
+        set {
+            guard newValue != team.size else { return }
+            team = ThreadTeam(size: newValue)
+            gemms.deallocate()
+            gemms = Self.makeGEMMs(team.size)
+            scratch = FloatBuffer(count: team.size * 2 * configuration.channels)
+        }
+    }
+    private var team = ThreadTeam(size: 1)
+    private var gemms = GPT.makeGEMMs(1)
+    /// Per member: LayerNorm weight and bias gradient partial sums (2C each).
+    private lazy var scratch = FloatBuffer(count: team.size * 2 * configuration.channels)
+    private var partials = [Double](repeating: 0, count: 64)
+
+    private static func makeGEMMs(_ count: Int) -> UnsafeMutablePointer<GEMM> {
+        let pointer = UnsafeMutablePointer<GEMM>.allocate(capacity: count)
+        pointer.initialize(repeating: GEMM(), count: count)
+        return pointer
+    }
+
+    deinit { gemms.deallocate() }
+
+    /// Time and work inside sgemm summed over the team since the last reset.
+    var gemmStatistics: GEMMStatistics {
+        get {
+            var total = GEMMStatistics()
+            for m in 0..<team.size {
+                total.calls += gemms[m].statistics.calls
+                total.flops += gemms[m].statistics.flops
+                total.nanoseconds += gemms[m].statistics.nanoseconds
+            }
+            return total
+        }
+        set { for m in 0..<team.size { gemms[m].statistics = newValue } }
+    }
+
+    /// Runs `body(member, rows share, gemm)` on every team member.
+    @inline(__always)
+    private func parallel(rows: Int, _ body: (Int, Range<Int>, inout GEMM) -> Void) {
+        let gemms = self.gemms
+        team.run { m in body(m, team.share(of: rows, member: m), &gemms[m]) }
+    }
+
     // MARK: Forward
 
     /// Runs the model on `batch` rows of `time` byte tokens. With `targets`, returns the mean cross-entropy
@@ -93,21 +141,32 @@ public final class GPT: @unchecked Sendable {
         for i in 0..<inputs.count { a.tokens[i] = Int32(inputs[i]) }
         if let targets { for i in 0..<targets.count { a.targets[i] = Int32(targets[i]) } }
         a.hasTargets = targets != nil
-        let c = configuration.channels, rows = batch * time
+        let c = configuration.channels, rows = batch * time, v = configuration.vocabularySize
         let p = parameters.pointer
-        Kernels.encoderForward(
-            a.encoded, tokens: a.tokens, wte: p + layout.wte, wpe: p + layout.wpe, batch: batch, time: time, channels: c)
+        let wte = p + layout.wte, wpe = p + layout.wpe
+        parallel(rows: rows) { _, r, _ in
+            Kernels.encoderForward(a.encoded, tokens: a.tokens, wte: wte, wpe: wpe, rows: r, time: time, channels: c)
+        }
         for l in 0..<configuration.layers { layerForward(l, a) }
         let last = a.output(of: configuration.layers - 1)
-        Kernels.layerNormForward(
-            a.lnf, mean: a.lnfMean, rstd: a.lnfRstd, last, weight: p + layout.lnfWeight, bias: p + layout.lnfBias,
-            rows: rows, channels: c)
-        let v = configuration.vocabularySize
-        gemm(false, true, m: rows, n: v, k: c, a.lnf, lda: c, p + layout.wte, ldb: c, beta: 0, a.logits, ldc: v)
-        guard targets != nil else { return .nan }
-        let total = Kernels.crossEntropyForward(
-            losses: a.losses, logSumExp: a.logSumExp, logits: a.logits, targets: a.targets, rows: rows, vocabulary: v)
-        return Float(total / Double(rows))
+        let lnfWeight = p + layout.lnfWeight, lnfBias = p + layout.lnfBias
+        let scoring = targets != nil
+        partials.withUnsafeMutableBufferPointer { totals in
+            parallel(rows: rows) { m, r, gemm in
+                guard !r.isEmpty else { totals[m] = 0; return }
+                let o = r.lowerBound
+                Kernels.layerNormForward(
+                    a.lnf + o * c, mean: a.lnfMean + o, rstd: a.lnfRstd + o, last + o * c, weight: lnfWeight, bias: lnfBias,
+                    rows: r.count, channels: c)
+                gemm(false, true, m: r.count, n: v, k: c, a.lnf + o * c, lda: c, wte, ldb: c, beta: 0, a.logits + o * v, ldc: v)
+                totals[m] = scoring
+                    ? Kernels.crossEntropyForward(
+                        losses: a.losses + o, logSumExp: a.logSumExp + o, logits: a.logits + o * v, targets: a.targets + o,
+                        rows: r.count, vocabulary: v) : 0
+            }
+        }
+        guard scoring else { return .nan }
+        return Float(partials[0..<team.size].reduce(0, +) / Double(rows))
     }
 
     /// Per-token losses of the last forward pass (nats).
@@ -122,28 +181,42 @@ public final class GPT: @unchecked Sendable {
         let o = layout.layerOffsets[l], p = parameters.pointer
         let s = a.layer(l)
         let input = a.input(of: l)
-        Kernels.layerNormForward(
-            s.ln1, mean: s.ln1Mean, rstd: s.ln1Rstd, input, weight: p + o.ln1Weight, bias: p + o.ln1Bias, rows: rows,
-            channels: c)
-        Kernels.linearForward(&gemm, s.qkv, s.ln1, weight: p + o.qkvWeight, bias: p + o.qkvBias, rows: rows, inputs: c, outputs: 3 * c)
-        for b in 0..<a.batch {
-            for h in 0..<nh {
+        parallel(rows: rows) { _, r, gemm in
+            guard !r.isEmpty else { return }
+            let i = r.lowerBound
+            Kernels.layerNormForward(
+                s.ln1 + i * c, mean: s.ln1Mean + i, rstd: s.ln1Rstd + i, input + i * c, weight: p + o.ln1Weight,
+                bias: p + o.ln1Bias, rows: r.count, channels: c)
+            Kernels.linearForward(
+                &gemm, s.qkv + i * 3 * c, s.ln1 + i * c, weight: p + o.qkvWeight, bias: p + o.qkvBias, rows: r.count,
+                inputs: c, outputs: 3 * c)
+        }
+        parallel(rows: a.batch * nh) { _, pairs, gemm in
+            for pair in pairs {
+                let b = pair / nh, h = pair % nh
                 Kernels.attentionForward(
-                    &gemm, out: s.atty + b * t * c + h * hs, probabilities: s.att + (b * nh + h) * t * t,
+                    &gemm, out: s.atty + b * t * c + h * hs, probabilities: s.att + pair * t * t,
                     qkv: s.qkv + b * t * 3 * c + h * hs, time: t, channels: c, headSize: hs)
             }
         }
-        Kernels.linearForward(
-            &gemm, s.res2, s.atty, weight: p + o.projWeight, bias: p + o.projBias, residual: input, rows: rows, inputs: c,
-            outputs: c)
-        Kernels.layerNormForward(
-            s.ln2, mean: s.ln2Mean, rstd: s.ln2Rstd, s.res2, weight: p + o.ln2Weight, bias: p + o.ln2Bias, rows: rows,
-            channels: c)
-        Kernels.linearForward(&gemm, s.fch, s.ln2, weight: p + o.fcWeight, bias: p + o.fcBias, rows: rows, inputs: c, outputs: 4 * c)
-        Kernels.geluForward(s.fchGelu, s.fch, count: rows * 4 * c)
-        Kernels.linearForward(
-            &gemm, a.output(of: l), s.fchGelu, weight: p + o.fcProjWeight, bias: p + o.fcProjBias, residual: s.res2,
-            rows: rows, inputs: 4 * c, outputs: c)
+        let output = a.output(of: l)
+        parallel(rows: rows) { _, r, gemm in
+            guard !r.isEmpty else { return }
+            let i = r.lowerBound, n = r.count
+            Kernels.linearForward(
+                &gemm, s.res2 + i * c, s.atty + i * c, weight: p + o.projWeight, bias: p + o.projBias,
+                residual: input + i * c, rows: n, inputs: c, outputs: c)
+            Kernels.layerNormForward(
+                s.ln2 + i * c, mean: s.ln2Mean + i, rstd: s.ln2Rstd + i, s.res2 + i * c, weight: p + o.ln2Weight,
+                bias: p + o.ln2Bias, rows: n, channels: c)
+            Kernels.linearForward(
+                &gemm, s.fch + i * 4 * c, s.ln2 + i * c, weight: p + o.fcWeight, bias: p + o.fcBias, rows: n, inputs: c,
+                outputs: 4 * c)
+            Kernels.geluForward(s.fchGelu + i * 4 * c, s.fch + i * 4 * c, count: n * 4 * c)
+            Kernels.linearForward(
+                &gemm, output + i * c, s.fchGelu + i * 4 * c, weight: p + o.fcProjWeight, bias: p + o.fcProjBias,
+                residual: s.res2 + i * c, rows: n, inputs: 4 * c, outputs: c)
+        }
     }
 
     // MARK: Backward
@@ -154,59 +227,112 @@ public final class GPT: @unchecked Sendable {
         guard let a = arena, a.hasTargets else { preconditionFailure("backward needs a forward pass with targets") }
         let c = configuration.channels, rows = a.batch * a.time, v = configuration.vocabularySize
         let p = parameters.pointer, g = gradients.pointer
-        Kernels.crossEntropyBackward(
-            logits: a.logits, logSumExp: a.logSumExp, targets: a.targets, rows: rows, vocabulary: v, scale: scale / Float(rows))
-        // The head: logits = lnf · wteᵀ.
-        gemm(false, false, m: rows, n: c, k: v, a.logits, lda: v, p + layout.wte, ldb: c, beta: 0, a.dC, ldc: c)
-        gemm(true, false, m: v, n: c, k: rows, a.logits, lda: v, a.lnf, ldb: c, beta: 1, g + layout.wte, ldc: c)
-        a.dResidual.update(repeating: 0, count: rows * c)
-        Kernels.layerNormBackward(
-            dinput: a.dResidual, dweight: g + layout.lnfWeight, dbias: g + layout.lnfBias, dout: a.dC,
-            input: a.output(of: configuration.layers - 1), weight: p + layout.lnfWeight, mean: a.lnfMean, rstd: a.lnfRstd,
-            rows: rows, channels: c)
+        let lossScale = scale / Float(rows)
+        // The head: logits = lnf · wteᵀ; its gradient overwrites the logits.
+        parallel(rows: rows) { _, r, gemm in
+            guard !r.isEmpty else { return }
+            let i = r.lowerBound
+            Kernels.crossEntropyBackward(
+                logits: a.logits + i * v, logSumExp: a.logSumExp + i, targets: a.targets + i, rows: r.count, vocabulary: v,
+                scale: lossScale)
+            gemm(false, false, m: r.count, n: c, k: v, a.logits + i * v, lda: v, p + layout.wte, ldb: c, beta: 0,
+                 a.dC + i * c, ldc: c)
+        }
+        parallel(rows: v) { _, r, gemm in
+            guard !r.isEmpty else { return }
+            gemm(true, false, m: r.count, n: c, k: rows, a.logits + r.lowerBound, lda: v, a.lnf, ldb: c, beta: 1,
+                 g + layout.wte + r.lowerBound * c, ldc: c)
+        }
+        layerNormBackward(
+            a, dout: a.dC, input: a.output(of: configuration.layers - 1), weight: layout.lnfWeight, bias: layout.lnfBias,
+            mean: a.lnfMean, rstd: a.lnfRstd, overwrite: true)
         for l in stride(from: configuration.layers - 1, through: 0, by: -1) {
             if recomputesActivations { layerForward(l, a) }
             layerBackward(l, a)
         }
-        Kernels.encoderBackward(
-            dwte: g + layout.wte, dwpe: g + layout.wpe, dout: a.dResidual, tokens: a.tokens, batch: a.batch, time: a.time,
-            channels: c)
+        let wte = g + layout.wte, wpe = g + layout.wpe
+        parallel(rows: c) { _, channels, _ in
+            Kernels.encoderBackward(
+                dwte: wte, dwpe: wpe, dout: a.dResidual, tokens: a.tokens, rows: rows, time: a.time, channels: c,
+                channelRange: channels)
+        }
         a.hasTargets = false  // the logits now hold their gradient
+    }
+
+    /// dResidual (= with `overwrite`, else +=) LayerNorm backward of `dout`; weight and bias gradients summed over
+    /// the members' partial sums.
+    private func layerNormBackward(
+        _ a: Arena, dout: FloatPointer, input: FloatPointer, weight: Int, bias: Int, mean: FloatPointer,
+        rstd: FloatPointer, overwrite: Bool = false
+    ) {
+        let c = configuration.channels, rows = a.batch * a.time
+        let p = parameters.pointer, g = gradients.pointer, partial = scratch.pointer
+        parallel(rows: rows) { m, r, _ in
+            let dw = partial + m * 2 * c, db = dw + c
+            dw.update(repeating: 0, count: 2 * c)
+            guard !r.isEmpty else { return }
+            let i = r.lowerBound
+            if overwrite { (a.dResidual + i * c).update(repeating: 0, count: r.count * c) }
+            Kernels.layerNormBackward(
+                dinput: a.dResidual + i * c, dweight: dw, dbias: db, dout: dout + i * c, input: input + i * c,
+                weight: p + weight, mean: mean + i, rstd: rstd + i, rows: r.count, channels: c)
+        }
+        for m in 0..<team.size {
+            let dw = partial + m * 2 * c, db = dw + c
+            for j in 0..<c {
+                g[weight + j] += dw[j]
+                g[bias + j] += db[j]
+            }
+        }
+    }
+
+    /// Linear backward with rows split for dinput and outputs split for the weight and bias gradients.
+    private func linearBackward(
+        dinput: FloatPointer, weight: Int, bias: Int, dout: FloatPointer, input: FloatPointer, rows: Int, inputs: Int,
+        outputs: Int
+    ) {
+        let p = parameters.pointer, g = gradients.pointer
+        let team = self.team
+        parallel(rows: rows) { m, r, gemm in
+            Kernels.linearBackward(
+                &gemm, dinput: dinput, dweight: g + weight, dbias: g + bias, dout: dout, input: input, weight: p + weight,
+                rows: rows, inputs: inputs, outputs: outputs, rowRange: r, outputRange: team.share(of: outputs, member: m))
+        }
     }
 
     /// With `dResidual` holding d(block output), leaves d(block input) there.
     private func layerBackward(_ l: Int, _ a: Arena) {
         let c = configuration.channels, rows = a.batch * a.time, t = a.time
         let nh = configuration.heads, hs = c / nh
-        let o = layout.layerOffsets[l], p = parameters.pointer, g = gradients.pointer
+        let o = layout.layerOffsets[l]
         let s = a.layer(l)
-        Kernels.linearBackward(
-            &gemm, dinput: a.d4C, dweight: g + o.fcProjWeight, dbias: g + o.fcProjBias, dout: a.dResidual,
-            input: s.fchGelu, weight: p + o.fcProjWeight, rows: rows, inputs: 4 * c, outputs: c)
-        Kernels.geluBackward(a.d4C, input: s.fch, dout: a.d4C, count: rows * 4 * c)
-        Kernels.linearBackward(
-            &gemm, dinput: a.dC, dweight: g + o.fcWeight, dbias: g + o.fcBias, dout: a.d4C, input: s.ln2,
-            weight: p + o.fcWeight, rows: rows, inputs: c, outputs: 4 * c)
-        Kernels.layerNormBackward(
-            dinput: a.dResidual, dweight: g + o.ln2Weight, dbias: g + o.ln2Bias, dout: a.dC, input: s.res2,
-            weight: p + o.ln2Weight, mean: s.ln2Mean, rstd: s.ln2Rstd, rows: rows, channels: c)
-        Kernels.linearBackward(
-            &gemm, dinput: a.dC, dweight: g + o.projWeight, dbias: g + o.projBias, dout: a.dResidual, input: s.atty,
-            weight: p + o.projWeight, rows: rows, inputs: c, outputs: c)
-        for b in 0..<a.batch {
-            for h in 0..<nh {
+        linearBackward(
+            dinput: a.d4C, weight: o.fcProjWeight, bias: o.fcProjBias, dout: a.dResidual, input: s.fchGelu, rows: rows,
+            inputs: 4 * c, outputs: c)
+        parallel(rows: rows) { _, r, _ in
+            let i = r.lowerBound * 4 * c
+            Kernels.geluBackward(a.d4C + i, input: s.fch + i, dout: a.d4C + i, count: r.count * 4 * c)
+        }
+        linearBackward(
+            dinput: a.dC, weight: o.fcWeight, bias: o.fcBias, dout: a.d4C, input: s.ln2, rows: rows, inputs: c, outputs: 4 * c)
+        layerNormBackward(a, dout: a.dC, input: s.res2, weight: o.ln2Weight, bias: o.ln2Bias, mean: s.ln2Mean, rstd: s.ln2Rstd)
+        linearBackward(
+            dinput: a.dC, weight: o.projWeight, bias: o.projBias, dout: a.dResidual, input: s.atty, rows: rows, inputs: c,
+            outputs: c)
+        parallel(rows: a.batch * nh) { m, pairs, gemm in
+            for pair in pairs {
+                let b = pair / nh, h = pair % nh
                 Kernels.attentionBackward(
-                    &gemm, dqkv: a.dQKV + b * t * 3 * c + h * hs, scratch: a.dScores, dout: a.dC + b * t * c + h * hs,
-                    probabilities: s.att + (b * nh + h) * t * t, qkv: s.qkv + b * t * 3 * c + h * hs, time: t,
-                    channels: c, headSize: hs)
+                    &gemm, dqkv: a.dQKV + b * t * 3 * c + h * hs, scratch: a.dScores + m * t * t,
+                    dout: a.dC + b * t * c + h * hs, probabilities: s.att + pair * t * t, qkv: s.qkv + b * t * 3 * c + h * hs,
+                    time: t, channels: c, headSize: hs)
             }
         }
-        Kernels.linearBackward(
-            &gemm, dinput: a.dC, dweight: g + o.qkvWeight, dbias: g + o.qkvBias, dout: a.dQKV, input: s.ln1,
-            weight: p + o.qkvWeight, rows: rows, inputs: c, outputs: 3 * c)
-        Kernels.layerNormBackward(
-            dinput: a.dResidual, dweight: g + o.ln1Weight, dbias: g + o.ln1Bias, dout: a.dC, input: a.input(of: l),
-            weight: p + o.ln1Weight, mean: s.ln1Mean, rstd: s.ln1Rstd, rows: rows, channels: c)
+        linearBackward(
+            dinput: a.dC, weight: o.qkvWeight, bias: o.qkvBias, dout: a.dQKV, input: s.ln1, rows: rows, inputs: c,
+            outputs: 3 * c)
+        layerNormBackward(
+            a, dout: a.dC, input: a.input(of: l), weight: o.ln1Weight, bias: o.ln1Bias, mean: s.ln1Mean, rstd: s.ln1Rstd)
     }
 
     // MARK: Arena
@@ -215,8 +341,8 @@ public final class GPT: @unchecked Sendable {
     public var activationBytes: Int { (arena?.floats ?? 0) * MemoryLayout<Float>.stride }
 
     private func arena(batch: Int, time: Int) -> Arena {
-        if let arena, arena.batch == batch, arena.time == time { return arena }
-        let made = Arena(configuration: configuration, batch: batch, time: time, shared: recomputesActivations)
+        if let arena, arena.batch == batch, arena.time == time, arena.members == team.size { return arena }
+        let made = Arena(configuration: configuration, batch: batch, time: time, shared: recomputesActivations, members: team.size)
         arena = made
         return made
     }
@@ -224,7 +350,7 @@ public final class GPT: @unchecked Sendable {
 
 /// Every activation a training step needs, allocated once for a (batch, time) shape.
 private final class Arena {
-    let batch: Int, time: Int
+    let batch: Int, time: Int, members: Int
     var hasTargets = false
     let storage: FloatBuffer
     let tokenStorage: UnsafeMutablePointer<Int32>
@@ -243,10 +369,11 @@ private final class Arena {
         let ln1, ln1Mean, ln1Rstd, qkv, atty, att, res2, ln2, ln2Mean, ln2Rstd, fch, fchGelu: FloatPointer
     }
 
-    init(configuration: GPTConfiguration, batch: Int, time: Int, shared: Bool) {
+    init(configuration: GPTConfiguration, batch: Int, time: Int, shared: Bool, members: Int) {
         self.batch = batch
         self.time = time
         self.shared = shared
+        self.members = members
         let c = configuration.channels, rows = batch * time, v = configuration.vocabularySize
         channels = c
         heads = configuration.heads
@@ -254,7 +381,7 @@ private final class Arena {
         let layerCopies = shared ? 1 : configuration.layers
         let sizes = [
             rows * c, rows * c, rows, rows, rows * v, rows, rows,  // encoded … logSumExp
-            rows * c, rows * c, rows * 3 * c, rows * 4 * c, time * time,  // backward scratch
+            rows * c, rows * c, rows * 3 * c, rows * 4 * c, members * time * time,  // backward scratch
             configuration.layers * rows * c,  // block outputs
             layerCopies * layerFloats,
         ]

@@ -71,34 +71,33 @@ enum Kernels {
 
     // MARK: Embedding
 
-    /// out[b,t,:] = wte[token] + wpe[t].
+    /// out[row,:] = wte[token] + wpe[row % time] for the flat rows (b·time + t) in `rows`.
     static func encoderForward(
         _ out: FloatPointer, tokens: UnsafePointer<Int32>, wte: ConstFloatPointer, wpe: ConstFloatPointer,
-        batch: Int, time: Int, channels c: Int
+        rows: Range<Int>, time: Int, channels c: Int
     ) {
-        for b in 0..<batch {
-            for t in 0..<time {
-                let row = out + (b * time + t) * c
-                let token = wte + Int(tokens[b * time + t]) * c
-                let position = wpe + t * c
-                for i in 0..<c { row[i] = token[i] + position[i] }
-            }
+        for r in rows {
+            let row = out + r * c
+            let token = wte + Int(tokens[r]) * c
+            let position = wpe + (r % time) * c
+            for i in 0..<c { row[i] = token[i] + position[i] }
         }
     }
 
+    /// Accumulates the embedding gradients for the channels in `channelRange` (members of a team take disjoint
+    /// channel ranges, so rows that share a token never race).
     static func encoderBackward(
         dwte: FloatPointer, dwpe: FloatPointer, dout: ConstFloatPointer, tokens: UnsafePointer<Int32>,
-        batch: Int, time: Int, channels c: Int
+        rows: Int, time: Int, channels c: Int, channelRange: Range<Int>? = nil
     ) {
-        for b in 0..<batch {
-            for t in 0..<time {
-                let row = dout + (b * time + t) * c
-                let token = dwte + Int(tokens[b * time + t]) * c
-                let position = dwpe + t * c
-                for i in 0..<c {
-                    token[i] += row[i]
-                    position[i] += row[i]
-                }
+        let range = channelRange ?? 0..<c
+        for r in 0..<rows {
+            let row = dout + r * c
+            let token = dwte + Int(tokens[r]) * c
+            let position = dwpe + (r % time) * c
+            for i in range {
+                token[i] += row[i]
+                position[i] += row[i]
             }
         }
     }
@@ -193,19 +192,25 @@ enum Kernels {
         gemm(false, true, m: rows, n: outputs, k: inputs, input, lda: inputs, weight, ldb: inputs, beta: 1, out, ldc: outputs)
     }
 
-    /// dinput (= or += with `accumulateInput`) dout · weight; dweight += doutᵀ · input; dbias += column sums.
+    /// dinput (= or += with `accumulateInput`) dout · weight for the rows in `rowRange`; dweight += doutᵀ · input
+    /// and dbias += column sums for the outputs in `outputRange` (over all rows). Defaults: everything.
     static func linearBackward(
         _ gemm: inout GEMM, dinput: FloatPointer, dweight: FloatPointer, dbias: FloatPointer?, dout: ConstFloatPointer,
         input: ConstFloatPointer, weight: ConstFloatPointer, rows: Int, inputs: Int, outputs: Int,
-        accumulateInput: Bool = false
+        accumulateInput: Bool = false, rowRange: Range<Int>? = nil, outputRange: Range<Int>? = nil
     ) {
-        gemm(false, false, m: rows, n: inputs, k: outputs, dout, lda: outputs, weight, ldb: inputs,
-             beta: accumulateInput ? 1 : 0, dinput, ldc: inputs)
-        gemm(true, false, m: outputs, n: inputs, k: rows, dout, lda: outputs, input, ldb: inputs, beta: 1, dweight, ldc: inputs)
+        let rr = rowRange ?? 0..<rows, or = outputRange ?? 0..<outputs
+        if !rr.isEmpty {
+            gemm(false, false, m: rr.count, n: inputs, k: outputs, dout + rr.lowerBound * outputs, lda: outputs, weight,
+                 ldb: inputs, beta: accumulateInput ? 1 : 0, dinput + rr.lowerBound * inputs, ldc: inputs)
+        }
+        guard !or.isEmpty else { return }
+        gemm(true, false, m: or.count, n: inputs, k: rows, dout + or.lowerBound, lda: outputs, input, ldb: inputs, beta: 1,
+             dweight + or.lowerBound * inputs, ldc: inputs)
         if let dbias {
             for r in 0..<rows {
                 let d = dout + r * outputs
-                for j in 0..<outputs { dbias[j] += d[j] }
+                for j in or { dbias[j] += d[j] }
             }
         }
     }
