@@ -81,7 +81,7 @@ let package = Package(
             ],
             swiftSettings: strictSettings),
         .target(
-            name: "SluiceTrain", dependencies: ["SluiceShards", "SluiceKafka", "COpenBLAS"],
+            name: "SluiceTrain", dependencies: ["SluiceShards", "SluiceKafka", "SluiceConfig", "COpenBLAS"],
             swiftSettings: strictSettings),
         .target(
             name: "SluiceGateway", dependencies: ["SluiceTrain", "SluiceShards", "SluiceKafka"],

@@ -26,6 +26,7 @@ public final class GPT: @unchecked Sendable {
         layout = ParameterLayout(configuration)
         parameters = FloatBuffer(count: layout.count)
         gradients = FloatBuffer(count: layout.count)
+        setBLASThreads(1)  // the model splits work itself (see `threads`); two pools would fight over the cores
         var random = GaussianRandom(seed: seed)
         let residualScale = 0.02 / Float(2 * configuration.layers).squareRoot()
         for tensor in layout.tensors {
@@ -49,6 +50,7 @@ public final class GPT: @unchecked Sendable {
         precondition(values.count == layout.count, "expected \(layout.count) parameters, got \(values.count)")
         parameters = FloatBuffer(count: layout.count)
         gradients = FloatBuffer(count: layout.count)
+        setBLASThreads(1)
         values.withUnsafeBufferPointer { parameters.pointer.update(from: $0.baseAddress!, count: layout.count) }
     }
 

@@ -35,8 +35,36 @@ public struct LoaderConfiguration: Sendable, Equatable, Codable {
     public var batchSize = 8
     /// The byte between documents in the packed stream (NUL: curated text never holds one).
     public var separator: UInt8 = 0
+    /// Every sample whose hash of shard name and index is 0 modulo `holdout` is held out for validation and never
+    /// trained on (0: none held out). The rule depends only on the shard and the index, so every rank, every
+    /// restart and the Python client agree on it.
+    public var holdout = 0
 
     public init() {}
+
+    /// Whether sample `index` of `shard` is held out under this configuration.
+    public func isHeldOut(shard: String, index: Int) -> Bool {
+        guard holdout > 0 else { return false }
+        return ShardStreamLoader.mix(ShardStreamLoader.nameHash(shard) ^ UInt64(index)) % UInt64(holdout) == 0
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case rank, worldSize = "world_size", seed, shuffleBuffer = "shuffle_buffer", contextLength = "context_length"
+        case batchSize = "batch_size", separator, holdout
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let values = try decoder.container(keyedBy: CodingKeys.self)
+        let defaults = LoaderConfiguration()
+        rank = try values.decodeIfPresent(Int.self, forKey: .rank) ?? defaults.rank
+        worldSize = try values.decodeIfPresent(Int.self, forKey: .worldSize) ?? defaults.worldSize
+        seed = try values.decodeIfPresent(UInt64.self, forKey: .seed) ?? defaults.seed
+        shuffleBuffer = try values.decodeIfPresent(Int.self, forKey: .shuffleBuffer) ?? defaults.shuffleBuffer
+        contextLength = try values.decodeIfPresent(Int.self, forKey: .contextLength) ?? defaults.contextLength
+        batchSize = try values.decodeIfPresent(Int.self, forKey: .batchSize) ?? defaults.batchSize
+        separator = try values.decodeIfPresent(UInt8.self, forKey: .separator) ?? defaults.separator
+        holdout = try values.decodeIfPresent(Int.self, forKey: .holdout) ?? defaults.holdout
+    }
 }
 
 /// One batch: `batchSize × contextLength` input tokens and the same number of targets (the next token of each).
@@ -213,7 +241,9 @@ public struct ShardStreamLoader {
             }
             let order = Self.permutation(count: samples.count, seed: configuration.seed, shard: entry.announcement.name)
             state.pending[position].next += 1
-            return LoaderState.SampleReference(shard: entry.announcement.name, index: order[entry.next])
+            let index = order[entry.next]
+            if configuration.isHeldOut(shard: entry.announcement.name, index: index) { continue }
+            return LoaderState.SampleReference(shard: entry.announcement.name, index: index)
         }
         return nil
     }
@@ -256,6 +286,13 @@ public struct ShardStreamLoader {
         return samples[reference.index].text
     }
 
+    /// FNV-1a of a shard name.
+    static func nameHash(_ shard: String) -> UInt64 {
+        var hash: UInt64 = 0xCBF2_9CE4_8422_2325
+        for byte in shard.utf8 { hash = (hash ^ UInt64(byte)) &* 0x0000_0100_0000_01B3 }
+        return hash
+    }
+
     /// SplitMix64 step.
     private mutating func nextRandom() -> UInt64 {
         state.random &+= 0x9E37_79B9_7F4A_7C15
@@ -271,9 +308,7 @@ public struct ShardStreamLoader {
 
     /// A seeded permutation of `0..<count` for one shard (Fisher–Yates with SplitMix64 from seed and name).
     static func permutation(count: Int, seed: UInt64, shard: String) -> [Int] {
-        var hash: UInt64 = 0xCBF2_9CE4_8422_2325
-        for byte in shard.utf8 { hash = (hash ^ UInt64(byte)) &* 0x0000_0100_0000_01B3 }
-        var random = seed ^ hash
+        var random = seed ^ nameHash(shard)
         var order = Array(0..<count)
         var index = count - 1
         while index > 0 {
