@@ -47,10 +47,11 @@ struct GPTReferenceTests {
         return worst / (scale + 1e-8)
     }
 
-    @Test(arguments: [false, true])
-    func logitsLossAndEveryGradientMatch(recompute: Bool) throws {
+    @Test(arguments: [false, true], [1, 2])
+    func logitsLossAndEveryGradientMatch(recompute: Bool, threads: Int) throws {
         let f = try Self.load()
         f.model.recomputesActivations = recompute
+        f.model.threads = threads
         let loss = f.model.forward(inputs: f.inputs, targets: f.targets, batch: f.batch, time: f.time)
         let expectedLoss = try f.tensors.floats("loss")[0]
         #expect(abs(loss - expectedLoss) < 1e-5, "loss \(loss) vs PyTorch \(expectedLoss)")
