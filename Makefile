@@ -28,11 +28,17 @@ release: deps
 
 TEST_VENV := $(CURDIR)/.build/test-venv
 
-# Python WebDataset for the interop tests; without network the tests that need it are skipped (and say so).
+# Python for the interop tests: WebDataset and confluent-kafka (from PyPI; without network the tests that need them are
+# skipped and say so) and Sluice's own client from clients/python, reinstalled every run (no network needed).
 test-venv:
-	@[ -x $(TEST_VENV)/bin/python ] && $(TEST_VENV)/bin/python -c 'import webdataset' 2>/dev/null || \
-		(python3 -m venv $(TEST_VENV) && $(TEST_VENV)/bin/pip install -q --retries 1 --timeout 20 webdataset) || \
-		echo "warning: could not install Python webdataset; its interop tests will be skipped"
+	@[ -x $(TEST_VENV)/bin/python ] && $(TEST_VENV)/bin/python -c 'import webdataset, confluent_kafka, safetensors' 2>/dev/null || \
+		( ( [ -x $(TEST_VENV)/bin/python ] || python3 -m venv $(TEST_VENV) ) && \
+		  $(TEST_VENV)/bin/pip install -q --retries 1 --timeout 20 webdataset confluent-kafka safetensors ) || \
+		echo "warning: could not install Python webdataset, confluent-kafka or safetensors; their interop tests will be skipped"
+	@[ -x $(TEST_VENV)/bin/python ] && ( $(TEST_VENV)/bin/pip install -q --retries 1 --timeout 20 --no-deps --force-reinstall ./clients/python || \
+		$(TEST_VENV)/bin/pip install -q --no-build-isolation --no-deps --force-reinstall ./clients/python ) || \
+		echo "warning: could not pip-install clients/python; its installed-package test will be skipped"
+	@rm -rf clients/python/build clients/python/*.egg-info
 
 test: deps test-venv
 	$(SWIFT) build --build-tests
