@@ -1,4 +1,5 @@
 public import SluiceConfig
+internal import Foundation
 
 /// A `train.yaml` file: model, optimizer, loader and training settings, where the data comes from, and where
 /// checkpoints go. Every key is optional; unknown keys are errors naming the file and key.
@@ -22,6 +23,14 @@ public struct TrainFile: Sendable {
     public var directory: String?
     public var exitAtEnd = false
     public var output: String?
+    /// The `retrain` section: the controller's policy and the service's replay and acceptance rule.
+    public var policy = RetrainPolicy()
+    public var replayFraction = 0.25
+    public var regressionTolerance: Float = 0
+    public var modelsTopic = "sluice.models"
+    public var trainTopic = "sluice.train"
+    public var stateFile: String?
+
     /// Whether `training.steps` was given (the schedule's length follows it unless `optimizer.total_steps` is).
     public var scheduleLengthGiven = false
 
@@ -32,7 +41,7 @@ public struct TrainFile: Sendable {
         let text = try ConfigText.interpolate(yaml, file: file, environment: environment)
         guard let root = try ConfigText.sections(ofYAML: text, file: file) else { return result }
         var reader = SectionReader(file: file)
-        try reader.keys(root, ["kafka", "input", "output", "model", "training", "optimizer", "loader"])
+        try reader.keys(root, ["kafka", "input", "output", "model", "training", "optimizer", "loader", "retrain"])
         if let output = try reader.string(root, "output") { result.output = output }
         for (section, value) in root where section != "output" {
             guard let fields = value as? [String: Any] else {
@@ -87,6 +96,18 @@ public struct TrainFile: Sendable {
                 if let v = try reader.int(fields, "seed", 0...Int.max) { c.loader.seed = UInt64(v) }
                 if let v = try reader.int(fields, "shuffle_buffer", 1...10_000_000) { c.loader.shuffleBuffer = v }
                 if let v = try reader.int(fields, "holdout", 0...1_000_000) { c.loader.holdout = v }
+            case "retrain":
+                try reader.keys(fields, ["min_new_tokens", "max_interval_seconds", "psi_threshold", "min_drift_samples",
+                                         "replay_fraction", "regression_tolerance", "train_topic", "models_topic", "state_file"])
+                if fields["min_new_tokens"] is NSNull { result.policy.minNewTokens = nil } else if let v = try reader.int(fields, "min_new_tokens", 1...Int.max) { result.policy.minNewTokens = v }
+                if fields["max_interval_seconds"] is NSNull { result.policy.maxIntervalSeconds = nil } else if let v = try number(fields, "max_interval_seconds", reader) { result.policy.maxIntervalSeconds = Double(v) }
+                if fields["psi_threshold"] is NSNull { result.policy.psiThreshold = nil } else if let v = try number(fields, "psi_threshold", reader) { result.policy.psiThreshold = Double(v) }
+                if let v = try reader.int(fields, "min_drift_samples", 1...Int.max) { result.policy.minDriftSamples = v }
+                if let v = try number(fields, "replay_fraction", reader) { result.replayFraction = Double(v) }
+                if let v = try number(fields, "regression_tolerance", reader) { result.regressionTolerance = v }
+                if let v = try reader.string(fields, "train_topic") { result.trainTopic = v }
+                if let v = try reader.string(fields, "models_topic") { result.modelsTopic = v }
+                result.stateFile = try reader.string(fields, "state_file")
             default:
                 break
             }

@@ -25,6 +25,9 @@ public struct TrainingConfiguration: Sendable, Equatable, Codable {
     public var validateEvery = 0
     /// Windows of held-out text used for validation loss.
     public var validationWindows = 32
+    /// The step the learning-rate schedule starts at (a retraining round continues a model's step count but
+    /// runs its own warm-up and decay).
+    public var scheduleStart = 0
 
     public init() {
         loader.holdout = 50
@@ -52,7 +55,7 @@ public struct TrainingConfiguration: Sendable, Equatable, Codable {
     enum CodingKeys: String, CodingKey {
         case model, optimizer, schedule, loader, accumulation, steps, seed, threads, recompute
         case checkpointEvery = "checkpoint_every", keepCheckpoints = "keep_checkpoints"
-        case validateEvery = "validate_every", validationWindows = "validation_windows"
+        case validateEvery = "validate_every", validationWindows = "validation_windows", scheduleStart = "schedule_start"
     }
 }
 
@@ -145,7 +148,7 @@ public final class Trainer: @unchecked Sendable {
             loss += model.forward(inputs: batch.inputs, targets: batch.targets, batch: b, time: t) / Float(batches.count)
             model.backward(scale: 1 / Float(batches.count))
         }
-        let rate = configuration.schedule.rate(at: progress.step)
+        let rate = configuration.schedule.rate(at: progress.step - configuration.scheduleStart)
         let norm = optimizer.step(model, learningRate: rate)
         progress.step += 1
         progress.tokens += batches.count * b * t

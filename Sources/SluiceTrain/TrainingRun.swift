@@ -10,6 +10,8 @@ public enum TrainingData: Sendable {
     /// against `baseDirectory`. With `exitAtEnd`, the run ends when the topic is drained; otherwise it waits for
     /// new shards.
     case stream(KafkaConfiguration, topic: String, baseDirectory: URL?, exitAtEnd: Bool)
+    /// A fixed list of announced shards (a retraining round), in passes until the step count.
+    case shards([ShardAnnouncement], baseDirectory: URL?)
 }
 
 /// A training run: a ``Trainer`` fed by a ``ShardStreamLoader`` from ``TrainingData``, with validation on
@@ -53,7 +55,9 @@ public final class TrainingRun: @unchecked Sendable {
         self.data = data
         self.output = output
         self.log = log
-        loader = Self.makeLoader(trainer: trainer, data: data, epoch: trainer.progress.epoch, state: trainer.progress.step > 0 ? trainer.progress.loader : nil)
+        loader = Self.makeLoader(
+            trainer: trainer, data: data, epoch: trainer.progress.epoch,
+            state: trainer.progress.loader.offered > 0 ? trainer.progress.loader : nil)
     }
 
     /// Asks the run to stop after the current step (it then writes a checkpoint). Safe from any thread.
@@ -66,6 +70,7 @@ public final class TrainingRun: @unchecked Sendable {
         switch data {
         case .directory(let url): base = url
         case .stream(_, _, let baseDirectory, _): base = baseDirectory
+        case .shards(_, let baseDirectory): base = baseDirectory
         }
         return ShardStreamLoader(configuration: configuration, baseDirectory: base, state: state)
     }
@@ -79,6 +84,10 @@ public final class TrainingRun: @unchecked Sendable {
         if case .directory(let url) = data {
             announcements = try ShardAnnouncement.directory(url)
             guard !announcements.isEmpty else { throw TrainError("\(url.path) has no sealed shards to train on") }
+            offerDirectory()
+        } else if case .shards(let list, _) = data {
+            guard !list.isEmpty else { throw TrainError("no shards to train on") }
+            announcements = list
             offerDirectory()
         }
         defer { if let feed { Task { await feed.close() } } }
@@ -159,7 +168,7 @@ public final class TrainingRun: @unchecked Sendable {
             }
             reportEvents()
             switch data {
-            case .directory:
+            case .directory, .shards:
                 guard !loader.state.finished || loader.state.batches > 0 else {
                     throw TrainError("the shards hold fewer tokens than one batch (\(trainer.configuration.loader.batchSize) × \(trainer.configuration.loader.contextLength))")
                 }
