@@ -62,7 +62,7 @@ let package = Package(
         .target(
             name: "SluicePipeline",
             dependencies: [
-                "SluiceText", "SluiceShards", "SluiceKafka", "SluiceConfig",
+                "SluiceText", "SluiceShards", "SluiceKafka", "SluiceConfig", "SluiceTrain",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "CoreMetrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),

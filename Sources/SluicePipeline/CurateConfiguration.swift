@@ -3,6 +3,7 @@ public import SluiceShards
 public import SluiceText
 internal import Yams
 internal import Foundation
+public import SluiceTrain
 
 /// Everything `sluice curate` (and later the streaming pipeline) configures: the stage settings and the shard
 /// writer. Loaded from YAML; every key is optional and unknown keys are errors that name the key.
@@ -22,6 +23,11 @@ public struct CurateConfiguration: Sendable {
     public var quality = QualityConfiguration()
     public var dedup = MinHashConfiguration()
     public var shards = ShardWriterConfiguration()
+    /// Perplexity filtering with a Sluice model (off unless the `perplexity` section is given).
+    public var perplexity: PerplexityConfiguration?
+    /// The model the workers score with; set up by the driver (curate loads `perplexity.model`, the pipeline also
+    /// follows `perplexity.models_topic`).
+    var modelSlot: ModelSlot?
     /// Worker threads for the stage chain. Default: the active processor count (at least 1).
     public var workers = max(1, ProcessInfo.processInfo.activeProcessorCount)
 
@@ -119,12 +125,32 @@ public struct CurateConfiguration: Sendable {
                 if let v = try reader.int(fields, "max_samples", 1...Int.max) { configuration.shards.maximumSamples = v }
                 if let v = try reader.int(fields, "samples_per_frame", 1...100_000) { configuration.shards.samplesPerFrame = v }
                 if let v = try reader.int(fields, "max_age_seconds", 1...Int.max) { configuration.shards.maximumAge = Double(v) }
+            case "perplexity":
+                try reader.keys(fields, ["model", "models_topic", "max_ratio", "max_bytes", "reference_perplexity"])
+                var p = PerplexityConfiguration()
+                p.model = try reader.string(fields, "model")
+                p.modelsTopic = try reader.string(fields, "models_topic")
+                if let v = fields["max_ratio"] {
+                    guard let ratio = (v as? Double) ?? (v as? Int).map(Double.init), ratio > 0 else { throw reader.error("max_ratio", "expected a positive number") }
+                    p.maxRatio = ratio
+                }
+                if let v = try reader.int(fields, "max_bytes", 2...1_000_000) { p.maxBytes = v }
+                if let v = fields["reference_perplexity"] {
+                    guard let value = (v as? Double) ?? (v as? Int).map(Double.init), value > 0 else {
+                        throw reader.error("reference_perplexity", "expected a positive number")
+                    }
+                    p.referencePerplexity = value
+                }
+                guard p.model != nil || p.modelsTopic != nil else {
+                    throw reader.error("", "name a model (a model.safetensors file or checkpoint directory) or a models_topic to follow")
+                }
+                configuration.perplexity = p
             case "workers":
                 throw ConfigError(file: file, path: section, reason: "workers is a number at the top level, not a section")
             default:
                 throw ConfigError(
                     file: file, path: section,
-                    reason: "unknown section; known: \((skipping.sorted() + ["decode", "clean", "desensitize", "quality", "dedup", "shards"]).joined(separator: ", "))")
+                    reason: "unknown section; known: \((skipping.sorted() + ["decode", "clean", "desensitize", "quality", "dedup", "perplexity", "shards"]).joined(separator: ", "))")
             }
         }
         return configuration

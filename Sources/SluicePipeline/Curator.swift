@@ -3,6 +3,7 @@ public import Foundation
 internal import SluiceShards
 internal import SluiceText
 internal import Dispatch
+internal import SluiceTrain
 
 /// The offline batch driver behind `sluice curate`: JSON Lines in, shards + index + `rejected.jsonl` out, through
 /// the same stage chain as the streaming pipeline.
@@ -73,6 +74,13 @@ public final class Curator {
         let started = clock.now
 
         let workers = max(1, configuration.workers)
+        var configuration = configuration
+        if let perplexity = configuration.perplexity {
+            guard let path = perplexity.model else {
+                throw TrainError("perplexity.model must name a model for sluice curate (models_topic is for the streaming pipeline)")
+            }
+            configuration.modelSlot = ModelSlot(try ScoringModel.load(path, referencePerplexity: perplexity.referencePerplexity))
+        }
         let boxes = try (0..<workers).map { _ in StageBox(try WorkerStages(configuration)) }
         let queues = (0..<workers).map { DispatchQueue(label: "sluice.curate.worker\($0)") }
         let results = OrderedResults()
@@ -203,6 +211,7 @@ struct WorkerStages {
     var desensitizer: Desensitizer
     var quality: QualityFilter
     var fingerprinter: Deduplicator
+    var perplexity: PerplexityScorer?
     let encoder: SampleEncoder
     /// When set, nanoseconds spent per stage (decode, clean, desensitize, quality, fingerprint) accumulate here.
     var stageNanoseconds: [UInt64]?
@@ -222,6 +231,9 @@ struct WorkerStages {
         desensitizer = try Desensitizer(configuration.desensitizer)
         quality = QualityFilter(configuration.quality)
         fingerprinter = try Deduplicator(configuration.dedup)
+        if let settings = configuration.perplexity, let slot = configuration.modelSlot {
+            perplexity = PerplexityScorer(configuration: settings, slot: slot)
+        }
     }
 
     mutating func process(_ batch: LineBatch) -> [WorkerResult] {
@@ -278,6 +290,17 @@ struct WorkerStages {
             if case .drop(let reason) = verdict {
                 let score = document.signals["quality.score"].map { String(format: ",\"score\":%.3f", $0) } ?? ""
                 return .rejected(line: number, id: document.id, stage: name, reason: reason, detail: (score, textBytes))
+            }
+        }
+        if perplexity != nil {
+            switch perplexity!.judge(document.text) {
+            case .drop(let perplexity, let limit):
+                let detail = String(format: ",\"perplexity\":%.2f,\"limit\":%.2f", perplexity, limit)
+                return .rejected(line: number, id: document.id, stage: "perplexity", reason: "perplexity_above_limit", detail: (detail, textBytes))
+            case .keep(let perplexity):
+                document.signals.set("perplexity", perplexity)
+            case .unscored:
+                break
             }
         }
         let print = fingerprinter.fingerprint(of: document)

@@ -7,6 +7,7 @@ internal import SluiceText
 internal import CoreMetrics
 internal import Dispatch
 internal import Synchronization
+internal import SluiceTrain
 
 /// The streaming driver behind `sluice pipeline`: raw topics in a consumer group → decode → clean → desensitize →
 /// quality → dedup → one open shard per partition, following the delivery rules of the design:
@@ -44,6 +45,8 @@ public final class StreamingPipeline: @unchecked Sendable {
     private var stopRequested = false
     /// Health and progress for `/healthz`.
     public let health = PipelineHealth()
+    /// Follows the models topic for the perplexity filter, when configured.
+    private let modelFollower = ModelFollower()
 
     /// Opens the index and the Kafka clients. `kafka` must name the cluster (`bootstrap.servers`).
     /// - Throws: ``ShardError`` for an unusable output directory or index, ``KafkaError`` for client settings,
@@ -78,8 +81,16 @@ public final class StreamingPipeline: @unchecked Sendable {
         producer = try KafkaProducer(configuration: producerConfiguration, logger: logger)
 
         let workers = max(1, configuration.stages.workers)
+        var stageConfiguration = configuration.stages
+        if let perplexity = stageConfiguration.perplexity {
+            let slot = ModelSlot(try perplexity.model.map { try ScoringModel.load($0, referencePerplexity: perplexity.referencePerplexity) })
+            stageConfiguration.modelSlot = slot
+            if let topic = perplexity.modelsTopic {
+                modelFollower.start(kafka: producerConfiguration, topic: topic, slot: slot, logger: logger)
+            }
+        }
         boxes = try (0..<workers).map { _ in
-            var stages = try WorkerStages(configuration.stages)
+            var stages = try WorkerStages(stageConfiguration)
             stages.stageNanoseconds = [UInt64](repeating: 0, count: WorkerStages.timedStages.count)
             return StageBox(stages)
         }
@@ -138,6 +149,7 @@ public final class StreamingPipeline: @unchecked Sendable {
     ///   `.fatal`) from the consumer.
     @discardableResult
     public func run() async throws -> Summary {
+        defer { modelFollower.stop() }
         let clock = ContinuousClock()
         let started = clock.now
         // The output topics must exist (the producer does not create topics): say so now, not in a delivery log.

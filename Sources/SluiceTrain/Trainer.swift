@@ -57,6 +57,26 @@ public struct TrainingConfiguration: Sendable, Equatable, Codable {
         case checkpointEvery = "checkpoint_every", keepCheckpoints = "keep_checkpoints"
         case validateEvery = "validate_every", validationWindows = "validation_windows", scheduleStart = "schedule_start"
     }
+
+    /// Keys added in later versions take their defaults, so older checkpoints stay readable.
+    public init(from decoder: any Decoder) throws {
+        self.init()
+        let values = try decoder.container(keyedBy: CodingKeys.self)
+        model = try values.decodeIfPresent(GPTConfiguration.self, forKey: .model) ?? model
+        optimizer = try values.decodeIfPresent(AdamWConfiguration.self, forKey: .optimizer) ?? optimizer
+        schedule = try values.decodeIfPresent(LearningRateSchedule.self, forKey: .schedule) ?? schedule
+        loader = try values.decodeIfPresent(LoaderConfiguration.self, forKey: .loader) ?? loader
+        accumulation = try values.decodeIfPresent(Int.self, forKey: .accumulation) ?? accumulation
+        steps = try values.decodeIfPresent(Int.self, forKey: .steps) ?? steps
+        seed = try values.decodeIfPresent(UInt64.self, forKey: .seed) ?? seed
+        threads = try values.decodeIfPresent(Int.self, forKey: .threads) ?? threads
+        recompute = try values.decodeIfPresent(Bool.self, forKey: .recompute) ?? recompute
+        checkpointEvery = try values.decodeIfPresent(Int.self, forKey: .checkpointEvery) ?? checkpointEvery
+        keepCheckpoints = try values.decodeIfPresent(Int.self, forKey: .keepCheckpoints) ?? keepCheckpoints
+        validateEvery = try values.decodeIfPresent(Int.self, forKey: .validateEvery) ?? validateEvery
+        validationWindows = try values.decodeIfPresent(Int.self, forKey: .validationWindows) ?? validationWindows
+        scheduleStart = try values.decodeIfPresent(Int.self, forKey: .scheduleStart) ?? scheduleStart
+    }
 }
 
 /// Where a run stands; saved beside every checkpoint.
