@@ -149,3 +149,53 @@ struct RetrainTests {
         await consumer.close()
     }
 }
+
+@Suite("Model follower for the perplexity filter")
+struct ModelFollowerTests {
+    @Test func loadsTheNewestModelThenEachNewOne() async throws {
+        let directory = ShardStreamLoaderTests.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let broker = try EmbeddedBroker()
+        defer { broker.shutdown() }
+        try broker.createTopic("sluice.models", partitions: 1)
+        var kafka = KafkaConfiguration()
+        kafka.bootstrapServers = broker.bootstrapServers
+        let producer = try KafkaProducer(configuration: kafka)
+        let configuration = GPTConfiguration(contextLength: 16, layers: 1, channels: 16, heads: 2)
+        func publish(_ version: Int, loss: Float, path: String? = nil) async throws {
+            let file = directory.appendingPathComponent("v\(version).safetensors")
+            if path == nil { try GPT(configuration: configuration, seed: UInt64(version)).save(to: file) }
+            let event = ModelVersion(
+                version: version, status: "accepted", request: "r\(version)", reasons: [], checkpoint: directory.path,
+                model: path ?? file.path, validationLoss: loss, previousValidationLoss: nil, validationWindows: 1, steps: 1, tokens: 1,
+                firstShard: nil, lastShard: nil, shards: 1, replayShards: 0, createdAt: "")
+            try await producer.send(ProducerMessage(topic: "sluice.models", value: Array(try JSONEncoder().encode(event))))
+        }
+        try await publish(1, loss: 2)
+        try await publish(2, loss: 1.5)
+        let slot = ModelSlot()
+        let follower = ModelFollower()
+        var logger = Logger(label: "test")
+        logger.logLevel = .critical
+        follower.start(kafka: kafka, topic: "sluice.models", slot: slot, logger: logger)
+        defer { follower.stop() }
+        func waitFor(_ version: Int) async throws -> ScoringModel? {
+            for _ in 0..<100 {
+                if slot.current.version >= version { return slot.current.model }
+                try await Task.sleep(nanoseconds: 50_000_000)
+            }
+            return nil
+        }
+        // The newest model on the topic, not every old one.
+        let first = try #require(try await waitFor(1))
+        #expect(first.name.hasSuffix("v2.safetensors") && abs(first.referencePerplexity - exp(1.5)) < 1e-6)
+        // A model that cannot be loaded is skipped; the next good one replaces the current.
+        try await publish(3, loss: 1.0, path: directory.appendingPathComponent("missing.safetensors").path)
+        try await publish(4, loss: 0.5)
+        let latest = try #require(try await waitFor(2))
+        #expect(latest.name.hasSuffix("v4.safetensors") && slot.current.version == 2)
+        var scorer = PerplexityScorer(configuration: PerplexityConfiguration(), slot: slot)
+        if case .unscored = scorer.judge(Array("Some text to score.".utf8)) { Issue.record("a loaded model scores text") }
+        await producer.shutdown()
+    }
+}
