@@ -35,6 +35,8 @@ public final class TrainingRun: @unchecked Sendable {
         public var stepsThisRun: Int
         public var tokens: Int
         public var epochs: Int
+        /// The loss of this run's first step, and of its last.
+        public var firstLoss: Float?
         public var loss: Float?
         public var validationLoss: Float?
         public var tokensPerSecond: Double
@@ -44,7 +46,7 @@ public final class TrainingRun: @unchecked Sendable {
         public var stoppedBy: String
 
         enum CodingKeys: String, CodingKey {
-            case steps, stepsThisRun = "steps_this_run", tokens, epochs, loss, validationLoss = "validation_loss"
+            case steps, stepsThisRun = "steps_this_run", tokens, epochs, firstLoss = "first_loss", loss, validationLoss = "validation_loss"
             case tokensPerSecond = "tokens_per_second", seconds, checkpoint, skippedShards = "skipped_shards"
             case stoppedBy = "stopped_by"
         }
@@ -80,6 +82,7 @@ public final class TrainingRun: @unchecked Sendable {
         let firstStep = trainer.progress.step
         var tokensThisRun = 0
         var stoppedBy = "steps"
+        var firstLoss: Float?
         let configuration = trainer.configuration
         if case .directory(let url) = data {
             announcements = try ShardAnnouncement.directory(url)
@@ -108,6 +111,7 @@ public final class TrainingRun: @unchecked Sendable {
                 }
             }
             let report = trainer.step(batches)
+            if firstLoss == nil { firstLoss = report.loss }
             trainer.progress.loader = loader.state
             tokensThisRun += report.tokens
             windowTokens += report.tokens
@@ -135,7 +139,7 @@ public final class TrainingRun: @unchecked Sendable {
         let seconds = Double(monotonicNanoseconds() - started) / 1e9
         return Summary(
             steps: trainer.progress.step, stepsThisRun: trainer.progress.step - firstStep, tokens: trainer.progress.tokens,
-            epochs: trainer.progress.epoch, loss: trainer.progress.lastLoss, validationLoss: trainer.progress.validationLoss,
+            epochs: trainer.progress.epoch, firstLoss: firstLoss, loss: trainer.progress.lastLoss, validationLoss: trainer.progress.validationLoss,
             tokensPerSecond: Double(tokensThisRun) / max(seconds, 1e-9), seconds: seconds, checkpoint: checkpoint,
             skippedShards: loader.state.skipped, stoppedBy: stoppedBy)
     }

@@ -5,18 +5,20 @@ import SluiceConnectors
 import SluiceKafka
 import SluicePipeline
 import SluiceShards
+import SluiceTrain
 
 struct DemoCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "demo",
-        abstract: "Run the demo on the embedded broker: topics, connectors, a consumer group, the pipeline, a report.",
+        abstract: "Run the demo on the embedded broker: topics, connectors, a consumer group, the pipeline, a trainer, a report.",
         discussion: """
             Starts the embedded broker in this process, creates the topics declared in --topics, runs the \
             connectors of --connectors (the generator: English and Chinese records with duplicates, personal data, \
             junk and undecodable records; and file connectors over the sample directory: JSON Lines, CSV, text and \
             HTML), reads the raw topics back in a consumer group that commits what it read, and checks that every \
             record arrived exactly once. Then the streaming pipeline curates the raw topics into shards (--output, \
-            default a new temporary directory) and stops at their end.
+            default a new temporary directory) and stops at their end, and a trainer follows sluice.shards and \
+            trains a small model on the announced shards for 200 steps.
             """)
 
     @Option(name: .long, help: ArgumentHelp("Where the pipeline writes shards and the index (default: a new temporary directory).", valueName: "dir"))
@@ -178,6 +180,30 @@ struct DemoCommand: AsyncParsableCommand {
             throw ExitCode.failure
         }
         Terminal.out("8. OK: every record is in exactly one shard or in the audit. Try: sluice shards ls \(directory.path)")
+
+        // A trainer is one more consumer: it follows sluice.shards and trains on the announced shards.
+        var training = TrainingConfiguration()
+        training.model = GPTConfiguration(contextLength: 64, layers: 2, channels: 64, heads: 2)
+        training.loader.contextLength = 64
+        training.loader.batchSize = 8
+        training.loader.shuffleBuffer = 64
+        training.loader.holdout = 20
+        training.steps = 200
+        training.schedule = LearningRateSchedule(maxRate: 3e-3, minRate: 3e-4, warmupSteps: 5, totalSteps: 200)
+        training.validationWindows = 16
+        let trainer = Trainer(configuration: training)
+        let modelDirectory = directory.appendingPathComponent("model")
+        let run = TrainingRun(
+            trainer: trainer, data: .stream(settings.kafka, topic: "sluice.shards", baseDirectory: directory, exitAtEnd: true),
+            output: modelDirectory) { _ in }
+        let trained = try await run.run()
+        let fell = (trained.firstLoss ?? 0) > (trained.loss ?? .infinity)
+        Terminal.out(String(
+            format: "9. %@: the trainer followed sluice.shards: %d steps on %@ shards, loss %.2f → %.2f%@; checkpoint in %@",
+            fell ? "OK" : "FAILED", trained.steps, String(trainer.progress.loader.seen.count), trained.firstLoss ?? .nan,
+            trained.loss ?? .nan, trained.validationLoss.map { String(format: " (validation %.2f)", $0) } ?? "",
+            trained.checkpoint ?? "-"))
+        guard fell else { throw ExitCode.failure }
     }
 
     private func format(_ duration: Duration) -> String {
