@@ -113,7 +113,7 @@ let package = Package(
         .testTarget(
             name: "SluiceShardsTests", dependencies: ["SluiceShards", "SluiceText"], swiftSettings: strictSettings),
         .testTarget(
-            name: "SluicePipelineTests", dependencies: ["SluicePipeline", "SluiceKafka", "SluiceText", "SluiceConfig"],
+            name: "SluicePipelineTests", dependencies: ["SluicePipeline", "SluiceKafka", "SluiceText", "SluiceConfig", "SluiceTrain"],
             swiftSettings: strictSettings),
         .testTarget(
             name: "SluiceTrainTests", dependencies: ["SluiceTrain", "SluiceShards", "SluiceKafka"], exclude: ["Fixtures"],

@@ -3,6 +3,7 @@ import Foundation
 import SluiceKafka
 import SluicePipeline
 import SluiceText
+import SluiceTrain
 import Testing
 
 @Suite("PipelineConfiguration")
@@ -50,6 +51,9 @@ struct PipelineConfigurationTests {
         ("kafka: { bootstrap.servers: [a, b] }", "kafka.bootstrap.servers", "scalar"),
         ("clean: { normalisation: nfc }", "clean.normalisation", "unknown key"),
         ("sinks: {}", "sinks", "unknown section"),
+        ("perplexity: { max_ratio: 1.2 }", "perplexity", "name a model"),
+        ("perplexity: { model: m, max_ratio: -1 }", "perplexity.max_ratio", "positive number"),
+        ("perplexity: { model: m, ratio: 2 }", "perplexity.ratio", "unknown key"),
     ])
     func errorsNameTheirPath(_ yaml: String, _ path: String, _ reason: String) {
         let error = #expect(throws: ConfigError.self) {
@@ -57,6 +61,15 @@ struct PipelineConfigurationTests {
         }
         #expect(error?.path == path)
         #expect(error?.reason.contains(reason) == true, "\(error?.reason ?? "")")
+    }
+
+    @Test func thePerplexitySectionReadsEveryKey() throws {
+        let configuration = try PipelineConfiguration.load(
+            yaml: "perplexity: { models_topic: sluice.models, max_ratio: 1.5, max_bytes: 128, reference_perplexity: 20 }",
+            file: "p.yaml", environment: [:])
+        let perplexity = try #require(configuration.stages.perplexity)
+        #expect(perplexity.modelsTopic == "sluice.models" && perplexity.model == nil)
+        #expect(perplexity.maxRatio == 1.5 && perplexity.maxBytes == 128 && perplexity.referencePerplexity == 20)
     }
 
     @Test func validationCatchesWhatOnlyShowsAfterFlags() throws {

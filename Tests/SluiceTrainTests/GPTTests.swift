@@ -78,4 +78,22 @@ struct GPTReferenceTests {
             #expect(abs(loss - expected[step]) < 1e-4, "step \(step): loss \(loss) vs PyTorch \(expected[step])")
         }
     }
+
+    @Test func accumulatingTwoHalvesGivesTheFullBatchGradient() throws {
+        let f = try Self.load()
+        f.model.zeroGradients()
+        f.model.forward(inputs: f.inputs, targets: f.targets, batch: 2, time: 16)
+        f.model.backward()
+        let full = f.model.layout.tensors.map { f.model.values(of: $0.name, gradient: true) }
+        f.model.zeroGradients()
+        for row in 0..<2 {
+            let range = (row * 16)..<(row * 16 + 16)
+            f.model.forward(inputs: Array(f.inputs[range]), targets: Array(f.targets[range]), batch: 1, time: 16)
+            f.model.backward(scale: 0.5)
+        }
+        for (tensor, expected) in zip(f.model.layout.tensors, full) {
+            let error = Self.relativeError(f.model.values(of: tensor.name, gradient: true), expected)
+            #expect(error < 1e-5, "\(tensor.name): \(error)")
+        }
+    }
 }
