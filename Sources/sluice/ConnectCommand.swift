@@ -133,20 +133,8 @@ struct ConnectCommand: AsyncParsableCommand {
             }
         }
         let runners = created
-        let stopRequested = LockedFlag()
-        let signalSources = [SIGINT, SIGTERM].map { number -> any DispatchSourceSignal in
-            signal(number, SIG_IGN)
-            let source = DispatchSource.makeSignalSource(signal: number)
-            source.setEventHandler {
-                if stopRequested.set() {
-                    Terminal.err("stopping: waiting for acknowledgements, then writing checkpoints (again to exit at once)")
-                    for runner in runners { runner.requestStop() }
-                } else {
-                    Foundation.exit(130)
-                }
-            }
-            source.resume()
-            return source
+        let signalSources = stopOnSignals("stopping: waiting for acknowledgements, then writing checkpoints (again to exit at once)") {
+            for runner in runners { runner.requestStop() }
         }
         defer { signalSources.forEach { $0.cancel() } }
 

@@ -137,15 +137,17 @@ struct RetrainCommand: AsyncParsableCommand {
     }
 }
 
-/// SIGINT/SIGTERM call `stop` once; a second signal exits at once.
-func stopOnSignals(_ stop: @escaping @Sendable () -> Void) -> [any DispatchSourceSignal] {
+/// SIGINT/SIGTERM print `message` and call `stop` once; a second signal exits at once (status 130).
+func stopOnSignals(
+    _ message: String = "stopping after the current step or request (again to exit at once)", _ stop: @escaping @Sendable () -> Void
+) -> [any DispatchSourceSignal] {
     let flag = LockedFlag()
     return [SIGINT, SIGTERM].map { number in
         signal(number, SIG_IGN)
         let source = DispatchSource.makeSignalSource(signal: number)
         source.setEventHandler {
             if flag.set() {
-                Terminal.err("stopping after the current step or request (again to exit at once)")
+                Terminal.err(message)
                 stop()
             } else {
                 Foundation.exit(130)

@@ -133,21 +133,7 @@ struct TrainCommand: AsyncParsableCommand {
                 c.model.channels, c.model.heads, c.model.contextLength, Double(trainer.model.parameterCount) / 1e6, c.threads))
         }
         let run = TrainingRun(trainer: trainer, data: data, output: outputURL) { Terminal.err($0) }
-        let stopRequested = LockedFlag()
-        let signalSources = [SIGINT, SIGTERM].map { number -> any DispatchSourceSignal in
-            signal(number, SIG_IGN)
-            let source = DispatchSource.makeSignalSource(signal: number)
-            source.setEventHandler {
-                if stopRequested.set() {
-                    Terminal.err("stopping after this step; writing a checkpoint (again to exit at once)")
-                    run.requestStop()
-                } else {
-                    Foundation.exit(130)
-                }
-            }
-            source.resume()
-            return source
-        }
+        let signalSources = stopOnSignals("stopping after this step; writing a checkpoint (again to exit at once)") { run.requestStop() }
         defer { signalSources.forEach { $0.cancel() } }
         let summary: TrainingRun.Summary
         do { summary = try await run.run() } catch let error as TrainError { throw CommandError(error.reason) }

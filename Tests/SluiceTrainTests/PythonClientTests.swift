@@ -121,19 +121,12 @@ struct PythonClientTests {
         defer { try? FileManager.default.removeItem(at: directory) }
         let announcements = try ShardStreamLoaderTests.writeShards(6, perShard: 20, in: directory)
         let expected = ShardStreamLoaderTests.run(Self.configuration(), announcements, in: directory)
-        let broker = try EmbeddedBroker()
+        let (broker, kafka) = try ShardStreamLoaderTests.broker(topics: ["sluice.shards"])
         defer { broker.shutdown() }
-        try broker.createTopic("sluice.shards", partitions: 1)
-        var kafka = KafkaConfiguration()
-        kafka.bootstrapServers = broker.bootstrapServers
-        let producer = try KafkaProducer(configuration: kafka)
-        var events = announcements.map {
-            "{\"shard\":\"\($0.name)\",\"path\":\"\($0.path)\",\"samples\":\($0.samples),\"sha256\":\"\($0.sha256)\"}"
-        }
+        var events = announcements.map(ShardStreamLoaderTests.event)
         events.insert(events[0], at: 2)  // a repeat
         events.insert("not json", at: 4)  // and a bad event
-        for event in events { try await producer.send(ProducerMessage(topic: "sluice.shards", value: Array(event.utf8))) }
-        await producer.shutdown()
+        try await ShardStreamLoaderTests.publish(events, to: "sluice.shards", kafka: kafka)
         let output = directory.appendingPathComponent("topic.bin")
         let script = """
             import sys

@@ -26,6 +26,27 @@ struct ShardStreamLoaderTests {
         return sealed.map { ShardAnnouncement(name: $0.name, path: $0.fileName, sha256: $0.sha256, samples: $0.samples.count) }
     }
 
+    /// The shards-topic event for an announcement (the fields the loader reads).
+    static func event(_ announcement: ShardAnnouncement) -> String {
+        "{\"shard\":\"\(announcement.name)\",\"path\":\"\(announcement.path)\",\"samples\":\(announcement.samples),\"sha256\":\"\(announcement.sha256)\"}"
+    }
+
+    /// An embedded broker with the topics, and a client configuration for it.
+    static func broker(topics: [String]) throws -> (EmbeddedBroker, KafkaConfiguration) {
+        let broker = try EmbeddedBroker()
+        for topic in topics { try broker.createTopic(topic, partitions: 1) }
+        var kafka = KafkaConfiguration()
+        kafka.bootstrapServers = broker.bootstrapServers
+        return (broker, kafka)
+    }
+
+    /// Sends `events` to `topic`, in order, each acknowledged.
+    static func publish(_ events: [String], to topic: String, kafka: KafkaConfiguration) async throws {
+        let producer = try KafkaProducer(configuration: kafka)
+        for event in events { try await producer.send(ProducerMessage(topic: topic, value: Array(event.utf8))) }
+        await producer.shutdown()
+    }
+
     static func temporaryDirectory() -> URL {
         let url = FileManager.default.temporaryDirectory.appendingPathComponent("sluice-loader-\(UUID().uuidString)")
         try? FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)

@@ -123,17 +123,9 @@ struct TrainerTests {
         let directory = ShardStreamLoaderTests.temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: directory) }
         let announcements = try ShardStreamLoaderTests.writeShards(4, perShard: 25, in: directory)
-        let broker = try EmbeddedBroker()
+        let (broker, kafka) = try ShardStreamLoaderTests.broker(topics: ["sluice.shards"])
         defer { broker.shutdown() }
-        try broker.createTopic("sluice.shards", partitions: 1)
-        var kafka = KafkaConfiguration()
-        kafka.bootstrapServers = broker.bootstrapServers
-        let producer = try KafkaProducer(configuration: kafka)
-        for announcement in announcements {
-            let event = "{\"shard\":\"\(announcement.name)\",\"path\":\"\(announcement.path)\",\"samples\":\(announcement.samples),\"sha256\":\"\(announcement.sha256)\"}"
-            try await producer.send(ProducerMessage(topic: "sluice.shards", value: Array(event.utf8)))
-        }
-        await producer.shutdown()
+        try await ShardStreamLoaderTests.publish(announcements.map(ShardStreamLoaderTests.event), to: "sluice.shards", kafka: kafka)
         let output = directory.appendingPathComponent("model")
         let trainer = Trainer(configuration: Self.configuration(steps: 1000))
         let run = TrainingRun(
