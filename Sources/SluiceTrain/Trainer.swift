@@ -187,14 +187,24 @@ public final class Trainer: @unchecked Sendable {
 
     public static func checkpointsDirectory(in output: URL) -> URL { output.appendingPathComponent("checkpoints") }
 
-    /// The newest checkpoint under `output`, if any.
+    /// The newest checkpoint under `output`, if any: the one `LATEST` names, or (when LATEST is missing or names
+    /// an incomplete directory, as after a crash mid-write) the highest complete `step-*` directory.
     public static func latestCheckpoint(in output: URL) -> URL? {
         let directory = checkpointsDirectory(in: output)
-        guard let name = try? String(contentsOf: directory.appendingPathComponent("LATEST"), encoding: .utf8)
-            .trimmingCharacters(in: .whitespacesAndNewlines), !name.isEmpty
-        else { return nil }
-        let url = directory.appendingPathComponent(name)
-        return FileManager.default.fileExists(atPath: url.appendingPathComponent("state.json").path) ? url : nil
+        let files = FileManager.default
+        func complete(_ url: URL) -> Bool {
+            ["state.json", "model.safetensors", "optimizer.safetensors"].allSatisfy {
+                files.fileExists(atPath: url.appendingPathComponent($0).path)
+            }
+        }
+        if let name = try? String(contentsOf: directory.appendingPathComponent("LATEST"), encoding: .utf8)
+            .trimmingCharacters(in: .whitespacesAndNewlines), !name.isEmpty,
+            complete(directory.appendingPathComponent(name))
+        {
+            return directory.appendingPathComponent(name)
+        }
+        let names = ((try? files.contentsOfDirectory(atPath: directory.path)) ?? []).filter { $0.hasPrefix("step-") }.sorted()
+        return names.reversed().map { directory.appendingPathComponent($0) }.first(where: complete)
     }
 
     static func readState(_ checkpoint: URL) throws(TrainError) -> SavedState {
@@ -243,9 +253,12 @@ public final class Trainer: @unchecked Sendable {
         } catch {
             throw TrainError("cannot write checkpoint \(final.path): \(error.localizedDescription)")
         }
-        // Keep the newest few.
-        let existing = ((try? files.contentsOfDirectory(atPath: directory.path)) ?? [])
-            .filter { $0.hasPrefix("step-") }.sorted()
+        // Keep the newest few; remove what a crash mid-write left.
+        let listing = (try? files.contentsOfDirectory(atPath: directory.path)) ?? []
+        for leftover in listing where leftover.hasPrefix(".step-") && leftover.hasSuffix(".tmp") {
+            try? files.removeItem(at: directory.appendingPathComponent(leftover))
+        }
+        let existing = listing.filter { $0.hasPrefix("step-") }.sorted()
         for old in existing.dropLast(configuration.keepCheckpoints) where old != name {
             try? files.removeItem(at: directory.appendingPathComponent(old))
         }

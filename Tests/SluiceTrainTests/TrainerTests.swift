@@ -75,6 +75,11 @@ struct TrainerTests {
         let kept = try FileManager.default.contentsOfDirectory(atPath: Trainer.checkpointsDirectory(in: resumed).path)
             .filter { $0.hasPrefix("step-") }
         #expect(kept.count <= Self.configuration(steps: 70).keepCheckpoints)
+        // A lost LATEST (a crash between rename and pointer) falls back to the newest complete checkpoint.
+        let checkpoints = Trainer.checkpointsDirectory(in: resumed)
+        try FileManager.default.removeItem(at: checkpoints.appendingPathComponent("LATEST"))
+        try FileManager.default.createDirectory(at: checkpoints.appendingPathComponent("step-00000099"), withIntermediateDirectories: true)
+        #expect(Trainer.latestCheckpoint(in: resumed)?.lastPathComponent == "step-00000070")
     }
 
     @Test func checkpointsAreSafetensorsAndMismatchesAreRefused() async throws {
