@@ -47,6 +47,7 @@ public final class StreamingPipeline: @unchecked Sendable {
     public let health = PipelineHealth()
     /// Follows the models topic for the perplexity filter, when configured.
     private let modelFollower = ModelFollower()
+    private var modelsToFollow: (kafka: KafkaConfiguration, topic: String, slot: ModelSlot)?
 
     /// Opens the index and the Kafka clients. `kafka` must name the cluster (`bootstrap.servers`).
     /// - Throws: ``ShardError`` for an unusable output directory or index, ``KafkaError`` for client settings,
@@ -85,9 +86,7 @@ public final class StreamingPipeline: @unchecked Sendable {
         if let perplexity = stageConfiguration.perplexity {
             let slot = ModelSlot(try perplexity.model.map { try ScoringModel.load($0, referencePerplexity: perplexity.referencePerplexity) })
             stageConfiguration.modelSlot = slot
-            if let topic = perplexity.modelsTopic {
-                modelFollower.start(kafka: producerConfiguration, topic: topic, slot: slot, logger: logger)
-            }
+            if let topic = perplexity.modelsTopic { modelsToFollow = (producerConfiguration, topic, slot) }
         }
         boxes = try (0..<workers).map { _ in
             var stages = try WorkerStages(stageConfiguration)
@@ -150,6 +149,9 @@ public final class StreamingPipeline: @unchecked Sendable {
     @discardableResult
     public func run() async throws -> Summary {
         defer { modelFollower.stop() }
+        if let follow = modelsToFollow {
+            await modelFollower.start(kafka: follow.kafka, topic: follow.topic, slot: follow.slot, logger: logger)
+        }
         let clock = ContinuousClock()
         let started = clock.now
         // The output topics must exist (the producer does not create topics): say so now, not in a delivery log.

@@ -104,41 +104,56 @@ public struct PerplexityScorer {
     }
 }
 
-/// Follows the models topic and puts every announced model into a slot: at start the newest one on the topic,
-/// then each new one. A model that cannot be loaded is logged and skipped; the slot keeps the previous model.
+/// Follows the models topic and puts every announced model into a slot: at start the newest one on the topic
+/// (``start(kafka:topic:slot:logger:)`` returns once it is loaded, so the first record is judged by it), then
+/// each new one. A model that cannot be loaded is logged and skipped; the slot keeps the previous model.
 public final class ModelFollower: Sendable {
     private let task: Mutex<Task<Void, Never>?> = Mutex(nil)
 
     public init() {}
 
-    public func start(kafka: KafkaConfiguration, topic: String, slot: ModelSlot, logger: Logger) {
-        let started = Task {
-            do {
-                var configuration = kafka
-                configuration.properties.removeValue(forKey: "group.id")
-                configuration.setDefault("fetch.wait.max.ms", "200")
-                let consumer = try KafkaConsumer(configuration: configuration, logger: logger)
-                let partition = TopicPartition(topic: topic, partition: 0)
-                let high = try await consumer.watermarks(of: partition).high
-                try await consumer.assign([TopicPartitionOffset(topic: topic, partition: 0, offset: max(0, high - 1))])
-                var records = consumer.records.makeAsyncIterator()
-                while !Task.isCancelled, let record = try await records.next() {
-                    guard let value = record.valueBytes,
-                        let event = try? JSONDecoder().decode(ModelVersion.self, from: Data(value)), event.status == "accepted"
-                    else { continue }
-                    do {
-                        slot.set(try ScoringModel.load(event.model, validationLoss: event.validationLoss))
-                        logger.notice("perplexity filter now uses model version \(event.version) (validation perplexity \(String(format: "%.2f", event.validationPerplexity)))")
-                    } catch {
-                        logger.error("cannot load model version \(event.version) from \(event.model): \(error); keeping the previous model")
+    /// Starts following; returns when the newest model on the topic is in the slot (or the topic is empty, or
+    /// after `timeout` without an answer).
+    public func start(kafka: KafkaConfiguration, topic: String, slot: ModelSlot, logger: Logger, timeout: Duration = .seconds(20)) async {
+        let ready = Mutex<CheckedContinuation<Void, Never>?>(nil)
+        let signalReady: @Sendable () -> Void = { ready.withLock { $0?.resume(); $0 = nil } }
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            ready.withLock { $0 = continuation }
+            let started = Task {
+                defer { signalReady() }
+                do {
+                    var configuration = kafka
+                    configuration.properties.removeValue(forKey: "group.id")
+                    configuration.setDefault("fetch.wait.max.ms", "200")
+                    let consumer = try KafkaConsumer(configuration: configuration, logger: logger)
+                    let partition = TopicPartition(topic: topic, partition: 0)
+                    let high = try await consumer.watermarks(of: partition).high
+                    try await consumer.assign([TopicPartitionOffset(topic: topic, partition: 0, offset: max(0, high - 1))])
+                    if high == 0 { signalReady() }
+                    var records = consumer.records.makeAsyncIterator()
+                    while !Task.isCancelled, let record = try await records.next() {
+                        defer { if record.offset >= high - 1 { signalReady() } }
+                        guard let value = record.valueBytes,
+                            let event = try? JSONDecoder().decode(ModelVersion.self, from: Data(value)), event.status == "accepted"
+                        else { continue }
+                        do {
+                            slot.set(try ScoringModel.load(event.model, validationLoss: event.validationLoss))
+                            logger.notice("perplexity filter now uses model version \(event.version) (validation perplexity \(String(format: "%.2f", event.validationPerplexity)))")
+                        } catch {
+                            logger.error("cannot load model version \(event.version) from \(event.model): \(error); keeping the previous model")
+                        }
                     }
+                    await consumer.close()
+                } catch {
+                    logger.error("the models-topic follower stopped: \(error)")
                 }
-                await consumer.close()
-            } catch {
-                logger.error("the models-topic follower stopped: \(error)")
+            }
+            task.withLock { $0 = started }
+            Task {
+                try? await Task.sleep(for: timeout)
+                signalReady()
             }
         }
-        task.withLock { $0 = started }
     }
 
     public func stop() { task.withLock { $0?.cancel() } }

@@ -1,4 +1,5 @@
 import Foundation
+import GRDB
 import Testing
 
 @Suite("sluice train, eval ppl and the perplexity filter", .timeLimit(.minutes(4)))
@@ -69,5 +70,33 @@ struct TrainCommandTests {
                 "Chinese text is far from an English-trained model: \(byPerplexity.count) dropped")
         #expect(!rejected.contains { $0.contains("\"id\":\"en") }, "English like the training text is kept")
         #expect(run.stdout.contains("\"kept\":20"))
+
+        // The streaming pipeline takes its model from sluice.models (the newest one there before the first record).
+        let broker = try BrokerProcess(arguments: ["--topic", "mix.in:2", "--topic", "sluice.models:1"] + PipelineTests.outputTopics)
+        defer { _ = broker.stop() }
+        let event = """
+            {"version":1,"status":"accepted","request":"manual","reasons":[],"checkpoint":"\(checkpoint)",\
+            "model":"\(checkpoint)/model.safetensors","validation_loss":\((summary?["validation_loss"] as? Double) ?? 4),\
+            "validation_windows":1,"steps":60,"tokens":1,"shards":1,"replay_shards":0,"created_at":""}
+            """
+        try await produce(["v1|" + event], topic: "sluice.models", bootstrap: broker.bootstrap)
+        let records = (80..<100).map(Self.english) + (0..<20).map(Self.chinese)
+        try await produce(records.enumerated().map { "k\($0.offset)|\($0.element)" }, topic: "mix.in", bootstrap: broker.bootstrap)
+        let pipelineConfig = directory.appendingPathComponent("pipeline.yaml")
+        try Data("perplexity:\n  models_topic: sluice.models\n  max_ratio: 1.5\n".utf8).write(to: pipelineConfig)
+        let streamed = directory.appendingPathComponent("streamed")
+        let pipeline = try await runProcess(
+            sluice,
+            ["pipeline", "--config", pipelineConfig.path, "--bootstrap", broker.bootstrap, "--topic", "mix.in", "--output", streamed.path,
+             "--group", "ppl", "--exit-at-end", "--log-level", "notice"],
+            timeout: .seconds(90))
+        #expect(pipeline.status == 0 && pipeline.stderr.contains("now uses model version 1"), "\(pipeline.stderr.suffix(1500))")
+        let index = try StreamIndexReader(directory: streamed)
+        let dropped = try await index.pool.read { db in
+            try String.fetchAll(db, sql: "SELECT id FROM rejected WHERE stage = 'perplexity' AND reason = 'perplexity_above_limit'")
+        }
+        #expect(dropped.count >= 10 && dropped.allSatisfy { $0.hasPrefix("zh") }, "\(dropped)")
+        let kept = try await index.pool.read { db in try String.fetchAll(db, sql: "SELECT id FROM samples") }
+        #expect(kept.filter { $0.hasPrefix("en") }.count == 20, "\(kept)")
     }
 }

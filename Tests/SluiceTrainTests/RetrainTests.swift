@@ -177,8 +177,10 @@ struct ModelFollowerTests {
         let follower = ModelFollower()
         var logger = Logger(label: "test")
         logger.logLevel = .critical
-        follower.start(kafka: kafka, topic: "sluice.models", slot: slot, logger: logger)
+        await follower.start(kafka: kafka, topic: "sluice.models", slot: slot, logger: logger)
         defer { follower.stop() }
+        // start returns with the newest model on the topic already in the slot.
+        #expect(slot.current.version == 1 && slot.current.model?.name.hasSuffix("v2.safetensors") == true)
         func waitFor(_ version: Int) async throws -> ScoringModel? {
             for _ in 0..<100 {
                 if slot.current.version >= version { return slot.current.model }
