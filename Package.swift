@@ -48,7 +48,10 @@ let package = Package(
         // Adapters.
         .target(
             name: "SluiceShards",
-            dependencies: ["CZstd", "COpenSSL", "SluiceText", .product(name: "GRDB", package: "GRDB.swift")],
+            dependencies: [
+                "CZstd", "COpenSSL", "SluiceText", .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "GRDBSQLite", package: "GRDB.swift"),
+            ],
             swiftSettings: strictSettings),
         .target(
             name: "SluiceKafka",

@@ -17,6 +17,8 @@ public final class Curator {
     public let output: URL
     /// Lines per batch handed to a worker.
     public var batchSize = 2048
+    /// Batches queued per worker.
+    var inFlightPerWorker = 2
 
     public init(configuration: CurateConfiguration, output: URL) {
         self.configuration = configuration
@@ -82,9 +84,19 @@ public final class Curator {
             configuration.modelSlot = ModelSlot(try ScoringModel.load(path, referencePerplexity: perplexity.referencePerplexity))
         }
         let boxes = try (0..<workers).map { _ in StageBox(try WorkerStages(configuration)) }
-        let queues = (0..<workers).map { DispatchQueue(label: "sluice.curate.worker\($0)") }
         let results = OrderedResults()
-        let inFlight = DispatchSemaphore(value: workers * 2)
+        // Workers pull the next batch when they are free (a slow batch never idles the other worker).
+        let work = BatchQueue(capacity: workers * inFlightPerWorker)
+        let threads = boxes.map { box in
+            let thread = Thread {
+                while let (number, batch) = work.take() { results.put(number, box.process(batch)) }
+            }
+            thread.name = "sluice.curate.worker"
+            thread.start()
+            return thread
+        }
+        defer { work.close() }
+        _ = threads
         var submitted = 0
         var consumed = 0
 
@@ -130,14 +142,14 @@ public final class Curator {
         while let batch = try input.nextBatch(maximumLines: batchSize) {
             summary.inputBytes += batch.bytes
             progress?(input.linesRead, input.bytesRead)
-            inFlight.wait()
             let number = submitted
             submitted += 1
-            let box = boxes[number % workers]
-            queues[number % workers].async {
-                let out = box.process(batch)
-                results.put(number, out)
-                inFlight.signal()
+            // Waits while the queue is full, consuming finished batches meanwhile.
+            while !work.offer((number, batch), waitSeconds: 0.002) {
+                while let ready = results.take(consumed, wait: false) {
+                    try consume(ready)
+                    consumed += 1
+                }
             }
             while let ready = results.take(consumed, wait: false) {
                 try consume(ready)
@@ -312,6 +324,48 @@ struct WorkerStages {
             return .rejected(line: number, id: document.id, stage: "shards", reason: "encode_failed", detail: ("", textBytes))
         }
         return .kept(line: number, document, print, textBytes: textBytes, prepared: prepared)
+    }
+}
+
+/// Numbered batches waiting for a worker: bounded, first in first out.
+final class BatchQueue: @unchecked Sendable {
+    // @unchecked: every access goes through `condition`.
+    private let condition = NSCondition()
+    private var items: [(Int, LineBatch)] = []  // at most `capacity`: removing the first is cheap
+    private var closed = false
+    private let capacity: Int
+
+    init(capacity: Int) { self.capacity = max(1, capacity) }
+
+    /// Adds a batch unless the queue stays full for `waitSeconds`; false then.
+    func offer(_ item: (Int, LineBatch), waitSeconds: Double) -> Bool {
+        condition.lock()
+        defer { condition.unlock() }
+        let deadline = Date(timeIntervalSinceNow: waitSeconds)
+        while items.count >= capacity {
+            if !condition.wait(until: deadline) { return false }
+        }
+        items.append(item)
+        condition.broadcast()
+        return true
+    }
+
+    /// The next batch, waiting for one; nil once closed and drained.
+    func take() -> (Int, LineBatch)? {
+        condition.lock()
+        defer { condition.unlock() }
+        while items.isEmpty && !closed { condition.wait() }
+        guard !items.isEmpty else { return nil }
+        let item = items.removeFirst()
+        condition.broadcast()
+        return item
+    }
+
+    func close() {
+        condition.lock()
+        closed = true
+        condition.broadcast()
+        condition.unlock()
     }
 }
 

@@ -97,16 +97,19 @@ public struct DedupStore: Sendable {
     public static func write(_ entries: [DedupIndex.Entry], in db: Database) throws {
         let statement = try db.cachedStatement(
             sql: "INSERT INTO dedup_documents (id, raw_hash, exact_hash, signature) VALUES (?, ?, ?, ?)")
+        let rows = BulkInsert(statement, in: db)
+        var blob = [UInt8]()
         for entry in entries {
-            var blob = [UInt8]()
-            blob.reserveCapacity(entry.signature.count * 2)
+            blob.removeAll(keepingCapacity: true)
             for value in entry.signature {
                 blob.append(UInt8(truncatingIfNeeded: value))
                 blob.append(UInt8(truncatingIfNeeded: value >> 8))
             }
-            try statement.execute(arguments: [
-                entry.id, Int64(bitPattern: entry.rawHash), Int64(bitPattern: entry.exactHash), Data(blob),
-            ])
+            rows.bind(1, entry.id)
+            rows.bind(2, Int64(bitPattern: entry.rawHash))
+            rows.bind(3, Int64(bitPattern: entry.exactHash))
+            blob.withUnsafeBytes { rows.bind(4, blob: $0) }
+            try rows.step()
         }
     }
 

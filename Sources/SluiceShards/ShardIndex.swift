@@ -139,12 +139,21 @@ public final class ShardIndex: Sendable {
                             json_offset, json_length, id, source, lang, score)
                         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                         """)
+                let rows = BulkInsert(insert, in: db)
                 for sample in shard.samples {
-                    try insert.execute(arguments: [
-                        sample.key, shard.name, sample.frameOffset, sample.frameLength, sample.textOffset,
-                        sample.textLength, sample.jsonOffset, sample.jsonLength, sample.id, sample.source,
-                        sample.language, sample.score,
-                    ])
+                    rows.bind(1, sample.key)
+                    rows.bind(2, shard.name)
+                    rows.bind(3, sample.frameOffset)
+                    rows.bind(4, sample.frameLength)
+                    rows.bind(5, sample.textOffset)
+                    rows.bind(6, sample.textLength)
+                    rows.bind(7, sample.jsonOffset)
+                    rows.bind(8, sample.jsonLength)
+                    rows.bind(9, sample.id)
+                    rows.bind(10, sample.source)
+                    rows.bind(11, sample.language)
+                    rows.bind(12, sample.score)
+                    try rows.step()
                 }
                 try extra(db)
             }
