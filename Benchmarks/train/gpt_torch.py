@@ -179,6 +179,52 @@ def bench(args):
                       "seconds": round(seconds, 3), "tokens_per_second": round(tokens / seconds, 1)}))
 
 
+@torch.no_grad()
+def forward_cached(model, idx, start, cache):
+    """Forward of new tokens `idx` (B, t) at positions start… with a per-layer (k, v) cache list, updated in place."""
+    b, t = idx.shape
+    x = model.wte(idx) + model.wpe(torch.arange(start, start + t))
+    for i, block in enumerate(model.h):
+        c = x.size(-1)
+        qkv = block.attn.c_attn(block.ln_1(x))
+        q, k, v = qkv.split(c, dim=2)
+        hs = c // block.heads
+        q = q.view(b, t, block.heads, hs).transpose(1, 2)
+        k = k.view(b, t, block.heads, hs).transpose(1, 2)
+        v = v.view(b, t, block.heads, hs).transpose(1, 2)
+        if cache[i] is not None:
+            k = torch.cat([cache[i][0], k], dim=2)
+            v = torch.cat([cache[i][1], v], dim=2)
+        cache[i] = (k, v)
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=(t > 1))
+        y = y.transpose(1, 2).contiguous().view(b, t, c)
+        x = x + block.attn.c_proj(y)
+        x = x + block.mlp.c_proj(F.gelu(block.mlp.c_fc(block.ln_2(x)), approximate="tanh"))
+    return model.ln_f(x[:, -1, :]) @ model.wte.weight.t()
+
+
+@torch.no_grad()
+def decode(args):
+    """KV-cached greedy decoding: `batch` sequences from a `prompt`-byte prefix to the full context."""
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    model = GPT(context=args.context, layers=args.layers, channels=args.dim, heads=args.heads).eval()
+    for batch in args.batch:
+        decoded, seconds = 0, 0.0
+        for _ in range(args.repeats):
+            idx = torch.tensor([[65 + (s + p) % 26 for p in range(args.prompt)] for s in range(batch)])
+            cache = [None] * len(model.h)
+            logits = forward_cached(model, idx, 0, cache)
+            start = time.perf_counter()
+            for position in range(args.prompt, args.context):
+                token = logits.argmax(dim=-1, keepdim=True)
+                logits = forward_cached(model, token, position, cache)
+                decoded += batch
+            seconds += time.perf_counter() - start
+        print(json.dumps({"peer": f"pytorch {torch.__version__}", "threads": args.threads, "batch": batch,
+                          "decoded": decoded, "seconds": round(seconds, 3), "tokens_per_second": round(decoded / seconds, 1)}))
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
@@ -195,8 +241,17 @@ def main():
     b.add_argument("--steps", type=int, default=20)
     b.add_argument("--warmup", type=int, default=3)
     b.add_argument("--input", help="training bytes (default: a synthetic pattern)")
+    d = sub.add_parser("decode", help="time KV-cached greedy decoding on CPU")
+    d.add_argument("--threads", type=int, default=1)
+    d.add_argument("--layers", type=int, default=4)
+    d.add_argument("--dim", type=int, default=128)
+    d.add_argument("--heads", type=int, default=4)
+    d.add_argument("--context", type=int, default=128)
+    d.add_argument("--prompt", type=int, default=16)
+    d.add_argument("--batch", type=int, nargs="+", default=[1, 8, 16, 32])
+    d.add_argument("--repeats", type=int, default=3)
     args = p.parse_args()
-    {"fixture": fixture, "bench": bench}[args.command](args)
+    {"fixture": fixture, "bench": bench, "decode": decode}[args.command](args)
 
 
 if __name__ == "__main__":
