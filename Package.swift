@@ -87,12 +87,18 @@ let package = Package(
             name: "SluiceTrain", dependencies: ["SluiceShards", "SluiceKafka", "SluiceConfig", "COpenBLAS"],
             swiftSettings: strictSettings),
         .target(
-            name: "SluiceGateway", dependencies: ["SluiceTrain", "SluiceShards", "SluiceKafka"],
+            name: "SluiceGateway",
+            dependencies: [
+                "SluiceTrain", "SluiceShards", "SluiceKafka", "SluiceText",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: strictSettings),
         .executableTarget(
             name: "sluice",
             dependencies: [
                 "SluiceKafka", "SluicePipeline", "SluiceConnectors", "SluiceText", "SluiceShards", "SluiceConfig", "SluiceTrain",
+                "SluiceGateway",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

@@ -31,3 +31,10 @@ final class SHA256Digest {
         return String(decoding: text, as: UTF8.self)
     }
 }
+
+/// SHA-256 of a byte string as 64 lowercase hex digits.
+public func sha256Hex(_ bytes: [UInt8]) -> String {
+    let digest = SHA256Digest()
+    bytes.withUnsafeBytes { digest.update($0) }
+    return digest.finish()
+}

@@ -46,6 +46,17 @@ public struct ScoringModel: Sendable {
     }
 }
 
+extension ScoringModel {
+    /// The validation loss recorded beside a model file or in a checkpoint directory, if any.
+    public static func validationLoss(at path: String) -> Float? {
+        let url = URL(fileURLWithPath: path)
+        var isDirectory: ObjCBool = false
+        let directory = FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) && isDirectory.boolValue
+            ? url : url.deletingLastPathComponent()
+        return (try? Trainer.readState(directory))?.progress.validationLoss
+    }
+}
+
 /// The current scoring model, shared by every worker; replaced when a new model is announced.
 public final class ModelSlot: Sendable {
     private let state = Mutex<(version: Int, model: ScoringModel?)>((0, nil))

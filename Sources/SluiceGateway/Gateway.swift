@@ -1,0 +1,420 @@
+public import Foundation
+public import Logging
+public import SluiceTrain
+internal import Hummingbird
+internal import SluiceShards
+internal import SluiceText
+internal import Synchronization
+
+/// Settings of `sluice serve`.
+public struct GatewayConfiguration: Sendable {
+    public var host = "127.0.0.1"
+    public var port = 8080
+    /// SHA-256 (hex) of every accepted API key; empty: no authentication.
+    public var apiKeyHashes: Set<String> = []
+    public var maxBodyBytes = 1 << 20
+    public var maxTokens = 1024
+    /// Concurrent generation sequences (KV-cache slots) and the queue behind them.
+    public var slots = 32
+    public var generationQueue = 256
+    /// Dynamic batching of /v1/score: texts per batch (1: off) and the longest wait for a batch to fill.
+    public var scoreBatch = 32
+    public var scoreDelay = 0.002
+    public var scoreQueue = 4096
+    /// A curated directory for /v1/shards and /v1/samples/{key}.
+    public var shardsDirectory: URL?
+    public init() {}
+
+    /// Reads an API keys file: one key per line (`#` comments), or `sha256:<hex>` for a key stored hashed.
+    public static func keyHashes(fromFile text: String) -> Set<String> {
+        var hashes: Set<String> = []
+        for line in text.split(separator: "\n") {
+            let key = line.trimmingCharacters(in: .whitespaces)
+            guard !key.isEmpty, !key.hasPrefix("#") else { continue }
+            hashes.insert(key.hasPrefix("sha256:") ? String(key.dropFirst(7)).lowercased() : sha256Hex(Array(key.utf8)))
+        }
+        return hashes
+    }
+}
+
+
+/// The inference gateway: OpenAI-style completions with continuous batching, scoring with dynamic batching,
+/// curated samples and shards, health, readiness and Prometheus metrics, on Hummingbird.
+public final class Gateway: @unchecked Sendable {
+    // @unchecked: the model description is guarded by `state`; the schedulers are thread-safe.
+    public let configuration: GatewayConfiguration
+    public let generator: GenerationScheduler
+    public let scorer: ScoreBatcher
+    private let logger: Logger
+    private let state: Mutex<ModelInfo>
+    private let metrics = GatewayMetrics()
+    private let index: ShardIndex?
+
+    struct ModelInfo: Sendable {
+        var version: String
+        var configuration: GPTConfiguration
+        var validationLoss: Float?
+    }
+
+    public init(model: GPT, version: String, validationLoss: Float?, configuration: GatewayConfiguration, logger: Logger) throws {
+        self.configuration = configuration
+        self.logger = logger
+        generator = GenerationScheduler(model: model, version: version, slots: configuration.slots, maxQueue: configuration.generationQueue)
+        let scoring = GPT(configuration: model.configuration, parameters: model.allParameters)
+        scorer = ScoreBatcher(model: scoring, maxBatch: configuration.scoreBatch, maxDelay: configuration.scoreDelay, maxQueue: configuration.scoreQueue)
+        state = Mutex(ModelInfo(version: version, configuration: model.configuration, validationLoss: validationLoss))
+        if let directory = configuration.shardsDirectory {
+            index = try ShardIndex(path: directory.appendingPathComponent("index.sqlite").path)
+        } else {
+            index = nil
+        }
+    }
+
+    /// Serves new requests with `model`; requests already generating finish on the old one.
+    public func swap(to model: GPT, version: String, validationLoss: Float?) {
+        generator.swap(to: model, version: version)
+        scorer.swap(to: GPT(configuration: model.configuration, parameters: model.allParameters))
+        state.withLock { $0 = ModelInfo(version: version, configuration: model.configuration, validationLoss: validationLoss) }
+        logger.notice("serving model \(version)")
+    }
+
+    /// Runs the HTTP server until the task is cancelled. `onListening` gets the bound port.
+    public func run(onListening: @escaping @Sendable (Int) -> Void = { _ in }) async throws {
+        let router = Router()
+        router.get("/healthz") { _, _ in Self.text("ok\n") }
+        router.get("/readyz") { [self] _, _ in
+            let version = state.withLock { $0.version }
+            return Self.json(.ok, "{\"ready\":true,\"model\":\(JSONText.string(version))}")
+        }
+        router.get("/metrics") { [self] _, _ in Self.text(metricsText(), contentType: "text/plain; version=0.0.4") }
+        router.get("/v1/models") { [self] request, _ in
+            await measured("/v1/models") { [self] in
+                if let refusal = authorize(request) { return refusal }
+                let info = state.withLock { $0 }
+                let loss = info.validationLoss.map { ",\"validation_loss\":\($0),\"validation_perplexity\":\(exp(Double($0)))" } ?? ""
+                return Self.json(.ok, """
+                    {"object":"list","data":[{"id":"sluice","object":"model","owned_by":"sluice","version":\(JSONText.string(info.version)),\
+                    "layers":\(info.configuration.layers),"dim":\(info.configuration.channels),"context":\(info.configuration.contextLength)\(loss)}]}
+                    """)
+            }
+        }
+        router.post("/v1/completions") { [self] request, _ in
+            await measured("/v1/completions") { [self] in await completions(request) }
+        }
+        router.post("/v1/score") { [self] request, _ in
+            await measured("/v1/score") { [self] in await score(request) }
+        }
+        router.get("/v1/shards") { [self] request, _ in
+            await measured("/v1/shards") { [self] in
+                if let refusal = authorize(request) { return refusal }
+                guard let index else { return Self.error(.notFound, "this gateway serves no curated directory (start it with --shards DIR)") }
+                guard let shards = try? index.shards() else { return Self.error(.internalServerError, "cannot read the index") }
+                let items = shards.map {
+                    "{\"name\":\(JSONText.string($0.name)),\"path\":\(JSONText.string($0.fileName)),\"samples\":\($0.samples),\"stored_bytes\":\($0.storedBytes),\"sha256\":\"\($0.sha256)\",\"sealed_at\":\(JSONText.string($0.sealedAt))}"
+                }
+                return Self.json(.ok, "{\"object\":\"list\",\"data\":[\(items.joined(separator: ","))]}")
+            }
+        }
+        router.get("/v1/samples/{key}") { [self] request, context in
+            await measured("/v1/samples") { [self] in
+                if let refusal = authorize(request) { return refusal }
+                guard let index, let directory = configuration.shardsDirectory else {
+                    return Self.error(.notFound, "this gateway serves no curated directory (start it with --shards DIR)")
+                }
+                let key = context.parameters.get("key") ?? ""
+                let found: (shard: ShardRecord, sample: SampleLocation)?
+                do { found = try index.location(ofKey: key) } catch { return Self.error(.internalServerError, "cannot read the index") }
+                guard let (shard, location) = found else { return Self.error(.notFound, "no sample with key \(key)") }
+                do {
+                    let sample = try ShardReader.sample(at: location, in: directory.appendingPathComponent(shard.fileName), format: shard.format)
+                    let metadata = sample.json.isEmpty ? "null" : String(decoding: sample.json, as: UTF8.self)
+                    return Self.json(.ok, "{\"key\":\(JSONText.string(key)),\"shard\":\(JSONText.string(shard.name)),\"text\":\(JSONText.string(String(decoding: sample.text, as: UTF8.self))),\"metadata\":\(metadata)}")
+                } catch {
+                    return Self.error(.internalServerError, "cannot read sample \(key): \(error)")
+                }
+            }
+        }
+        let host = configuration.host
+        let app = Application(
+            router: router, configuration: .init(address: .hostname(host, port: configuration.port), serverName: nil),
+            onServerRunning: { channel in onListening(channel.localAddress?.port ?? 0) }, logger: logger)
+        try await app.run()
+        generator.stop()
+        scorer.stop()
+    }
+
+    // MARK: Handlers
+
+    private func completions(_ request: Request) async -> Response {
+        if let refusal = authorize(request) { return refusal }
+        let object: [String: Any]
+        switch await body(request) {
+        case .failure(let failure): return failure.response
+        case .success(let value): object = value
+        }
+        guard let prompt = object["prompt"] as? String else { return Self.error(.badRequest, "prompt must be a string") }
+        var maxTokens = 16
+        if let value = object["max_tokens"] {
+            guard let number = JSONValue.integer(value), number >= 1, number <= configuration.maxTokens else {
+                return Self.error(.badRequest, "max_tokens must be an integer from 1 to \(configuration.maxTokens)")
+            }
+            maxTokens = number
+        }
+        var temperature: Float = 1
+        if let value = object["temperature"] {
+            guard let number = JSONValue.number(value).map(Float.init), number >= 0, number <= 2 else {
+                return Self.error(.badRequest, "temperature must be a number from 0 to 2")
+            }
+            temperature = number
+        }
+        var topP: Float = 1
+        if let value = object["top_p"] {
+            guard let number = JSONValue.number(value).map(Float.init), number > 0, number <= 1 else {
+                return Self.error(.badRequest, "top_p must be a number in (0, 1]")
+            }
+            topP = number
+        }
+        var stop: [[UInt8]] = []
+        if let value = object["stop"] {
+            if let single = value as? String { stop = [Array(single.utf8)] } else if let many = value as? [String], many.count <= 4 {
+                stop = many.map { Array($0.utf8) }
+            } else {
+                return Self.error(.badRequest, "stop must be a string or an array of up to 4 strings")
+            }
+        }
+        var seed = UInt64.random(in: 0...UInt64.max)
+        if let value = object["seed"] {
+            guard let number = JSONValue.integer(value) else { return Self.error(.badRequest, "seed must be an integer") }
+            seed = UInt64(bitPattern: Int64(number))
+        }
+        var streaming = false
+        if let value = object["stream"] {
+            guard let flag = JSONValue.boolean(value) else { return Self.error(.badRequest, "stream must be true or false") }
+            streaming = flag
+        }
+        let events: AsyncStream<GenerationScheduler.Event>
+        do {
+            events = try generator.submit(.init(
+                prompt: Array(prompt.utf8), maxTokens: maxTokens, sampler: TokenSampler(temperature: temperature, topP: topP, seed: seed),
+                stop: stop))
+        } catch {
+            return error.kind == .queueFull
+                ? Self.error(.tooManyRequests, error.reason, headers: [.retryAfter: "1"]) : Self.error(.serviceUnavailable, error.reason)
+        }
+        let id = "cmpl-\(UUID().uuidString.prefix(12).lowercased())"
+        let created = Int(Date().timeIntervalSince1970)
+        if streaming {
+            let body = ResponseBody { writer in
+                var pending: [UInt8] = []
+                for await event in events {
+                    switch event {
+                    case .bytes(let bytes):
+                        pending += bytes
+                        let ready = UTF8Chunks.completePrefix(pending)
+                        guard ready > 0 else { continue }
+                        let text = String(decoding: pending[..<ready], as: UTF8.self)
+                        pending.removeFirst(ready)
+                        try await writer.write(ByteBuffer(string: "data: {\"id\":\"\(id)\",\"object\":\"text_completion\",\"created\":\(created),\"model\":\"sluice\",\"choices\":[{\"text\":\(JSONText.string(text)),\"index\":0,\"logprobs\":null,\"finish_reason\":null}]}\n\n"))
+                    case .finished(let reason, _, _, let version):
+                        let rest = String(decoding: pending, as: UTF8.self)
+                        try await writer.write(ByteBuffer(string: "data: {\"id\":\"\(id)\",\"object\":\"text_completion\",\"created\":\(created),\"model\":\"sluice\",\"model_version\":\(JSONText.string(version)),\"choices\":[{\"text\":\(JSONText.string(rest)),\"index\":0,\"logprobs\":null,\"finish_reason\":\"\(reason)\"}]}\n\ndata: [DONE]\n\n"))
+                    }
+                }
+                try await writer.finish(nil)
+            }
+            return Response(status: .ok, headers: [.contentType: "text/event-stream", .cacheControl: "no-cache"], body: body)
+        }
+        var completion: [UInt8] = []
+        var finish = "length", promptTokens = 0, completionTokens = 0, version = ""
+        for await event in events {
+            switch event {
+            case .bytes(let bytes): completion += bytes
+            case .finished(let reason, let prompt, let generated, let model):
+                finish = reason
+                promptTokens = prompt
+                completionTokens = generated
+                version = model
+            }
+        }
+        return Self.json(.ok, """
+            {"id":"\(id)","object":"text_completion","created":\(created),"model":"sluice","model_version":\(JSONText.string(version)),\
+            "choices":[{"text":\(JSONText.string(String(decoding: completion, as: UTF8.self))),"index":0,"logprobs":null,"finish_reason":"\(finish)"}],\
+            "usage":{"prompt_tokens":\(promptTokens),"completion_tokens":\(completionTokens),"total_tokens":\(promptTokens + completionTokens)}}
+            """)
+    }
+
+    private func score(_ request: Request) async -> Response {
+        if let refusal = authorize(request) { return refusal }
+        let object: [String: Any]
+        switch await body(request) {
+        case .failure(let failure): return failure.response
+        case .success(let value): object = value
+        }
+        let texts: [String]
+        if let single = object["input"] as? String {
+            texts = [single]
+        } else if let many = object["input"] as? [String], !many.isEmpty, many.count <= 256 {
+            texts = many
+        } else {
+            return Self.error(.badRequest, "input must be a string or an array of 1 to 256 strings")
+        }
+        let scores: [TextScore]
+        do { scores = try await scorer.score(texts.map { Array($0.utf8) }) } catch {
+            return Self.error(.tooManyRequests, error.reason, headers: [.retryAfter: "1"])
+        }
+        let version = state.withLock { $0.version }
+        let items = scores.enumerated().map { index, score in
+            let perplexity = score.perplexity.isFinite ? String(format: "%.4f", score.perplexity) : "null"
+            return """
+                {"object":"score","index":\(index),"perplexity":\(perplexity),"tokens":\(score.tokens),\
+                "quality_score":\(String(format: "%.4f", score.qualityScore)),"language":\(JSONText.string(score.language)),\
+                "failed":[\(score.failed.map { JSONText.string($0) }.joined(separator: ","))]}
+                """
+        }
+        return Self.json(.ok, "{\"object\":\"list\",\"model\":\"sluice\",\"model_version\":\(JSONText.string(version)),\"data\":[\(items.joined(separator: ","))]}")
+    }
+
+    // MARK: Helpers
+
+    /// nil when the request may proceed; else 401.
+    private func authorize(_ request: Request) -> Response? {
+        guard !configuration.apiKeyHashes.isEmpty else { return nil }
+        let header = request.headers[.authorization] ?? ""
+        guard header.hasPrefix("Bearer "), configuration.apiKeyHashes.contains(sha256Hex(Array(header.dropFirst(7).utf8))) else {
+            return Self.error(.unauthorized, "a valid API key is required (Authorization: Bearer KEY)", headers: [.wwwAuthenticate: "Bearer"])
+        }
+        return nil
+    }
+
+    private func body(_ request: Request) async -> Result<[String: Any], ErrorResponse> {
+        if let length = request.headers[.contentLength].flatMap(Int.init), length > configuration.maxBodyBytes {
+            return .failure(ErrorResponse(Self.error(.contentTooLarge, "the body is larger than \(configuration.maxBodyBytes) bytes")))
+        }
+        guard let buffer = try? await request.body.collect(upTo: configuration.maxBodyBytes) else {
+            return .failure(ErrorResponse(Self.error(.contentTooLarge, "the body is larger than \(configuration.maxBodyBytes) bytes")))
+        }
+        guard let object = (try? JSONSerialization.jsonObject(with: Data(buffer.readableBytesView))) as? [String: Any] else {
+            return .failure(ErrorResponse(Self.error(.badRequest, "the body must be a JSON object")))
+        }
+        return .success(object)
+    }
+
+    struct ErrorResponse: Error { let response: Response; init(_ response: Response) { self.response = response } }
+
+    private func measured(_ route: String, _ handler: () async -> Response) async -> Response {
+        let start = DispatchTime.now().uptimeNanoseconds
+        let response = await handler()
+        metrics.record(route: route, status: Int(response.status.code), seconds: Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
+        return response
+    }
+
+    static func text(_ body: String, contentType: String = "text/plain") -> Response {
+        Response(status: .ok, headers: [.contentType: contentType], body: .init(byteBuffer: ByteBuffer(string: body)))
+    }
+
+    static func json(_ status: HTTPResponse.Status, _ body: String, headers: HTTPFields = [:]) -> Response {
+        var fields = headers
+        fields[.contentType] = "application/json"
+        return Response(status: status, headers: fields, body: .init(byteBuffer: ByteBuffer(string: body + "\n")))
+    }
+
+    static func error(_ status: HTTPResponse.Status, _ message: String, headers: HTTPFields = [:]) -> Response {
+        json(status, "{\"error\":{\"message\":\(JSONText.string(message)),\"code\":\(status.code)}}", headers: headers)
+    }
+
+    private func metricsText() -> String {
+        var lines = metrics.lines()
+        let generation = generator.statistics, scoring = scorer.statistics
+        let version = state.withLock { $0.version }
+        lines += [
+            "# TYPE sluice_gateway_generation_queue gauge", "sluice_gateway_generation_queue \(generator.queued)",
+            "# TYPE sluice_gateway_generation_active gauge", "sluice_gateway_generation_active \(generator.active)",
+            "# TYPE sluice_gateway_generated_tokens_total counter", "sluice_gateway_generated_tokens_total \(generation.tokens)",
+            "# TYPE sluice_gateway_decode_steps_total counter", "sluice_gateway_decode_steps_total \(generation.steps)",
+            "# TYPE sluice_gateway_score_batches_total counter", "sluice_gateway_score_batches_total \(scoring.batches)",
+            "# TYPE sluice_gateway_scored_texts_total counter", "sluice_gateway_scored_texts_total \(scoring.texts)",
+            "# TYPE sluice_gateway_model_info gauge", "sluice_gateway_model_info{version=\(JSONText.string(version))} 1",
+        ]
+        return lines.joined(separator: "\n") + "\n"
+    }
+}
+
+/// Requests by route and status, and a latency histogram per route.
+final class GatewayMetrics: Sendable {
+    static let buckets: [Double] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]
+    private struct Histogram: Sendable {
+        var counts = [Int](repeating: 0, count: GatewayMetrics.buckets.count)
+        var sum = 0.0
+        var count = 0
+    }
+    private let state = Mutex<(requests: [String: Int], latency: [String: Histogram])>(([:], [:]))
+
+    func record(route: String, status: Int, seconds: Double) {
+        state.withLock { state in
+            state.requests["route=\"\(route)\",status=\"\(status)\"", default: 0] += 1
+            var histogram = state.latency[route] ?? Histogram()
+            for (i, bound) in Self.buckets.enumerated() where seconds <= bound { histogram.counts[i] += 1 }
+            histogram.sum += seconds
+            histogram.count += 1
+            state.latency[route] = histogram
+        }
+    }
+
+    func lines() -> [String] {
+        state.withLock { state in
+            var lines = ["# TYPE sluice_gateway_requests_total counter"]
+            for (labels, count) in state.requests.sorted(by: { $0.key < $1.key }) { lines.append("sluice_gateway_requests_total{\(labels)} \(count)") }
+            lines.append("# TYPE sluice_gateway_request_seconds histogram")
+            for (route, histogram) in state.latency.sorted(by: { $0.key < $1.key }) {
+                for (bound, count) in zip(Self.buckets, histogram.counts) {
+                    lines.append("sluice_gateway_request_seconds_bucket{route=\"\(route)\",le=\"\(bound)\"} \(count)")
+                }
+                lines.append("sluice_gateway_request_seconds_bucket{route=\"\(route)\",le=\"+Inf\"} \(histogram.count)")
+                lines.append("sluice_gateway_request_seconds_sum{route=\"\(route)\"} \(histogram.sum)")
+                lines.append("sluice_gateway_request_seconds_count{route=\"\(route)\"} \(histogram.count)")
+            }
+            return lines
+        }
+    }
+}
+
+/// JSONSerialization's values, told apart (on Linux a JSON number bridges to Bool and a JSON boolean to Int).
+enum JSONValue {
+    static func isBoolean(_ value: Any) -> Bool {
+        guard let number = value as? NSNumber else { return false }
+        return String(cString: number.objCType) == "c"
+    }
+
+    static func boolean(_ value: Any) -> Bool? { isBoolean(value) ? (value as? NSNumber)?.boolValue : nil }
+
+    static func number(_ value: Any) -> Double? {
+        guard !isBoolean(value), let number = value as? NSNumber else { return nil }
+        let double = number.doubleValue
+        return double.isFinite ? double : nil
+    }
+
+    static func integer(_ value: Any) -> Int? {
+        guard let double = number(value), double == double.rounded(), abs(double) < 9e15 else { return nil }
+        return Int(double)
+    }
+}
+
+/// Where a byte stream can be cut without splitting a UTF-8 character.
+enum UTF8Chunks {
+    /// The length of the longest prefix that does not end inside a multi-byte character.
+    static func completePrefix(_ bytes: [UInt8]) -> Int {
+        var index = bytes.count
+        var back = 0
+        while index > 0 && back < 4 {
+            let byte = bytes[index - 1]
+            if byte & 0xC0 == 0x80 {
+                index -= 1
+                back += 1
+                continue
+            }
+            let needed = byte < 0x80 ? 1 : byte >= 0xF0 ? 4 : byte >= 0xE0 ? 3 : byte >= 0xC0 ? 2 : 1
+            return back + 1 >= needed ? bytes.count : index - 1
+        }
+        return bytes.count
+    }
+}

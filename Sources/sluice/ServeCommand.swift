@@ -1,0 +1,99 @@
+import ArgumentParser
+import Foundation
+import Logging
+import SluiceGateway
+import SluiceKafka
+import SluiceTrain
+
+struct ServeCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "serve",
+        abstract: "Serve a Sluice model over HTTP: completions, scoring, curated samples, health and metrics.",
+        discussion: """
+            Routes: POST /v1/completions (OpenAI completions shape; "stream": true for server-sent events), \
+            POST /v1/score ({"input": "text" | ["text", …]}: perplexity and quality score per text), \
+            GET /v1/models, GET /v1/shards and GET /v1/samples/{key} (with --shards), /healthz, /readyz, /metrics.
+
+            Generation runs with a KV cache and continuous batching over --slots sequences; scoring gathers texts \
+            from concurrent requests into batches of up to --score-batch (1: no batching). Both queues are bounded: \
+            when full the answer is 429 at once. With --bootstrap, the gateway follows the models topic and swaps \
+            in each accepted model; requests already generating finish on the model they started with.
+
+            The first line on standard output is the address, e.g. http://127.0.0.1:8080 (useful with --port 0).
+            """)
+
+    @Option(help: ArgumentHelp("A model.safetensors file or a checkpoint directory.", valueName: "path")) var model: String
+    @Option(help: "Address to listen on.") var host = "127.0.0.1"
+    @Option(help: "Port (0: any free port).") var port = 8080
+    @Option(help: ArgumentHelp("API keys, one per line (or sha256:<hex>); without it no key is needed.", valueName: "file"))
+    var apiKeys: String?
+    @Option(help: ArgumentHelp("A curated directory for /v1/shards and /v1/samples/{key}.", valueName: "dir")) var shards: String?
+    @Option(help: "Concurrent generation sequences.") var slots = 32
+    @Option(help: "Largest max_tokens accepted.") var maxTokens = 1024
+    @Option(help: "Texts per scoring batch (1: no dynamic batching).") var scoreBatch = 32
+    @Option(help: "Longest wait for a scoring batch to fill, in milliseconds.") var scoreDelayMs = 2.0
+    @Option(help: "Largest request body in bytes.") var maxBody = 1 << 20
+    @Option(help: ArgumentHelp("Kafka bootstrap servers: follow the models topic and swap models.", valueName: "host:port")) var bootstrap: String?
+    @Option(help: "The models topic.") var modelsTopic = "sluice.models"
+    @Option(help: "Log level.") var logLevel = "notice"
+
+    func run() async throws {
+        guard let level = Logger.Level(rawValue: logLevel.lowercased()) else { throw ValidationError("unknown log level '\(logLevel)'") }
+        let logger = makeLogger(level: level)
+        guard (0...65535).contains(port) else { throw ValidationError("--port must be 0…65535") }
+        guard slots >= 1, slots <= 1024, maxTokens >= 1, scoreBatch >= 1, scoreDelayMs >= 0, maxBody >= 1024 else {
+            throw ValidationError("--slots 1…1024, --max-tokens, --score-batch ≥ 1, --score-delay-ms ≥ 0, --max-body ≥ 1024")
+        }
+        let scoring: ScoringModel
+        do { scoring = try ScoringModel.load(model, referencePerplexity: 1) } catch { throw CommandError(error.reason) }
+        let validationLoss = ScoringModel.validationLoss(at: model)
+        var settings = GatewayConfiguration()
+        settings.host = host
+        settings.port = port
+        settings.slots = slots
+        settings.maxTokens = maxTokens
+        settings.scoreBatch = scoreBatch
+        settings.scoreDelay = scoreDelayMs / 1000
+        settings.maxBodyBytes = maxBody
+        if let apiKeys {
+            guard let text = try? String(contentsOfFile: apiKeys, encoding: .utf8) else { throw CommandError("cannot read \(apiKeys)") }
+            settings.apiKeyHashes = GatewayConfiguration.keyHashes(fromFile: text)
+            guard !settings.apiKeyHashes.isEmpty else { throw CommandError("\(apiKeys) holds no API key") }
+        }
+        if let shards {
+            guard FileManager.default.fileExists(atPath: shards + "/index.sqlite") else {
+                throw CommandError("\(shards) is not a curated directory (no index.sqlite)")
+            }
+            settings.shardsDirectory = URL(fileURLWithPath: shards)
+        }
+        let gpt = GPT(configuration: scoring.configuration, parameters: scoring.parameters)
+        let gateway = try Gateway(model: gpt, version: URL(fileURLWithPath: model).lastPathComponent, validationLoss: validationLoss,
+                                  configuration: settings, logger: logger)
+        let follower = ModelFollower()
+        if let bootstrap {
+            var kafka = KafkaConfiguration()
+            kafka.bootstrapServers = bootstrap
+            let slot = ModelSlot()
+            await follower.start(kafka: kafka, topic: modelsTopic, slot: slot, logger: logger)
+            Task {
+                var seen = 0
+                while !Task.isCancelled {
+                    let (version, loaded) = slot.current
+                    if version != seen, let loaded {
+                        seen = version
+                        gateway.swap(to: GPT(configuration: loaded.configuration, parameters: loaded.parameters), version: loaded.name,
+                                     validationLoss: Float(Foundation.log(loaded.referencePerplexity)))
+                    }
+                    try? await Task.sleep(for: .milliseconds(200))
+                }
+            }
+        }
+        let server = Task {
+            try await gateway.run { port in Terminal.out("http://\(host):\(port)") }
+        }
+        let sources = stopOnSignals("stopping the gateway (again to exit at once)") { server.cancel() }
+        defer { sources.forEach { $0.cancel() } }
+        do { try await server.value } catch is CancellationError {}
+        follower.stop()
+    }
+}
