@@ -110,7 +110,10 @@ public final class GenerationScheduler: @unchecked Sendable {
         condition.lock()
         defer { condition.unlock() }
         guard !stopping else { throw GatewayError(.unavailable, "the generator is shutting down") }
-        guard waiting.count < maxQueue else { throw GatewayError(.queueFull, "the generation queue is full (\(maxQueue) requests)") }
+        // Requests beyond the free slots wait; at most `maxQueue` of them.
+        guard waiting.count < maxQueue + current.free.count else {
+            throw GatewayError(.queueFull, "all \(slots) sequences are busy and \(maxQueue) requests wait already")
+        }
         let generation = Generation(request: request, continuation: continuation, engine: current)
         continuation.onTermination = { [weak self, weak generation] termination in
             guard case .cancelled = termination, let self, let generation else { return }
@@ -183,6 +186,7 @@ public final class GenerationScheduler: @unchecked Sendable {
         var byEngine: [ObjectIdentifier: (EngineSlot, [Generation])] = [:]
         for generation in batch { byEngine[ObjectIdentifier(generation.engine), default: (generation.engine, [])].1.append(generation) }
         var finished: [Generation] = []
+        var endings: [(Generation, Event)] = []
         var rowsRun = 0, tokens = 0
         for (engineSlot, generations) in byEngine.values {
             let t = engineSlot.engine.configuration.contextLength
@@ -218,10 +222,9 @@ public final class GenerationScheduler: @unchecked Sendable {
                     if generation.generated.count >= generation.request.maxTokens || generation.position >= t { reason = "length" }
                 }
                 if let reason {
-                    generation.continuation.yield(.finished(
+                    endings.append((generation, .finished(
                         reason: reason, promptTokens: generation.promptTokens, completionTokens: generation.generated.count,
-                        modelVersion: engineSlot.version))
-                    generation.continuation.finish()
+                        modelVersion: engineSlot.version)))
                     finished.append(generation)
                 }
             }
@@ -233,9 +236,14 @@ public final class GenerationScheduler: @unchecked Sendable {
         }
         guard !finished.isEmpty else { return }
         let done = Set(finished.map { ObjectIdentifier($0) })
+        // Free the slots before the callers hear of the end, so a caller's next request finds its slot free.
         condition.withLock {
             running.removeAll { done.contains(ObjectIdentifier($0)) }
             for generation in finished { release(generation) }
+        }
+        for (generation, event) in endings {
+            generation.continuation.yield(event)
+            generation.continuation.finish()
         }
     }
 

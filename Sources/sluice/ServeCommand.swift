@@ -29,6 +29,7 @@ struct ServeCommand: AsyncParsableCommand {
     var apiKeys: String?
     @Option(help: ArgumentHelp("A curated directory for /v1/shards and /v1/samples/{key}.", valueName: "dir")) var shards: String?
     @Option(help: "Concurrent generation sequences.") var slots = 32
+    @Option(help: "Generation requests waiting beyond the running ones before 429.") var queue = 256
     @Option(help: "Largest max_tokens accepted.") var maxTokens = 1024
     @Option(help: "Texts per scoring batch (1: no dynamic batching).") var scoreBatch = 32
     @Option(help: "Longest wait for a scoring batch to fill, in milliseconds.") var scoreDelayMs = 2.0
@@ -41,8 +42,8 @@ struct ServeCommand: AsyncParsableCommand {
         guard let level = Logger.Level(rawValue: logLevel.lowercased()) else { throw ValidationError("unknown log level '\(logLevel)'") }
         let logger = makeLogger(level: level)
         guard (0...65535).contains(port) else { throw ValidationError("--port must be 0…65535") }
-        guard slots >= 1, slots <= 1024, maxTokens >= 1, scoreBatch >= 1, scoreDelayMs >= 0, maxBody >= 1024 else {
-            throw ValidationError("--slots 1…1024, --max-tokens, --score-batch ≥ 1, --score-delay-ms ≥ 0, --max-body ≥ 1024")
+        guard slots >= 1, slots <= 1024, queue >= 0, maxTokens >= 1, scoreBatch >= 1, scoreDelayMs >= 0, maxBody >= 1024 else {
+            throw ValidationError("--slots 1…1024, --queue ≥ 0, --max-tokens, --score-batch ≥ 1, --score-delay-ms ≥ 0, --max-body ≥ 1024")
         }
         let scoring: ScoringModel
         do { scoring = try ScoringModel.load(model, referencePerplexity: 1) } catch { throw CommandError(error.reason) }
@@ -51,6 +52,7 @@ struct ServeCommand: AsyncParsableCommand {
         settings.host = host
         settings.port = port
         settings.slots = slots
+        settings.generationQueue = queue
         settings.maxTokens = maxTokens
         settings.scoreBatch = scoreBatch
         settings.scoreDelay = scoreDelayMs / 1000

@@ -1,0 +1,158 @@
+import Foundation
+import Testing
+
+/// `sluice serve` as a real process over HTTP.
+@Suite("sluice serve: the inference gateway", .serialized, .timeLimit(.minutes(4)))
+struct GatewayTests {
+    final class Server: @unchecked Sendable {
+        let process = Process()
+        let port: Int
+        private let output = Pipe()
+
+        init(_ arguments: [String]) throws {
+            process.executableURL = sluiceExecutable
+            process.arguments = ["serve", "--port", "0"] + arguments
+            process.standardOutput = output
+            process.standardError = FileHandle.nullDevice
+            try process.run()
+            var buffer = Data()
+            while !buffer.contains(0x0A) {
+                let chunk = output.fileHandleForReading.availableData
+                if chunk.isEmpty { break }
+                buffer.append(chunk)
+            }
+            let line = String(decoding: buffer, as: UTF8.self).split(separator: "\n").first ?? ""
+            guard let port = line.split(separator: ":").last.flatMap({ Int($0) }) else { throw HTTPTestError.connect }
+            self.port = port
+        }
+
+        func stop() {
+            process.terminate()
+            process.waitUntilExit()
+        }
+    }
+
+    /// A curated directory and an untrained 4-layer, d=128, context-128 model (decoding is slow enough in a
+    /// debug build to hold a sequence busy while another request arrives).
+    static func fixture(_ directory: URL) async throws -> (curated: String, model: String) {
+        let words = ["river", "garden", "library", "station", "harbour", "mountain", "village", "market", "bridge", "forest"]
+        let lines = (0..<40).map { i in
+            "{\"id\":\"doc-\(i)\",\"text\":\"The \(words[i % 10]) \(i) is where the people of the town meet, and they have many stories to tell about it. \((0..<30).map { words[($0 * 7 + i) % 10] + String($0 * 13 + i) }.joined(separator: " ")).\"}"
+        }
+        let input = directory.appendingPathComponent("in.jsonl")
+        try Data((lines.joined(separator: "\n") + "\n").utf8).write(to: input)
+        let curated = directory.appendingPathComponent("curated").path
+        #expect(try await runProcess(sluiceExecutable.path, ["curate", "--input", input.path, "--output", curated, "--quiet"]).status == 0)
+        let model = directory.appendingPathComponent("model").path
+        let trained = try await runProcess(
+            sluiceExecutable.path, ["train", "--shards", curated, "--output", model, "--steps", "1", "--batch", "1", "--holdout", "5"])
+        #expect(trained.status == 0, "\(trained.stderr)")
+        return (curated, model + "/checkpoints/step-00000001")
+    }
+
+    static func json(_ text: String) -> [String: Any] {
+        (try? JSONSerialization.jsonObject(with: Data(text.utf8))) as? [String: Any] ?? [:]
+    }
+
+    @Test func everyRouteAuthLimitsAndBatching() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("sluice-gateway-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let (curated, model) = try await Self.fixture(directory)
+        let keys = directory.appendingPathComponent("keys")
+        try Data("# gateway keys\nsecret-one\nsha256:\(Self.sha256("secret-two"))\n".utf8).write(to: keys)
+        let server = try Server([
+            "--model", model, "--shards", curated, "--api-keys", keys.path, "--slots", "1", "--queue", "0", "--max-tokens", "127",
+            "--max-body", "2048",
+        ])
+        defer { server.stop() }
+        let port = server.port
+        let auth = ["Authorization": "Bearer secret-one", "Content-Type": "application/json"]
+        func post(_ path: String, _ body: String, headers: [String: String] = auth) async throws -> (Int, String, String) {
+            try await httpRequest(port: port, method: "POST", path: path, headers: headers, body: Array(body.utf8))
+        }
+
+        // Health and readiness need no key; everything under /v1 does.
+        #expect(try await httpGet(port: port, path: "/healthz").0 == 200)
+        let ready = try await httpGet(port: port, path: "/readyz")
+        #expect(ready.0 == 200 && ready.1.contains("step-00000001"))
+        let anonymous = try await httpRequest(port: port, method: "GET", path: "/v1/models")
+        #expect(anonymous.0 == 401 && anonymous.1.lowercased().contains("www-authenticate: bearer"))
+        #expect(try await httpRequest(port: port, method: "GET", path: "/v1/models", headers: ["Authorization": "Bearer wrong"]).0 == 401)
+        let models = try await httpRequest(port: port, method: "GET", path: "/v1/models", headers: ["Authorization": "Bearer secret-two"])
+        #expect(models.0 == 200 && models.2.contains("\"dim\":128"), "a key stored as its SHA-256 works too")
+
+        // Greedy completions are repeatable and honour max_tokens and stop.
+        let request = #"{"prompt":"The river ","max_tokens":20,"temperature":0}"#
+        let first = try await post("/v1/completions", request), second = try await post("/v1/completions", request)
+        #expect(first.0 == 200, "\(first.2)")
+        let choice = ((Self.json(first.2)["choices"] as? [[String: Any]])?.first) ?? [:]
+        let text = choice["text"] as? String ?? ""
+        #expect((Self.json(first.2)["usage"] as? [String: Any])?["completion_tokens"] as? Int == 20 && choice["finish_reason"] as? String == "length")
+        #expect(((Self.json(second.2)["choices"] as? [[String: Any]])?.first?["text"] as? String) == text)
+        if let firstCharacter = text.first {
+            let stopped = try await post("/v1/completions", #"{"prompt":"The river ","max_tokens":20,"temperature":0,"stop":\#(String(reflecting: String(firstCharacter)))}"#)
+            let stoppedChoice = (Self.json(stopped.2)["choices"] as? [[String: Any]])?.first ?? [:]
+            #expect(stoppedChoice["finish_reason"] as? String == "stop" && stoppedChoice["text"] as? String == "", "\(stopped.2)")
+        }
+        // Streaming: server-sent events ending in [DONE].
+        let streamed = try await post("/v1/completions", #"{"prompt":"The river ","max_tokens":5,"temperature":0,"stream":true}"#)
+        #expect(streamed.0 == 200 && streamed.1.lowercased().contains("text/event-stream"))
+        // Up to one event per token (bytes of an unfinished UTF-8 character wait for the next) and a final one.
+        let events = streamed.2.components(separatedBy: "data: {").count - 1
+        #expect(events >= 1 && events <= 6 && streamed.2.contains("data: [DONE]") && streamed.2.contains("\"finish_reason\":\"length\""), "\(streamed.2)")
+
+        // Validation and limits.
+        for (body, message) in [
+            (#"{"prompt":3}"#, "prompt must be a string"), (#"{"prompt":"a","max_tokens":128}"#, "max_tokens"),
+            (#"{"prompt":"a","temperature":3}"#, "temperature"), (#"{"prompt":"a","stream":1}"#, "stream"), ("not json", "JSON object"),
+            (#"{"input":[]}"#, "input"),
+        ] {
+            let path = body.contains("input") ? "/v1/score" : "/v1/completions"
+            let answer = try await post(path, body)
+            #expect(answer.0 == 400 && answer.2.contains(message), "\(body): \(answer.2)")
+        }
+        #expect(try await post("/v1/completions", "{\"prompt\":\"\(String(repeating: "x", count: 3000))\"}").0 == 413)
+
+        // One sequence at a time and no queue: a second request while one generates is refused at once.
+        let long = Task { try await post("/v1/completions", #"{"prompt":"The","max_tokens":127,"temperature":0}"#) }
+        var busy = false
+        for _ in 0..<200 where !busy {
+            busy = try await httpGet(port: port, path: "/metrics").1.contains("sluice_gateway_generation_active 1")
+            if !busy { try await Task.sleep(for: .milliseconds(2)) }
+        }
+        print("gateway test: second request while busy: \(busy)")
+        if busy {
+            let refused = try await post("/v1/completions", #"{"prompt":"a","max_tokens":1}"#)
+            #expect(refused.0 == 429 && refused.1.lowercased().contains("retry-after: 1"), "\(refused.2)")
+        }
+        #expect(try await long.value.0 == 200)
+
+        // Scoring: perplexity and quality for each input, batched across concurrent requests.
+        let scored = try await post("/v1/score", #"{"input":["The river runs through the town, and the people meet there.","zzzz qqqq"]}"#)
+        let data = Self.json(scored.2)["data"] as? [[String: Any]] ?? []
+        #expect(scored.0 == 200 && data.count == 2 && (data[0]["perplexity"] as? Double ?? 0) > 1 && data[0]["language"] as? String == "en")
+        try await withThrowingTaskGroup(of: Int.self) { group in
+            for i in 0..<16 { group.addTask { try await post("/v1/score", "{\"input\":\"text number \(i) about a river\"}").0 } }
+            for try await status in group { #expect(status == 200) }
+        }
+        let metrics = try await httpGet(port: port, path: "/metrics").1
+        let batches = metrics.split(separator: "\n").first { $0.hasPrefix("sluice_gateway_score_batches_total") }
+        let texts = metrics.split(separator: "\n").first { $0.hasPrefix("sluice_gateway_scored_texts_total") }
+        #expect(texts?.hasSuffix(" 18") == true, "\(texts ?? "")")
+        #expect((batches?.split(separator: " ").last.flatMap { Int($0) } ?? 99) < 18, "concurrent texts share batches: \(batches ?? "")")
+        #expect(metrics.contains("sluice_gateway_requests_total{route=\"/v1/completions\",status=\"400\"}"))
+
+        // Curated samples and shards.
+        let shards = try await httpRequest(port: port, method: "GET", path: "/v1/shards", headers: auth)
+        #expect(shards.0 == 200 && shards.2.contains("\"samples\":"))
+        let sample = try await httpRequest(port: port, method: "GET", path: "/v1/samples/0000000001", headers: auth)
+        #expect(sample.0 == 200 && sample.2.contains("\"text\":\"The river 0 is where"), "\(sample.2)")
+        #expect(try await httpRequest(port: port, method: "GET", path: "/v1/samples/nope", headers: auth).0 == 404)
+    }
+
+    static func sha256(_ text: String) -> String {
+        let result = try? runBlocking { try await runProcess("/usr/bin/sha256sum", [], input: text) }
+        return String((result?.stdout ?? "").prefix(64))
+    }
+}
