@@ -115,21 +115,24 @@ public final class ScoreBatcher: @unchecked Sendable {
         }
     }
 
-    /// One forward pass over the windows of every text (padded to the context; padding is not counted).
+    /// One forward pass over the windows of every text. The window length is the longest text of the batch
+    /// (rounded up to 16, at most the context), so short texts are not padded to the whole context; a text is
+    /// scored the same way whatever else is in its batch (every text of at most the context fits one window).
     private func score(_ texts: [[UInt8]], with model: GPT) -> [TextScore] {
-        let t = model.configuration.contextLength
+        let context = model.configuration.contextLength
+        let predictedCounts = texts.map { max(0, min($0.count, maxBytes + 1) - 1) }
+        let longest = min(context, predictedCounts.max() ?? 1)
+        let t = min(context, max(16, (longest + 15) / 16 * 16))
         var inputs: [UInt8] = [], targets: [UInt8] = []
         var spans: [(first: Int, windows: Int, tokens: Int)] = []
-        for text in texts {
-            let used = Array(text.prefix(maxBytes + 1))
-            let predicted = max(0, used.count - 1)
+        for (text, predicted) in zip(texts, predictedCounts) {
             let windows = max(1, (predicted + t - 1) / t)
             spans.append((inputs.count / t, windows, predicted))
             for w in 0..<windows {
                 for i in 0..<t {
                     let k = w * t + i
-                    inputs.append(k < predicted ? used[k] : 0)
-                    targets.append(k < predicted ? used[k + 1] : 0)
+                    inputs.append(k < predicted ? text[k] : 0)
+                    targets.append(k < predicted ? text[k + 1] : 0)
                 }
             }
         }

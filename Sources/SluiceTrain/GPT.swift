@@ -344,7 +344,10 @@ public final class GPT: @unchecked Sendable {
 
     private func arena(batch: Int, time: Int) -> Arena {
         if let arena, arena.batch == batch, arena.time == time, arena.members == team.size { return arena }
-        let made = Arena(configuration: configuration, batch: batch, time: time, shared: recomputesActivations, members: team.size)
+        // A new shape reuses the old storage when it fits (scoring varies the shape batch by batch).
+        let made = Arena(
+            configuration: configuration, batch: batch, time: time, shared: recomputesActivations, members: team.size,
+            reusing: arena?.storage)
         arena = made
         return made
     }
@@ -371,7 +374,7 @@ private final class Arena {
         let ln1, ln1Mean, ln1Rstd, qkv, atty, att, res2, ln2, ln2Mean, ln2Rstd, fch, fchGelu: FloatPointer
     }
 
-    init(configuration: GPTConfiguration, batch: Int, time: Int, shared: Bool, members: Int) {
+    init(configuration: GPTConfiguration, batch: Int, time: Int, shared: Bool, members: Int, reusing: FloatBuffer? = nil) {
         self.batch = batch
         self.time = time
         self.shared = shared
@@ -387,7 +390,13 @@ private final class Arena {
             configuration.layers * rows * c,  // block outputs
             layerCopies * layerFloats,
         ]
-        storage = FloatBuffer(count: sizes.reduce(0, +))
+        let needed = sizes.reduce(0, +)
+        if let reusing, reusing.count >= needed {
+            storage = reusing
+            storage.pointer.update(repeating: 0, count: needed)
+        } else {
+            storage = FloatBuffer(count: needed)
+        }
         tokenStorage = .allocate(capacity: 2 * rows)
         tokenStorage.initialize(repeating: 0, count: 2 * rows)
         var next = storage.pointer
