@@ -307,7 +307,11 @@ struct ConnectorTests {
         let directory = temporaryOutput("connect-sqlite")
         defer { try? FileManager.default.removeItem(at: directory) }
         let database = directory.appendingPathComponent("posts.sqlite")
-        let queue = try DatabaseQueue(path: database.path)
+        // Like any writer next to a reader of a rollback-journal database, the application waits for the
+        // connector's short read transactions instead of failing at once with "database is locked".
+        var settings = Configuration()
+        settings.busyMode = .timeout(10)
+        let queue = try DatabaseQueue(path: database.path, configuration: settings)
         try await queue.write { db in
             try db.execute(sql: "CREATE TABLE posts(post_id TEXT, body TEXT, author TEXT)")
         }
