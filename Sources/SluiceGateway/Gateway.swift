@@ -418,3 +418,16 @@ enum UTF8Chunks {
         return bytes.count
     }
 }
+
+/// A bare Hummingbird server with one route, `GET /healthz` → "ok": the baseline `sluice eval http-baseline`
+/// measures the gateway's own overhead against.
+public enum BareHTTPServer {
+    public static func run(host: String, port: Int, logger: Logger, onListening: @escaping @Sendable (Int) -> Void) async throws {
+        let router = Router()
+        router.get("/healthz") { _, _ in Response(status: .ok, headers: [.contentType: "text/plain"], body: .init(byteBuffer: ByteBuffer(string: "ok\n"))) }
+        let app = Application(
+            router: router, configuration: .init(address: .hostname(host, port: port), serverName: nil),
+            onServerRunning: { channel in onListening(channel.localAddress?.port ?? 0) }, logger: logger)
+        try await app.run()
+    }
+}

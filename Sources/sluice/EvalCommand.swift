@@ -4,7 +4,7 @@ import SluiceText
 
 struct EvalCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "eval", abstract: "Measure the text stages on a JSON Lines corpus.", subcommands: [Decode.self, Clean.self, PII.self, Quality.self, Dedup.self, Index.self, Read.self, TrainSpeed.self, Perplexity.self, GenerateSpeed.self])
+        commandName: "eval", abstract: "Measure the text stages on a JSON Lines corpus.", subcommands: [Decode.self, Clean.self, PII.self, Quality.self, Dedup.self, Index.self, Read.self, TrainSpeed.self, Perplexity.self, GenerateSpeed.self, HTTPBaseline.self])
 
     struct Decode: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
