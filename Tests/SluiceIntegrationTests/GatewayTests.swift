@@ -156,3 +156,62 @@ struct GatewayTests {
         return String((result?.stdout ?? "").prefix(64))
     }
 }
+
+@Suite("sluice serve: model swap under load", .serialized, .timeLimit(.minutes(4)))
+struct GatewaySwapTests {
+    @Test func swapsModelsWithoutFailingARequest() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("sluice-swap-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let (curated, first) = try await GatewayTests.fixture(directory)
+        let secondDirectory = directory.appendingPathComponent("second").path
+        let trained = try await runProcess(
+            sluiceExecutable.path,
+            ["train", "--shards", curated, "--output", secondDirectory, "--steps", "1", "--batch", "1", "--holdout", "5", "--seed", "2"])
+        #expect(trained.status == 0, "\(trained.stderr)")
+        let second = secondDirectory + "/checkpoints/step-00000001"
+        let broker = try BrokerProcess(arguments: ["--topic", "sluice.models:1"])
+        defer { _ = broker.stop() }
+        let server = try GatewayTests.Server(["--model", first, "--bootstrap", broker.bootstrap, "--slots", "4"])
+        defer { server.stop() }
+        let port = server.port
+
+        // Clients keep generating while the new model is announced halfway.
+        let statuses = LockedBox<[Int]>([])
+        let versions = LockedBox<[String]>([])
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for client in 0..<4 {
+                group.addTask {
+                    for i in 0..<12 {
+                        let (status, _, body) = try await httpRequest(
+                            port: port, method: "POST", path: "/v1/completions",
+                            body: Array("{\"prompt\":\"client \(client) request \(i)\",\"max_tokens\":40,\"temperature\":0}".utf8))
+                        statuses.mutate { $0.append(status) }
+                        if let version = GatewayTests.json(body)["model_version"] as? String { versions.mutate { $0.append(version) } }
+                    }
+                }
+            }
+            group.addTask {
+                try await Task.sleep(for: .milliseconds(300))
+                let event = """
+                    {"version":2,"status":"accepted","request":"r2","reasons":[],"checkpoint":"\(second)","model":"\(second)/model.safetensors",\
+                    "validation_loss":5.5,"validation_windows":1,"steps":1,"tokens":1,"shards":1,"replay_shards":0,"created_at":""}
+                    """
+                try await produce(["v2|" + event], topic: "sluice.models", bootstrap: broker.bootstrap)
+            }
+            try await group.waitForAll()
+        }
+        #expect(statuses.get().count == 48 && statuses.get().allSatisfy { $0 == 200 }, "\(statuses.get())")
+        // Wait for the swap to show (the follower polls), then new requests use the new model.
+        var swapped = false
+        for _ in 0..<100 where !swapped {
+            swapped = try await httpGet(port: port, path: "/readyz").1.contains("second")
+            if !swapped { try await Task.sleep(for: .milliseconds(100)) }
+        }
+        #expect(swapped, "the gateway announces the new model")
+        let after = try await httpRequest(
+            port: port, method: "POST", path: "/v1/completions", body: Array(#"{"prompt":"after","max_tokens":3}"#.utf8))
+        #expect(after.0 == 200 && (GatewayTests.json(after.2)["model_version"] as? String ?? "").contains("second"))
+        #expect(Set(versions.get()).count <= 2 && versions.get().first == "step-00000001", "\(Set(versions.get()))")
+    }
+}

@@ -300,4 +300,5 @@ final class LockedBox<T: Sendable>: @unchecked Sendable {
     init(_ value: T) { self.value = value }
     func set(_ newValue: T) { lock.withLock { value = newValue } }
     func get() -> T { lock.withLock { value } }
+    func mutate(_ body: (inout T) -> Void) { lock.withLock { body(&value) } }
 }
