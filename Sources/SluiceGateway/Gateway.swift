@@ -23,6 +23,11 @@ public struct GatewayConfiguration: Sendable {
     public var scoreQueue = 4096
     /// A curated directory for /v1/shards and /v1/samples/{key}.
     public var shardsDirectory: URL?
+    /// Requests per second per API key under /v1 (bursts of twice that); nil: no limit. Without keys, one bucket
+    /// for everyone.
+    public var rateLimit: Double?
+    /// The longest a completion may take (queueing included) before it is cut off with 504.
+    public var requestTimeout: Double = 60
     public init() {}
 
     /// Reads an API keys file: one key per line (`#` comments), or `sha256:<hex>` for a key stored hashed.
@@ -49,6 +54,7 @@ public final class Gateway: @unchecked Sendable {
     private let state: Mutex<ModelInfo>
     private let metrics = GatewayMetrics()
     private let index: ShardIndex?
+    private let buckets = Mutex<[String: TokenBucket]>([:])
 
     struct ModelInfo: Sendable {
         var version: String
@@ -226,7 +232,11 @@ public final class Gateway: @unchecked Sendable {
         }
         var completion: [UInt8] = []
         var finish = "length", promptTokens = 0, completionTokens = 0, version = ""
+        let deadline = DispatchTime.now().uptimeNanoseconds + UInt64(configuration.requestTimeout * 1e9)
         for await event in events {
+            if DispatchTime.now().uptimeNanoseconds > deadline {
+                return Self.error(.gatewayTimeout, "the completion took longer than \(configuration.requestTimeout) s")
+            }
             switch event {
             case .bytes(let bytes): completion += bytes
             case .finished(let reason, let prompt, let generated, let model):
@@ -276,12 +286,26 @@ public final class Gateway: @unchecked Sendable {
 
     // MARK: Helpers
 
-    /// nil when the request may proceed; else 401.
+    /// nil when the request may proceed; else 401 (no valid key) or 429 (the key's rate limit).
     private func authorize(_ request: Request) -> Response? {
-        guard !configuration.apiKeyHashes.isEmpty else { return nil }
-        let header = request.headers[.authorization] ?? ""
-        guard header.hasPrefix("Bearer "), configuration.apiKeyHashes.contains(sha256Hex(Array(header.dropFirst(7).utf8))) else {
-            return Self.error(.unauthorized, "a valid API key is required (Authorization: Bearer KEY)", headers: [.wwwAuthenticate: "Bearer"])
+        var client = "anonymous"
+        if !configuration.apiKeyHashes.isEmpty {
+            let header = request.headers[.authorization] ?? ""
+            let hash = header.hasPrefix("Bearer ") ? sha256Hex(Array(header.dropFirst(7).utf8)) : ""
+            guard configuration.apiKeyHashes.contains(hash) else {
+                return Self.error(.unauthorized, "a valid API key is required (Authorization: Bearer KEY)", headers: [.wwwAuthenticate: "Bearer"])
+            }
+            client = hash
+        }
+        guard let rate = configuration.rateLimit else { return nil }
+        let now = Double(DispatchTime.now().uptimeNanoseconds) / 1e9
+        let wait = buckets.withLock { buckets -> Double? in
+            var bucket = buckets[client] ?? TokenBucket(rate: rate, capacity: max(1, 2 * rate), now: now)
+            defer { buckets[client] = bucket }
+            return bucket.take(now: now)
+        }
+        if let wait {
+            return Self.error(.tooManyRequests, "rate limit of \(rate) requests/s for this key", headers: [.retryAfter: String(Int(wait.rounded(.up)))])
         }
         return nil
     }

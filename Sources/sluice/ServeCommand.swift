@@ -34,6 +34,8 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "Texts per scoring batch (1: no dynamic batching).") var scoreBatch = 32
     @Option(help: "Longest wait for a scoring batch to fill, in milliseconds.") var scoreDelayMs = 2.0
     @Option(help: "Largest request body in bytes.") var maxBody = 1 << 20
+    @Option(help: "Requests per second per API key under /v1 (bursts of twice that); default: no limit.") var rateLimit: Double?
+    @Option(help: "Seconds a completion may take, queueing included, before 504.") var requestTimeout = 60.0
     @Option(help: ArgumentHelp("Kafka bootstrap servers: follow the models topic and swap models.", valueName: "host:port")) var bootstrap: String?
     @Option(help: "The models topic.") var modelsTopic = "sluice.models"
     @Option(help: "Log level.") var logLevel = "notice"
@@ -57,6 +59,12 @@ struct ServeCommand: AsyncParsableCommand {
         settings.scoreBatch = scoreBatch
         settings.scoreDelay = scoreDelayMs / 1000
         settings.maxBodyBytes = maxBody
+        if let rateLimit {
+            guard rateLimit > 0 else { throw ValidationError("--rate-limit must be positive") }
+            settings.rateLimit = rateLimit
+        }
+        guard requestTimeout > 0 else { throw ValidationError("--request-timeout must be positive") }
+        settings.requestTimeout = requestTimeout
         if let apiKeys {
             guard let text = try? String(contentsOfFile: apiKeys, encoding: .utf8) else { throw CommandError("cannot read \(apiKeys)") }
             settings.apiKeyHashes = GatewayConfiguration.keyHashes(fromFile: text)

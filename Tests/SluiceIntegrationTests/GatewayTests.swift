@@ -215,3 +215,28 @@ struct GatewaySwapTests {
         #expect(Set(versions.get()).count <= 2 && versions.get().first == "step-00000001", "\(Set(versions.get()))")
     }
 }
+
+@Suite("sluice serve: per-key rate limits", .serialized, .timeLimit(.minutes(3)))
+struct GatewayRateLimitTests {
+    @Test func eachKeyHasItsOwnBucket() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("sluice-rate-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let (_, model) = try await GatewayTests.fixture(directory)
+        let keys = directory.appendingPathComponent("keys")
+        try Data("alpha\nbeta\n".utf8).write(to: keys)
+        let server = try GatewayTests.Server(["--model", model, "--api-keys", keys.path, "--rate-limit", "2"])
+        defer { server.stop() }
+        var statuses: [Int] = []
+        var retryAfter = false
+        for _ in 0..<8 {
+            let answer = try await httpRequest(port: server.port, method: "GET", path: "/v1/models", headers: ["Authorization": "Bearer alpha"])
+            statuses.append(answer.0)
+            if answer.0 == 429 { retryAfter = retryAfter || answer.1.lowercased().contains("retry-after:") }
+        }
+        // A burst of 4 (twice the rate) passes, then the key is limited; another key is not.
+        #expect(statuses.prefix(4).allSatisfy { $0 == 200 } && statuses.contains(429) && retryAfter, "\(statuses)")
+        #expect(try await httpRequest(port: server.port, method: "GET", path: "/v1/models", headers: ["Authorization": "Bearer beta"]).0 == 200)
+        #expect(try await httpGet(port: server.port, path: "/healthz").0 == 200, "health checks are never limited")
+    }
+}
