@@ -28,13 +28,35 @@ public struct GatewayConfiguration: Sendable {
     public var rateLimit: Double?
     /// The longest a completion may take (queueing included) before it is cut off with 504.
     public var requestTimeout: Double = 60
+    /// Personal data in prompts and completions: the default action and per-key actions (by key hash).
+    public var piiAction: PIIAction = .allow
+    public var keyActions: [String: PIIAction] = [:]
+    /// Terms (case-insensitive) that refuse a prompt and are masked in completions.
+    public var blocklist: [String] = []
     public init() {}
+
+    /// Per-key PII actions from an API keys file: `KEY pii=redact|reject|allow` (or `sha256:<hex> pii=…`).
+    public static func keyActions(fromFile text: String) throws -> [String: PIIAction] {
+        var actions: [String: PIIAction] = [:]
+        for line in text.split(separator: "\n") {
+            let fields = line.split(separator: " ", omittingEmptySubsequences: true)
+            guard let key = fields.first, !key.hasPrefix("#") else { continue }
+            for field in fields.dropFirst() {
+                guard field.hasPrefix("pii="), let action = PIIAction(rawValue: String(field.dropFirst(4))) else {
+                    throw GatewayError(.invalid, "API keys file: '\(field)' is not pii=redact, pii=reject or pii=allow")
+                }
+                actions[key.hasPrefix("sha256:") ? String(key.dropFirst(7)).lowercased() : sha256Hex(Array(key.utf8))] = action
+            }
+        }
+        return actions
+    }
 
     /// Reads an API keys file: one key per line (`#` comments), or `sha256:<hex>` for a key stored hashed.
     public static func keyHashes(fromFile text: String) -> Set<String> {
         var hashes: Set<String> = []
         for line in text.split(separator: "\n") {
-            let key = line.trimmingCharacters(in: .whitespaces)
+            guard let first = line.split(separator: " ").first else { continue }
+            let key = first.trimmingCharacters(in: .whitespaces)
             guard !key.isEmpty, !key.hasPrefix("#") else { continue }
             hashes.insert(key.hasPrefix("sha256:") ? String(key.dropFirst(7)).lowercased() : sha256Hex(Array(key.utf8)))
         }
@@ -55,6 +77,7 @@ public final class Gateway: @unchecked Sendable {
     private let metrics = GatewayMetrics()
     private let index: ShardIndex?
     private let buckets = Mutex<[String: TokenBucket]>([:])
+    public let guardrails: Guardrails
 
     struct ModelInfo: Sendable {
         var version: String
@@ -69,6 +92,7 @@ public final class Gateway: @unchecked Sendable {
         let scoring = GPT(configuration: model.configuration, parameters: model.allParameters)
         scorer = ScoreBatcher(model: scoring, maxBatch: configuration.scoreBatch, maxDelay: configuration.scoreDelay, maxQueue: configuration.scoreQueue)
         state = Mutex(ModelInfo(version: version, configuration: model.configuration, validationLoss: validationLoss))
+        guardrails = try Guardrails(defaultAction: configuration.piiAction, keyActions: configuration.keyActions, blocklist: configuration.blocklist)
         if let directory = configuration.shardsDirectory {
             index = try ShardIndex(path: directory.appendingPathComponent("index.sqlite").path)
         } else {
@@ -158,7 +182,12 @@ public final class Gateway: @unchecked Sendable {
         case .failure(let failure): return failure.response
         case .success(let value): object = value
         }
-        guard let prompt = object["prompt"] as? String else { return Self.error(.badRequest, "prompt must be a string") }
+        guard var prompt = object["prompt"] as? String else { return Self.error(.badRequest, "prompt must be a string") }
+        let client = clientID(request)
+        switch guardrails.prompt(prompt, client: client) {
+        case .refuse(let reason): return Self.error(.badRequest, reason)
+        case .pass(let checked): prompt = checked
+        }
         var maxTokens = 16
         if let value = object["max_tokens"] {
             guard let number = JSONValue.integer(value), number >= 1, number <= configuration.maxTokens else {
@@ -210,6 +239,7 @@ public final class Gateway: @unchecked Sendable {
         let id = "cmpl-\(UUID().uuidString.prefix(12).lowercased())"
         let created = Int(Date().timeIntervalSince1970)
         if streaming {
+            let guardrails = self.guardrails
             let body = ResponseBody { writer in
                 var pending: [UInt8] = []
                 for await event in events {
@@ -218,11 +248,11 @@ public final class Gateway: @unchecked Sendable {
                         pending += bytes
                         let ready = UTF8Chunks.completePrefix(pending)
                         guard ready > 0 else { continue }
-                        let text = String(decoding: pending[..<ready], as: UTF8.self)
+                        let text = guardrails.completion(String(decoding: pending[..<ready], as: UTF8.self), client: client)
                         pending.removeFirst(ready)
                         try await writer.write(ByteBuffer(string: "data: {\"id\":\"\(id)\",\"object\":\"text_completion\",\"created\":\(created),\"model\":\"sluice\",\"choices\":[{\"text\":\(JSONText.string(text)),\"index\":0,\"logprobs\":null,\"finish_reason\":null}]}\n\n"))
                     case .finished(let reason, _, _, let version):
-                        let rest = String(decoding: pending, as: UTF8.self)
+                        let rest = guardrails.completion(String(decoding: pending, as: UTF8.self), client: client)
                         try await writer.write(ByteBuffer(string: "data: {\"id\":\"\(id)\",\"object\":\"text_completion\",\"created\":\(created),\"model\":\"sluice\",\"model_version\":\(JSONText.string(version)),\"choices\":[{\"text\":\(JSONText.string(rest)),\"index\":0,\"logprobs\":null,\"finish_reason\":\"\(reason)\"}]}\n\ndata: [DONE]\n\n"))
                     }
                 }
@@ -248,7 +278,7 @@ public final class Gateway: @unchecked Sendable {
         }
         return Self.json(.ok, """
             {"id":"\(id)","object":"text_completion","created":\(created),"model":"sluice","model_version":\(JSONText.string(version)),\
-            "choices":[{"text":\(JSONText.string(String(decoding: completion, as: UTF8.self))),"index":0,"logprobs":null,"finish_reason":"\(finish)"}],\
+            "choices":[{"text":\(JSONText.string(guardrails.completion(String(decoding: completion, as: UTF8.self), client: client))),"index":0,"logprobs":null,"finish_reason":"\(finish)"}],\
             "usage":{"prompt_tokens":\(promptTokens),"completion_tokens":\(completionTokens),"total_tokens":\(promptTokens + completionTokens)}}
             """)
     }
@@ -285,6 +315,12 @@ public final class Gateway: @unchecked Sendable {
     }
 
     // MARK: Helpers
+
+    /// The key's hash, or "anonymous".
+    private func clientID(_ request: Request) -> String {
+        let header = request.headers[.authorization] ?? ""
+        return header.hasPrefix("Bearer ") ? sha256Hex(Array(header.dropFirst(7).utf8)) : "anonymous"
+    }
 
     /// nil when the request may proceed; else 401 (no valid key) or 429 (the key's rate limit).
     private func authorize(_ request: Request) -> Response? {
@@ -358,7 +394,11 @@ public final class Gateway: @unchecked Sendable {
             "# TYPE sluice_gateway_score_batches_total counter", "sluice_gateway_score_batches_total \(scoring.batches)",
             "# TYPE sluice_gateway_scored_texts_total counter", "sluice_gateway_scored_texts_total \(scoring.texts)",
             "# TYPE sluice_gateway_model_info gauge", "sluice_gateway_model_info{version=\(JSONText.string(version))} 1",
+            "# TYPE sluice_gateway_guardrail_total counter",
         ]
+        for (name, count) in guardrails.statistics.sorted(by: { $0.key < $1.key }) {
+            lines.append("sluice_gateway_guardrail_total{kind=\"\(name)\"} \(count)")
+        }
         return lines.joined(separator: "\n") + "\n"
     }
 }

@@ -36,6 +36,10 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "Largest request body in bytes.") var maxBody = 1 << 20
     @Option(help: "Requests per second per API key under /v1 (bursts of twice that); default: no limit.") var rateLimit: Double?
     @Option(help: "Seconds a completion may take, queueing included, before 504.") var requestTimeout = 60.0
+    @Option(help: "Personal data in prompts and completions: redact, reject (prompts; completions are redacted) or allow. A key's own pii= in the keys file wins.")
+    var pii = "allow"
+    @Option(help: ArgumentHelp("Blocked terms, one per line: prompts holding one are refused, completions masked.", valueName: "file"))
+    var blocklist: String?
     @Option(help: ArgumentHelp("Kafka bootstrap servers: follow the models topic and swap models.", valueName: "host:port")) var bootstrap: String?
     @Option(help: "The models topic.") var modelsTopic = "sluice.models"
     @Option(help: "Log level.") var logLevel = "notice"
@@ -69,6 +73,13 @@ struct ServeCommand: AsyncParsableCommand {
             guard let text = try? String(contentsOfFile: apiKeys, encoding: .utf8) else { throw CommandError("cannot read \(apiKeys)") }
             settings.apiKeyHashes = GatewayConfiguration.keyHashes(fromFile: text)
             guard !settings.apiKeyHashes.isEmpty else { throw CommandError("\(apiKeys) holds no API key") }
+            do { settings.keyActions = try GatewayConfiguration.keyActions(fromFile: text) } catch { throw CommandError("\(apiKeys): \(error)") }
+        }
+        guard let action = PIIAction(rawValue: pii) else { throw ValidationError("--pii must be redact, reject or allow") }
+        settings.piiAction = action
+        if let blocklist {
+            guard let text = try? String(contentsOfFile: blocklist, encoding: .utf8) else { throw CommandError("cannot read \(blocklist)") }
+            settings.blocklist = text.split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty && !$0.hasPrefix("#") }
         }
         if let shards {
             guard FileManager.default.fileExists(atPath: shards + "/index.sqlite") else {

@@ -240,3 +240,38 @@ struct GatewayRateLimitTests {
         #expect(try await httpGet(port: server.port, path: "/healthz").0 == 200, "health checks are never limited")
     }
 }
+
+@Suite("sluice serve: guardrails", .serialized, .timeLimit(.minutes(3)))
+struct GatewayGuardrailTests {
+    @Test func personalDataPolicyPerKeyAndABlocklist() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("sluice-guard-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let (_, model) = try await GatewayTests.fixture(directory)
+        let keys = directory.appendingPathComponent("keys"), blocklist = directory.appendingPathComponent("blocklist")
+        try Data("alpha pii=reject\nbeta pii=redact\ngamma\n".utf8).write(to: keys)
+        try Data("# terms\nforbidden word\n".utf8).write(to: blocklist)
+        let server = try GatewayTests.Server(["--model", model, "--api-keys", keys.path, "--blocklist", blocklist.path])
+        defer { server.stop() }
+        func complete(_ key: String, _ prompt: String) async throws -> (Int, [String: Any]) {
+            let answer = try await httpRequest(
+                port: server.port, method: "POST", path: "/v1/completions", headers: ["Authorization": "Bearer \(key)"],
+                body: Array("{\"prompt\":\(String(reflecting: prompt)),\"max_tokens\":2}".utf8))
+            return (answer.0, GatewayTests.json(answer.2))
+        }
+        let prompt = "Write to jane.doe@example.com today"
+        let rejected = try await complete("alpha", prompt)
+        #expect(rejected.0 == 400 && "\(rejected.1)".contains("personal data (email)"), "\(rejected.1)")
+        // The redacted prompt is what the model sees: its length shows in usage.
+        let redacted = try await complete("beta", prompt)
+        #expect(redacted.0 == 200 && (redacted.1["usage"] as? [String: Any])?["prompt_tokens"] as? Int == "Write to [EMAIL] today".utf8.count, "\(redacted.1)")
+        let allowed = try await complete("gamma", prompt)
+        #expect((allowed.1["usage"] as? [String: Any])?["prompt_tokens"] as? Int == prompt.utf8.count)
+        let blocked = try await complete("gamma", "Say the Forbidden Word now")
+        #expect(blocked.0 == 400 && "\(blocked.1)".contains("blocked term"))
+        let metrics = try await httpGet(port: server.port, path: "/metrics").1
+        #expect(metrics.contains("sluice_gateway_guardrail_total{kind=\"pii_rejected\"} 1"))
+        #expect(metrics.contains("sluice_gateway_guardrail_total{kind=\"pii_redacted_prompt\"} 1"))
+        #expect(metrics.contains("sluice_gateway_guardrail_total{kind=\"blocked_prompt\"} 1"))
+    }
+}
