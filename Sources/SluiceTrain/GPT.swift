@@ -9,6 +9,8 @@ public final class GPT: @unchecked Sendable {
     // @unchecked: mutable state (buffers, arena, GEMM counters) is driven by one caller at a time.
     public let configuration: GPTConfiguration
     public let layout: ParameterLayout
+    /// Set when the model was loaded from an int8 file: inference engines then compute with the int8 matrices.
+    public var quantized: QuantizedWeights?
     let parameters: FloatBuffer
     let gradients: FloatBuffer
     private var arena: Arena?

@@ -19,6 +19,11 @@ public final class InferenceEngine: @unchecked Sendable {
     private let cache: FloatBuffer
     private var scratch: FloatBuffer
     private var scratchRows = 0
+    /// Int8 matrices by parameter offset, when the model is quantized.
+    private let int8: [Int: QuantizedWeights.Matrix]
+    public var isQuantized: Bool { !int8.isEmpty }
+    /// Room for the largest int8 matrix expanded to floats.
+    private let dequantized: FloatBuffer
 
     /// An engine over a copy of `model`'s parameters with `slots` concurrent sequences.
     public init(model: GPT, slots: Int) {
@@ -31,6 +36,8 @@ public final class InferenceEngine: @unchecked Sendable {
         let c = configuration.channels
         cache = FloatBuffer(count: slots * configuration.layers * 2 * configuration.contextLength * c)
         scratch = FloatBuffer(count: 1)
+        int8 = model.quantized?.matrices ?? [:]
+        dequantized = FloatBuffer(count: int8.values.map { $0.rows * $0.columns }.max() ?? 1)
         setBLASThreads(1)
     }
 
@@ -69,6 +76,10 @@ public final class InferenceEngine: @unchecked Sendable {
     /// y (rows × out) = x (rows × in) · Wᵀ + b, by sgemv for one row.
     private func linear(_ y: FloatPointer, _ x: FloatPointer, weight: Int, bias: Int, rows: Int, inputs: Int, outputs: Int) {
         let w = parameters.pointer + weight, b = parameters.pointer + bias
+        if let matrix = int8[weight] {
+            Kernels.int8Linear(y, x, matrix, bias: b, rows: rows, scratch: dequantized.pointer)
+            return
+        }
         for r in 0..<rows { (y + r * outputs).update(from: b, count: outputs) }
         if rows == 1 {
             cblas_sgemv(CblasRowMajor, CblasNoTrans, Int32(outputs), Int32(inputs), 1, w, Int32(inputs), x, 1, 1, y, 1)
@@ -138,7 +149,9 @@ public final class InferenceEngine: @unchecked Sendable {
         guard !wanted.isEmpty else { return [] }
         for (k, r) in wanted.enumerated() where k != r { (x + k * c).update(from: x + r * c, count: c) }
         Kernels.layerNormForward(ln, mean: mean.pointer, rstd: rstd.pointer, x, weight: p + layout.lnfWeight, bias: p + layout.lnfBias, rows: wanted.count, channels: c)
-        if wanted.count == 1 {
+        if let matrix = int8[layout.wte] {
+            Kernels.int8Linear(logits, ln, matrix, bias: nil, rows: wanted.count, scratch: dequantized.pointer)
+        } else if wanted.count == 1 {
             cblas_sgemv(CblasRowMajor, CblasNoTrans, Int32(v), Int32(c), 1, p + layout.wte, Int32(c), ln, 1, 0, logits, 1)
         } else {
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(wanted.count), Int32(v), Int32(c), 1, ln, Int32(c),
@@ -197,6 +210,8 @@ public struct GenerationBenchmark: Sendable {
     public var batch = 1
     public var prompt = 16
     public var repeats = 3
+    /// Decode with int8 weights (weight-only quantization) instead of float.
+    public var quantize = false
     public init() {}
 
     public struct Result: Sendable, Codable {
@@ -213,6 +228,7 @@ public struct GenerationBenchmark: Sendable {
 
     public func run() -> Result {
         let gpt = GPT(configuration: model, seed: 3)
+        if quantize { gpt.quantized = QuantizedWeights(model: gpt) }
         let engine = InferenceEngine(model: gpt, slots: batch)
         let t = model.contextLength
         var decoded = 0, decodeSeconds = 0.0, prefillSeconds = 0.0

@@ -74,6 +74,11 @@ public struct SafeTensors: Sendable {
         try values(name, dtype: "F32", as: Float.self)
     }
 
+    /// A tensor's values as 8-bit integers (I8 only).
+    public func int8s(_ name: String) throws(TrainError) -> [Int8] {
+        try values(name, dtype: "I8", as: Int8.self)
+    }
+
     /// A tensor's values as 32-bit integers (I32 only).
     public func int32s(_ name: String) throws(TrainError) -> [Int32] {
         try values(name, dtype: "I32", as: Int32.self)
@@ -93,24 +98,33 @@ public struct SafeTensors: Sendable {
     }
 
     /// A tensor to write: F32 values from memory that stays valid during the write.
+    /// A tensor to write, from memory that stays valid during the write: F32 values or I8 values.
     public struct Source {
         public var name: String
         public var shape: [Int]
-        public var values: UnsafeBufferPointer<Float>
+        public var dtype: String
+        public var bytes: UnsafeRawBufferPointer
         public init(name: String, shape: [Int], values: UnsafeBufferPointer<Float>) {
             self.name = name
             self.shape = shape
-            self.values = values
+            dtype = "F32"
+            bytes = UnsafeRawBufferPointer(values)
+        }
+        public init(name: String, shape: [Int], int8 values: UnsafeBufferPointer<Int8>) {
+            self.name = name
+            self.shape = shape
+            dtype = "I8"
+            bytes = UnsafeRawBufferPointer(values)
         }
     }
 
-    /// Writes F32 tensors atomically (temporary file, fsync, rename).
+    /// Writes tensors atomically (temporary file, fsync, rename).
     public static func write(_ tensors: [Source], metadata: [String: String], to url: URL) throws(TrainError) {
         var header: [String: Any] = [:]
         var offset = 0
         for tensor in tensors {
-            let bytes = tensor.values.count * 4
-            header[tensor.name] = ["dtype": "F32", "shape": tensor.shape, "data_offsets": [offset, offset + bytes]]
+            let bytes = tensor.bytes.count
+            header[tensor.name] = ["dtype": tensor.dtype, "shape": tensor.shape, "data_offsets": [offset, offset + bytes]]
             offset += bytes
         }
         if !metadata.isEmpty { header["__metadata__"] = metadata }
@@ -122,7 +136,7 @@ public struct SafeTensors: Sendable {
         var length = UInt64(json.count).littleEndian
         withUnsafeBytes(of: &length) { file.append(contentsOf: $0) }
         file.append(json)
-        for tensor in tensors { file.append(UnsafeBufferPointer(start: tensor.values.baseAddress, count: tensor.values.count)) }
+        for tensor in tensors where tensor.bytes.count > 0 { file.append(contentsOf: tensor.bytes) }
         do {
             let temporary = url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).tmp")
             try file.write(to: temporary)

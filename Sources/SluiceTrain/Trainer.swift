@@ -294,15 +294,25 @@ extension GPT {
         else { throw TrainError("\(file.path) has no sluice.model configuration in its metadata") }
         if let problem = configuration.problem { throw TrainError("\(file.path): \(problem)") }
         let layout = ParameterLayout(configuration)
+        let quantized = try QuantizedWeights.load(tensors, layout: layout)
         var values: [Float] = []
         values.reserveCapacity(layout.count)
         for tensor in layout.tensors {
             guard tensors.entries[tensor.name]?.shape == tensor.shape else {
                 throw TrainError("\(file.path): tensor \(tensor.name) is missing or has the wrong shape")
             }
-            values += try tensors.floats(tensor.name)
+            if let matrix = quantized?.matrices[tensor.offset] {
+                // A quantized file loads as the float model it computes.
+                for r in 0..<matrix.rows {
+                    for c in 0..<matrix.columns { values.append(Float(matrix.values[r * matrix.columns + c]) * matrix.scales[r]) }
+                }
+            } else {
+                values += try tensors.floats(tensor.name)
+            }
         }
-        return GPT(configuration: configuration, parameters: values)
+        let model = GPT(configuration: configuration, parameters: values)
+        model.quantized = quantized
+        return model
     }
 }
 

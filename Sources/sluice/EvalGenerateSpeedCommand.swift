@@ -16,6 +16,7 @@ extension EvalCommand {
         @Option(help: "Prompt bytes per sequence.") var prompt = 16
         @Option(help: "Concurrent sequences (repeatable).") var batch: [Int] = [1, 8, 16, 32]
         @Option(help: "Repeats per batch size.") var repeats = 3
+        @Flag(help: "Decode with int8 weights (weight-only quantization).") var int8 = false
 
         func run() async throws {
             var benchmark = GenerationBenchmark()
@@ -26,6 +27,7 @@ extension EvalCommand {
             }
             benchmark.prompt = prompt
             benchmark.repeats = repeats
+            benchmark.quantize = int8
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.sortedKeys]
             for size in batch {

@@ -51,8 +51,6 @@ struct ServeCommand: AsyncParsableCommand {
         guard slots >= 1, slots <= 1024, queue >= 0, maxTokens >= 1, scoreBatch >= 1, scoreDelayMs >= 0, maxBody >= 1024 else {
             throw ValidationError("--slots 1…1024, --queue ≥ 0, --max-tokens, --score-batch ≥ 1, --score-delay-ms ≥ 0, --max-body ≥ 1024")
         }
-        let scoring: ScoringModel
-        do { scoring = try ScoringModel.load(model, referencePerplexity: 1) } catch { throw CommandError(error.reason) }
         let validationLoss = ScoringModel.validationLoss(at: model)
         var settings = GatewayConfiguration()
         settings.host = host
@@ -87,7 +85,8 @@ struct ServeCommand: AsyncParsableCommand {
             }
             settings.shardsDirectory = URL(fileURLWithPath: shards)
         }
-        let gpt = GPT(configuration: scoring.configuration, parameters: scoring.parameters)
+        let gpt: GPT
+        do { gpt = try GPT.load(URL(fileURLWithPath: model)) } catch { throw CommandError(error.reason) }  // keeps int8 weights
         let gateway = try Gateway(model: gpt, version: URL(fileURLWithPath: model).lastPathComponent, validationLoss: validationLoss,
                                   configuration: settings, logger: logger)
         let follower = ModelFollower()

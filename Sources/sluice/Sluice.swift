@@ -15,6 +15,6 @@ struct Sluice: AsyncParsableCommand {
         subcommands: [
             BrokerCommand.self, TopicsCommand.self, ProduceCommand.self, ConsumeCommand.self, DemoCommand.self,
             EvalCommand.self, CurateCommand.self, PipelineCommand.self, ConnectCommand.self, ShardsCommand.self,
-            TrainCommand.self, RetrainCommand.self, ServeCommand.self,
+            TrainCommand.self, RetrainCommand.self, ServeCommand.self, QuantizeCommand.self,
         ])
 }

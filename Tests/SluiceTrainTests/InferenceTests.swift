@@ -58,3 +58,35 @@ struct InferenceTests {
         #expect(greedy.next(logits) == 65)
     }
 }
+
+@Suite("INT8 weight-only quantization")
+struct QuantizationTests {
+    @Test func savesLoadsAndDecodesWithInt8Weights() throws {
+        let directory = ShardStreamLoaderTests.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let model = GPT(configuration: GPTConfiguration(contextLength: 32, layers: 2, channels: 32, heads: 4), seed: 11)
+        let float = directory.appendingPathComponent("float.safetensors"), int8 = directory.appendingPathComponent("int8.safetensors")
+        try model.save(to: float)
+        try QuantizedWeights(model: model).save(model, to: int8)
+        let size = { (url: URL) in (try FileManager.default.attributesOfItem(atPath: url.path)[.size] as? Int) ?? 0 }
+        #expect(try size(int8) * 3 < size(float), "int8 matrices take a quarter of the bytes")
+        let loaded = try GPT.load(int8)
+        #expect(loaded.quantized != nil)
+        // Each weight within half a quantization step of the original.
+        for tensor in model.layout.tensors where QuantizedWeights.isQuantized(tensor) {
+            let original = model.values(of: tensor.name), restored = loaded.values(of: tensor.name)
+            let step = (original.map(abs).max() ?? 0) / 127
+            #expect(zip(original, restored).allSatisfy { abs($0 - $1) <= step / 2 + 1e-7 }, "\(tensor.name)")
+        }
+        #expect(loaded.values(of: "ln_f.bias") == model.values(of: "ln_f.bias") && loaded.values(of: "wpe.weight") == model.values(of: "wpe.weight"))
+        // The int8 engine computes what the dequantized float model computes.
+        let engine = InferenceEngine(model: loaded, slots: 1)
+        #expect(engine.isQuantized)
+        let prompt = Array("quantized".utf8)
+        let logits = engine.run(prompt.enumerated().map { InferenceEngine.Row(slot: 0, position: $0.offset, token: $0.element) })
+        let reference = InferenceTests.reference(loaded, prompt)
+        for i in prompt.indices { #expect(InferenceTests.close(logits[i], reference[i]), "position \(i)") }
+        let step = engine.run([InferenceEngine.Row(slot: 0, position: prompt.count, token: 65)])
+        #expect(InferenceTests.close(step[0], InferenceTests.reference(loaded, prompt + [65]).last!))
+    }
+}
