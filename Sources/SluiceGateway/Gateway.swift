@@ -33,6 +33,11 @@ public struct GatewayConfiguration: Sendable {
     public var keyActions: [String: PIIAction] = [:]
     /// Terms (case-insensitive) that refuse a prompt and are masked in completions.
     public var blocklist: [String] = []
+    /// A newly announced model first takes this percentage of completions (a canary) until promoted
+    /// (`POST /v1/admin/promote`); 0: it replaces the current model at once.
+    public var canaryPercent: Double = 0
+    /// A newly announced model runs on a copy of every completion and is compared, never answering (shadow mode).
+    public var shadow = false
     public init() {}
 
     /// Per-key PII actions from an API keys file: `KEY pii=redact|reject|allow` (or `sha256:<hex> pii=…`).
@@ -78,6 +83,9 @@ public final class Gateway: @unchecked Sendable {
     private let index: ShardIndex?
     private let buckets = Mutex<[String: TokenBucket]>([:])
     public let guardrails: Guardrails
+    /// The canary model (kept to hand to the scorer on promotion) and traffic counts by role and version.
+    private let canaryModel = Mutex<(GPT, Float?)?>(nil)
+    private let traffic = Mutex<(byModel: [String: Int], shadow: Int, shadowRefused: Int, agreementSum: Double)>(([:], 0, 0, 0))
 
     struct ModelInfo: Sendable {
         var version: String
@@ -97,6 +105,20 @@ public final class Gateway: @unchecked Sendable {
             index = try ShardIndex(path: directory.appendingPathComponent("index.sqlite").path)
         } else {
             index = nil
+        }
+    }
+
+    /// A model announced on the models topic: a canary, a shadow or the new model, as configured.
+    public func announce(_ model: GPT, version: String, validationLoss: Float?) {
+        if configuration.canaryPercent > 0 {
+            generator.set(.canary, model, version: version)
+            canaryModel.withLock { $0 = (model, validationLoss) }
+            logger.notice("canary \(version) takes \(configuration.canaryPercent)% of completions")
+        } else if configuration.shadow {
+            generator.set(.shadow, model, version: version)
+            logger.notice("shadow \(version) runs on a copy of every completion")
+        } else {
+            swap(to: model, version: version, validationLoss: validationLoss)
         }
     }
 
@@ -122,10 +144,30 @@ public final class Gateway: @unchecked Sendable {
                 if let refusal = authorize(request) { return refusal }
                 let info = state.withLock { $0 }
                 let loss = info.validationLoss.map { ",\"validation_loss\":\($0),\"validation_perplexity\":\(exp(Double($0)))" } ?? ""
+                var extra = ""
+                if let canary = generator.canaryVersion {
+                    extra += ",{\"id\":\"sluice-canary\",\"object\":\"model\",\"owned_by\":\"sluice\",\"version\":\(JSONText.string(canary)),\"role\":\"canary\",\"percent\":\(configuration.canaryPercent)}"
+                }
+                if let shadow = generator.shadowVersion {
+                    extra += ",{\"id\":\"sluice-shadow\",\"object\":\"model\",\"owned_by\":\"sluice\",\"version\":\(JSONText.string(shadow)),\"role\":\"shadow\"}"
+                }
                 return Self.json(.ok, """
-                    {"object":"list","data":[{"id":"sluice","object":"model","owned_by":"sluice","version":\(JSONText.string(info.version)),\
-                    "layers":\(info.configuration.layers),"dim":\(info.configuration.channels),"context":\(info.configuration.contextLength)\(loss)}]}
+                    {"object":"list","data":[{"id":"sluice","object":"model","owned_by":"sluice","version":\(JSONText.string(info.version)),"role":"stable",\
+                    "layers":\(info.configuration.layers),"dim":\(info.configuration.channels),"context":\(info.configuration.contextLength)\(loss)}\(extra)]}
                     """)
+            }
+        }
+        router.post("/v1/admin/promote") { [self] request, _ in
+            await measured("/v1/admin/promote") { [self] in
+                if let refusal = authorize(request) { return refusal }
+                guard let (model, loss) = canaryModel.withLock({ $0 }), let version = generator.canaryVersion else {
+                    return Self.error(.conflict, "there is no canary to promote")
+                }
+                generator.promoteCanary()
+                scorer.swap(to: GPT(configuration: model.configuration, parameters: model.allParameters))
+                state.withLock { $0 = ModelInfo(version: version, configuration: model.configuration, validationLoss: loss) }
+                canaryModel.withLock { $0 = nil }
+                return Self.json(.ok, "{\"promoted\":\(JSONText.string(version))}")
             }
         }
         router.post("/v1/completions") { [self] request, _ in
@@ -228,10 +270,14 @@ public final class Gateway: @unchecked Sendable {
             streaming = flag
         }
         let events: AsyncStream<GenerationScheduler.Event>
+        let generationRequest = GenerationScheduler.Request(
+            prompt: Array(prompt.utf8), maxTokens: maxTokens, sampler: TokenSampler(temperature: temperature, topP: topP, seed: seed),
+            stop: stop)
+        let role: GenerationScheduler.Role =
+            generator.canaryVersion != nil && Double.random(in: 0..<100) < configuration.canaryPercent ? .canary : .stable
+        let comparison = generator.shadowVersion != nil ? startShadow(generationRequest) : nil
         do {
-            events = try generator.submit(.init(
-                prompt: Array(prompt.utf8), maxTokens: maxTokens, sampler: TokenSampler(temperature: temperature, topP: topP, seed: seed),
-                stop: stop))
+            events = try generator.submit(generationRequest, role: role)
         } catch {
             return error.kind == .queueFull
                 ? Self.error(.tooManyRequests, error.reason, headers: [.retryAfter: "1"]) : Self.error(.serviceUnavailable, error.reason)
@@ -276,6 +322,8 @@ public final class Gateway: @unchecked Sendable {
                 version = model
             }
         }
+        traffic.withLock { $0.byModel["role=\"\(role.rawValue)\",version=\(JSONText.string(version))", default: 0] += 1 }
+        comparison?.primary(completion)
         return Self.json(.ok, """
             {"id":"\(id)","object":"text_completion","created":\(created),"model":"sluice","model_version":\(JSONText.string(version)),\
             "choices":[{"text":\(JSONText.string(guardrails.completion(String(decoding: completion, as: UTF8.self), client: client))),"index":0,"logprobs":null,"finish_reason":"\(finish)"}],\
@@ -312,6 +360,26 @@ public final class Gateway: @unchecked Sendable {
                 """
         }
         return Self.json(.ok, "{\"object\":\"list\",\"model\":\"sluice\",\"model_version\":\(JSONText.string(version)),\"data\":[\(items.joined(separator: ","))]}")
+    }
+
+    /// Runs a copy of the request on the shadow model; the returned pair compares it with the primary answer.
+    private func startShadow(_ request: GenerationScheduler.Request) -> ShadowComparison? {
+        let comparison = ShadowComparison { [weak self] agreement in
+            self?.traffic.withLock {
+                $0.shadow += 1
+                $0.agreementSum += agreement
+            }
+        }
+        guard let events = try? generator.submit(request, role: .shadow) else {
+            traffic.withLock { $0.shadowRefused += 1 }
+            return nil
+        }
+        Task {
+            var output: [UInt8] = []
+            for await event in events { if case .bytes(let bytes) = event { output += bytes } }
+            comparison.shadow(output)
+        }
+        return comparison
     }
 
     // MARK: Helpers
@@ -396,10 +464,47 @@ public final class Gateway: @unchecked Sendable {
             "# TYPE sluice_gateway_model_info gauge", "sluice_gateway_model_info{version=\(JSONText.string(version))} 1",
             "# TYPE sluice_gateway_guardrail_total counter",
         ]
+        let counts = traffic.withLock { $0 }
+        var tail = ["# TYPE sluice_gateway_completions_by_model_total counter"]
+        for (labels, count) in counts.byModel.sorted(by: { $0.key < $1.key }) { tail.append("sluice_gateway_completions_by_model_total{\(labels)} \(count)") }
+        tail += [
+            "# TYPE sluice_gateway_shadow_completions_total counter", "sluice_gateway_shadow_completions_total \(counts.shadow)",
+            "# TYPE sluice_gateway_shadow_refused_total counter", "sluice_gateway_shadow_refused_total \(counts.shadowRefused)",
+            "# TYPE sluice_gateway_shadow_agreement gauge",
+            "sluice_gateway_shadow_agreement \(counts.shadow > 0 ? counts.agreementSum / Double(counts.shadow) : 0)",
+        ]
         for (name, count) in guardrails.statistics.sorted(by: { $0.key < $1.key }) {
             lines.append("sluice_gateway_guardrail_total{kind=\"\(name)\"} \(count)")
         }
+        lines += tail
         return lines.joined(separator: "\n") + "\n"
+    }
+}
+
+/// A primary completion and its shadow's, compared when both are in: the share of positions with the same byte,
+/// over the longer of the two.
+final class ShadowComparison: @unchecked Sendable {
+    // @unchecked: `lock` guards both outputs.
+    private let lock = NSLock()
+    private var first: [UInt8]?
+    private var second: [UInt8]?
+    private let record: @Sendable (Double) -> Void
+
+    init(record: @escaping @Sendable (Double) -> Void) { self.record = record }
+
+    func primary(_ output: [UInt8]) { complete { $0.first = output } }
+    func shadow(_ output: [UInt8]) { complete { $0.second = output } }
+
+    private func complete(_ set: (ShadowComparison) -> Void) {
+        let both: ([UInt8], [UInt8])? = lock.withLock {
+            set(self)
+            guard let first, let second else { return nil }
+            return (first, second)
+        }
+        guard let (a, b) = both else { return }
+        let longest = max(a.count, b.count)
+        let same = zip(a, b).filter { $0 == $1 }.count
+        record(longest == 0 ? 1 : Double(same) / Double(longest))
     }
 }
 

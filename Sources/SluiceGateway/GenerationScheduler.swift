@@ -78,6 +78,12 @@ public final class GenerationScheduler: @unchecked Sendable {
     public let maxQueue: Int
     private let condition = NSCondition()
     private var current: EngineSlot
+    /// A second model taking a share of traffic (canary) or a copy of it (shadow).
+    private var canary: EngineSlot?
+    private var shadow: EngineSlot?
+
+    /// Which model a request goes to.
+    public enum Role: String, Sendable { case stable, canary, shadow }
     private var waiting: [Generation] = []
     private var running: [Generation] = []
     private var stopping = false
@@ -98,6 +104,9 @@ public final class GenerationScheduler: @unchecked Sendable {
 
     public var contextLength: Int { condition.withLock { current.engine.configuration.contextLength } }
     public var modelVersion: String { condition.withLock { current.version } }
+    /// The canary's and the shadow's versions, if any.
+    public var canaryVersion: String? { condition.withLock { canary?.version } }
+    public var shadowVersion: String? { condition.withLock { shadow?.version } }
     public var queued: Int { condition.withLock { waiting.count } }
     public var active: Int { condition.withLock { running.count } }
     /// Tokens generated, decoding steps run and rows processed since start.
@@ -105,16 +114,17 @@ public final class GenerationScheduler: @unchecked Sendable {
 
     /// Queues a request; its events arrive on the returned stream. Throws `.queueFull` when the queue holds
     /// `maxQueue` requests already.
-    public func submit(_ request: Request) throws(GatewayError) -> AsyncStream<Event> {
+    public func submit(_ request: Request, role: Role = .stable) throws(GatewayError) -> AsyncStream<Event> {
         let (stream, continuation) = AsyncStream<Event>.makeStream(bufferingPolicy: .unbounded)
         condition.lock()
         defer { condition.unlock() }
         guard !stopping else { throw GatewayError(.unavailable, "the generator is shutting down") }
         // Requests beyond the free slots wait; at most `maxQueue` of them.
-        guard waiting.count < maxQueue + current.free.count else {
+        let target = (role == .canary ? canary : role == .shadow ? shadow : nil) ?? current
+        guard waiting.count < maxQueue + target.free.count else {
             throw GatewayError(.queueFull, "all \(slots) sequences are busy and \(maxQueue) requests wait already")
         }
-        let generation = Generation(request: request, continuation: continuation, engine: current)
+        let generation = Generation(request: request, continuation: continuation, engine: target)
         continuation.onTermination = { [weak self, weak generation] termination in
             guard case .cancelled = termination, let self, let generation else { return }
             self.condition.withLock { generation.cancelled = true }
@@ -128,6 +138,29 @@ public final class GenerationScheduler: @unchecked Sendable {
     public func swap(to model: GPT, version: String) {
         let engine = EngineSlot(engine: InferenceEngine(model: model, slots: slots), version: version)
         condition.withLock { current = engine }
+    }
+
+    /// Sets (or with nil removes) the canary or shadow model; running sequences finish on theirs.
+    public func set(_ role: Role, _ model: GPT?, version: String) {
+        let engine = model.map { EngineSlot(engine: InferenceEngine(model: $0, slots: slots), version: version) }
+        condition.withLock {
+            switch role {
+            case .stable: if let engine { current = engine }
+            case .canary: canary = engine
+            case .shadow: shadow = engine
+            }
+        }
+    }
+
+    /// Makes the canary the stable model. Returns its version, or nil without a canary.
+    @discardableResult
+    public func promoteCanary() -> String? {
+        condition.withLock {
+            guard let promoted = canary else { return nil }
+            current = promoted
+            canary = nil
+            return promoted.version
+        }
     }
 
     public func stop() {
@@ -163,7 +196,9 @@ public final class GenerationScheduler: @unchecked Sendable {
                     generation.slot = slot
                     generation.engine.active += 1
                     admitted.append(generation)
-                } else if generation.engine !== current, let slot = current.free.popLast() {
+                } else if generation.engine !== current, generation.engine !== canary, generation.engine !== shadow,
+                    let slot = current.free.popLast()
+                {
                     // Queued under an older model that is draining: take the current one.
                     let moved = Generation(request: generation.request, continuation: generation.continuation, engine: current)
                     moved.slot = slot

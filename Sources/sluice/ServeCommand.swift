@@ -42,6 +42,9 @@ struct ServeCommand: AsyncParsableCommand {
     var blocklist: String?
     @Option(help: ArgumentHelp("Kafka bootstrap servers: follow the models topic and swap models.", valueName: "host:port")) var bootstrap: String?
     @Option(help: "The models topic.") var modelsTopic = "sluice.models"
+    @Option(help: "A newly announced model takes this percentage of completions until POST /v1/admin/promote (0: it replaces the current one at once).")
+    var canary = 0.0
+    @Flag(help: "A newly announced model runs on a copy of every completion and is compared, never answering.") var shadow = false
     @Option(help: "Log level.") var logLevel = "notice"
 
     func run() async throws {
@@ -61,6 +64,10 @@ struct ServeCommand: AsyncParsableCommand {
         settings.scoreBatch = scoreBatch
         settings.scoreDelay = scoreDelayMs / 1000
         settings.maxBodyBytes = maxBody
+        guard (0...100).contains(canary) else { throw ValidationError("--canary must be a percentage, 0…100") }
+        guard !(shadow && canary > 0) else { throw ValidationError("--canary and --shadow exclude each other") }
+        settings.canaryPercent = canary
+        settings.shadow = shadow
         if let rateLimit {
             guard rateLimit > 0 else { throw ValidationError("--rate-limit must be positive") }
             settings.rateLimit = rateLimit
@@ -101,8 +108,8 @@ struct ServeCommand: AsyncParsableCommand {
                     let (version, loaded) = slot.current
                     if version != seen, let loaded {
                         seen = version
-                        gateway.swap(to: GPT(configuration: loaded.configuration, parameters: loaded.parameters), version: loaded.name,
-                                     validationLoss: Float(Foundation.log(loaded.referencePerplexity)))
+                        gateway.announce(GPT(configuration: loaded.configuration, parameters: loaded.parameters), version: loaded.name,
+                                         validationLoss: Float(Foundation.log(loaded.referencePerplexity)))
                     }
                     try? await Task.sleep(for: .milliseconds(200))
                 }

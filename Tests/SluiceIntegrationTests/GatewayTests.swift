@@ -275,3 +275,84 @@ struct GatewayGuardrailTests {
         #expect(metrics.contains("sluice_gateway_guardrail_total{kind=\"blocked_prompt\"} 1"))
     }
 }
+
+@Suite("sluice serve: canary and shadow", .serialized, .timeLimit(.minutes(5)))
+struct GatewayCanaryTests {
+    static func publish(_ checkpoint: String, version: Int, bootstrap: String) async throws {
+        let event = """
+            {"version":\(version),"status":"accepted","request":"r\(version)","reasons":[],"checkpoint":"\(checkpoint)","model":"\(checkpoint)/model.safetensors",\
+            "validation_loss":5.5,"validation_windows":1,"steps":1,"tokens":1,"shards":1,"replay_shards":0,"created_at":""}
+            """
+        try await produce(["v\(version)|" + event], topic: "sluice.models", bootstrap: bootstrap)
+    }
+
+    static func waitFor(_ text: String, port: Int) async throws -> Bool {
+        for _ in 0..<100 {
+            if try await httpGet(port: port, path: "/v1/models").1.contains(text) { return true }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        return false
+    }
+
+    @Test func aCanaryTakesItsShareAndAShadowNeverAnswers() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("sluice-canary-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let (curated, first) = try await GatewayTests.fixture(directory)
+        let secondDirectory = directory.appendingPathComponent("second").path
+        _ = try await runProcess(
+            sluiceExecutable.path,
+            ["train", "--shards", curated, "--output", secondDirectory, "--steps", "1", "--batch", "1", "--holdout", "5", "--seed", "2"])
+        let second = secondDirectory + "/checkpoints/step-00000001"
+
+        // Canary: 30% of completions go to the announced model until it is promoted.
+        let broker = try BrokerProcess(arguments: ["--topic", "sluice.models:1"])
+        defer { _ = broker.stop() }
+        let canary = try GatewayTests.Server(["--model", first, "--bootstrap", broker.bootstrap, "--canary", "30"])
+        defer { canary.stop() }
+        try await Self.publish(second, version: 2, bootstrap: broker.bootstrap)
+        #expect(try await Self.waitFor("\"role\":\"canary\"", port: canary.port))
+        let versions = LockedBox<[String]>([])
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for _ in 0..<8 {
+                group.addTask {
+                    for _ in 0..<50 {
+                        let answer = try await httpRequest(
+                            port: canary.port, method: "POST", path: "/v1/completions", body: Array(#"{"prompt":"a","max_tokens":1}"#.utf8))
+                        versions.mutate { $0.append(GatewayTests.json(answer.2)["model_version"] as? String ?? "?") }
+                    }
+                }
+            }
+            try await group.waitForAll()
+        }
+        let toCanary = versions.get().filter { $0.contains("second") }.count
+        #expect(versions.get().count == 400 && abs(Double(toCanary) / 400 - 0.3) < 0.08, "\(toCanary) of 400 went to the canary")
+        let promoted = try await httpRequest(port: canary.port, method: "POST", path: "/v1/admin/promote")
+        #expect(promoted.0 == 200 && promoted.2.contains("second"))
+        let after = try await httpRequest(port: canary.port, method: "POST", path: "/v1/completions", body: Array(#"{"prompt":"a","max_tokens":1}"#.utf8))
+        #expect((GatewayTests.json(after.2)["model_version"] as? String ?? "").contains("second"))
+        #expect(try await httpRequest(port: canary.port, method: "POST", path: "/v1/admin/promote").0 == 409, "nothing left to promote")
+
+        // Shadow: the announced model runs on a copy of each completion; every answer comes from the current model.
+        let shadowBroker = try BrokerProcess(arguments: ["--topic", "sluice.models:1"])
+        defer { _ = shadowBroker.stop() }
+        let shadow = try GatewayTests.Server(["--model", first, "--bootstrap", shadowBroker.bootstrap, "--shadow"])
+        defer { shadow.stop() }
+        try await Self.publish(second, version: 2, bootstrap: shadowBroker.bootstrap)
+        #expect(try await Self.waitFor("\"role\":\"shadow\"", port: shadow.port))
+        for _ in 0..<20 {
+            let answer = try await httpRequest(
+                port: shadow.port, method: "POST", path: "/v1/completions", body: Array(#"{"prompt":"the river","max_tokens":8,"temperature":0}"#.utf8))
+            #expect(GatewayTests.json(answer.2)["model_version"] as? String == "step-00000001")
+        }
+        var compared = false
+        for _ in 0..<50 where !compared {
+            compared = try await httpGet(port: shadow.port, path: "/metrics").1.contains("sluice_gateway_shadow_completions_total 20")
+            if !compared { try await Task.sleep(for: .milliseconds(100)) }
+        }
+        #expect(compared, "each shadow completion is compared with its answer")
+        let agreement = try await httpGet(port: shadow.port, path: "/metrics").1.split(separator: "\n")
+            .first { $0.hasPrefix("sluice_gateway_shadow_agreement ") }.flatMap { Double($0.split(separator: " ").last ?? "") }
+        #expect(agreement.map { (0...1).contains($0) } == true)
+    }
+}
