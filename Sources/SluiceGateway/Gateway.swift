@@ -2,6 +2,7 @@ public import Foundation
 public import Logging
 public import SluiceTrain
 internal import Hummingbird
+internal import HTTPTypes
 internal import SluiceShards
 internal import SluiceText
 internal import Synchronization
@@ -38,6 +39,9 @@ public struct GatewayConfiguration: Sendable {
     public var canaryPercent: Double = 0
     /// A newly announced model runs on a copy of every completion and is compared, never answering (shadow mode).
     public var shadow = false
+    /// OpenAI-compatible upstreams beside the built-in model, and the built-in model's weight among them.
+    public var upstreams: [UpstreamConfiguration] = []
+    public var localWeight: Double = 1
     public init() {}
 
     /// Per-key PII actions from an API keys file: `KEY pii=redact|reject|allow` (or `sha256:<hex> pii=…`).
@@ -83,6 +87,7 @@ public final class Gateway: @unchecked Sendable {
     private let index: ShardIndex?
     private let buckets = Mutex<[String: TokenBucket]>([:])
     public let guardrails: Guardrails
+    private let upstreamRouter: UpstreamRouter?
     /// The canary model (kept to hand to the scorer on promotion) and traffic counts by role and version.
     private let canaryModel = Mutex<(GPT, Float?)?>(nil)
     private let traffic = Mutex<(byModel: [String: Int], shadow: Int, shadowRefused: Int, agreementSum: Double)>(([:], 0, 0, 0))
@@ -101,6 +106,8 @@ public final class Gateway: @unchecked Sendable {
         scorer = ScoreBatcher(model: scoring, maxBatch: configuration.scoreBatch, maxDelay: configuration.scoreDelay, maxQueue: configuration.scoreQueue)
         state = Mutex(ModelInfo(version: version, configuration: model.configuration, validationLoss: validationLoss))
         guardrails = try Guardrails(defaultAction: configuration.piiAction, keyActions: configuration.keyActions, blocklist: configuration.blocklist)
+        upstreamRouter = configuration.upstreams.isEmpty
+            ? nil : UpstreamRouter(upstreams: configuration.upstreams, localWeight: configuration.localWeight)
         if let directory = configuration.shardsDirectory {
             index = try ShardIndex(path: directory.appendingPathComponent("index.sqlite").path)
         } else {
@@ -171,10 +178,10 @@ public final class Gateway: @unchecked Sendable {
             }
         }
         router.post("/v1/completions") { [self] request, _ in
-            await measured("/v1/completions") { [self] in await completions(request) }
+            await measured("/v1/completions") { [self] in await routed(request, path: "/v1/completions") }
         }
         router.post("/v1/score") { [self] request, _ in
-            await measured("/v1/score") { [self] in await score(request) }
+            await measured("/v1/score") { [self] in await routed(request, path: "/v1/score") }
         }
         router.get("/v1/shards") { [self] request, _ in
             await measured("/v1/shards") { [self] in
@@ -213,19 +220,48 @@ public final class Gateway: @unchecked Sendable {
         try await app.run()
         generator.stop()
         scorer.stop()
+        await upstreamRouter?.shutdown()
     }
 
     // MARK: Handlers
 
-    private func completions(_ request: Request) async -> Response {
+    /// Auth and body, then the built-in model or an upstream (weighted, healthy, breaker closed); an idempotent call
+    /// (scoring, or a completion at temperature 0 or with a seed) is retried once on another backend, and the
+    /// built-in model is the fallback when no upstream can answer. Streaming completions stay local.
+    private func routed(_ request: Request, path: String) async -> Response {
         if let refusal = authorize(request) { return refusal }
-        let object: [String: Any]
+        let object: [String: Any], buffer: ByteBuffer
         switch await body(request) {
         case .failure(let failure): return failure.response
-        case .success(let value): object = value
+        case .success(let value): (object, buffer) = value
         }
-        guard var prompt = object["prompt"] as? String else { return Self.error(.badRequest, "prompt must be a string") }
         let client = clientID(request)
+        func local() async -> Response {
+            var response = path == "/v1/score" ? await score(object: object) : await completions(object: object, client: client)
+            if upstreams != nil { response.headers[HTTPField.Name("X-Sluice-Backend")!] = "local" }
+            return response
+        }
+        guard let upstreams, !(JSONValue.boolean(object["stream"] ?? false) ?? false) else { return await local() }
+        let idempotent = path == "/v1/score" || object["seed"] != nil || JSONValue.number(object["temperature"] ?? 1) == 0
+        var attempts = 0
+        for candidate in upstreams.plan(now: Date().timeIntervalSince1970) {
+            guard let index = candidate else { return await local() }
+            guard upstreams.allow(index, now: Date().timeIntervalSince1970) else { continue }
+            attempts += 1
+            if let (status, headers, body) = await upstreams.forward(index, path: path, body: buffer, timeout: configuration.requestTimeout) {
+                var fields = HTTPFields()
+                fields[.contentType] = headers.first { $0.0.lowercased() == "content-type" }?.1 ?? "application/json"
+                fields[HTTPField.Name("X-Sluice-Backend")!] = upstreams.name(index)
+                return Response(status: .init(code: status), headers: fields, body: .init(byteBuffer: body))
+            }
+            if !idempotent || attempts >= 2 { break }
+        }
+        if upstreams.localWeight > 0 || attempts > 0 { return await local() }
+        return Self.error(.serviceUnavailable, "no backend can answer")
+    }
+
+    private func completions(object: [String: Any], client: String) async -> Response {
+        guard var prompt = object["prompt"] as? String else { return Self.error(.badRequest, "prompt must be a string") }
         switch guardrails.prompt(prompt, client: client) {
         case .refuse(let reason): return Self.error(.badRequest, reason)
         case .pass(let checked): prompt = checked
@@ -331,13 +367,7 @@ public final class Gateway: @unchecked Sendable {
             """)
     }
 
-    private func score(_ request: Request) async -> Response {
-        if let refusal = authorize(request) { return refusal }
-        let object: [String: Any]
-        switch await body(request) {
-        case .failure(let failure): return failure.response
-        case .success(let value): object = value
-        }
+    private func score(object: [String: Any]) async -> Response {
         let texts: [String]
         if let single = object["input"] as? String {
             texts = [single]
@@ -361,6 +391,9 @@ public final class Gateway: @unchecked Sendable {
         }
         return Self.json(.ok, "{\"object\":\"list\",\"model\":\"sluice\",\"model_version\":\(JSONText.string(version)),\"data\":[\(items.joined(separator: ","))]}")
     }
+
+    /// Upstream backends, when configured.
+    private var upstreams: UpstreamRouter? { upstreamRouter }
 
     /// Runs a copy of the request on the shadow model; the returned pair compares it with the primary answer.
     private func startShadow(_ request: GenerationScheduler.Request) -> ShadowComparison? {
@@ -414,7 +447,7 @@ public final class Gateway: @unchecked Sendable {
         return nil
     }
 
-    private func body(_ request: Request) async -> Result<[String: Any], ErrorResponse> {
+    private func body(_ request: Request) async -> Result<([String: Any], ByteBuffer), ErrorResponse> {
         if let length = request.headers[.contentLength].flatMap(Int.init), length > configuration.maxBodyBytes {
             return .failure(ErrorResponse(Self.error(.contentTooLarge, "the body is larger than \(configuration.maxBodyBytes) bytes")))
         }
@@ -424,7 +457,7 @@ public final class Gateway: @unchecked Sendable {
         guard let object = (try? JSONSerialization.jsonObject(with: Data(buffer.readableBytesView))) as? [String: Any] else {
             return .failure(ErrorResponse(Self.error(.badRequest, "the body must be a JSON object")))
         }
-        return .success(object)
+        return .success((object, buffer))
     }
 
     struct ErrorResponse: Error { let response: Response; init(_ response: Response) { self.response = response } }
@@ -477,6 +510,7 @@ public final class Gateway: @unchecked Sendable {
             lines.append("sluice_gateway_guardrail_total{kind=\"\(name)\"} \(count)")
         }
         lines += tail
+        if let upstreamRouter { lines += upstreamRouter.metricLines() }
         return lines.joined(separator: "\n") + "\n"
     }
 }

@@ -45,6 +45,9 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "A newly announced model takes this percentage of completions until POST /v1/admin/promote (0: it replaces the current one at once).")
     var canary = 0.0
     @Flag(help: "A newly announced model runs on a copy of every completion and is compared, never answering.") var shadow = false
+    @Option(help: ArgumentHelp("An OpenAI-compatible upstream (repeatable): NAME=URL[,weight=W][,key=K].", valueName: "spec"))
+    var upstream: [String] = []
+    @Option(help: "The built-in model's weight beside the upstreams (0: only a fallback).") var localWeight = 1.0
     @Option(help: "Log level.") var logLevel = "notice"
 
     func run() async throws {
@@ -68,6 +71,9 @@ struct ServeCommand: AsyncParsableCommand {
         guard !(shadow && canary > 0) else { throw ValidationError("--canary and --shadow exclude each other") }
         settings.canaryPercent = canary
         settings.shadow = shadow
+        do { settings.upstreams = try upstream.map(UpstreamConfiguration.parse) } catch { throw ValidationError("\(error)") }
+        guard localWeight >= 0 else { throw ValidationError("--local-weight must be 0 or more") }
+        settings.localWeight = localWeight
         if let rateLimit {
             guard rateLimit > 0 else { throw ValidationError("--rate-limit must be positive") }
             settings.rateLimit = rateLimit

@@ -356,3 +356,45 @@ struct GatewayCanaryTests {
         #expect(agreement.map { (0...1).contains($0) } == true)
     }
 }
+
+@Suite("sluice serve: upstream backends", .serialized, .timeLimit(.minutes(4)))
+struct GatewayUpstreamTests {
+    static func backend(_ answer: (Int, String, String)) -> String {
+        answer.1.split(separator: "\r\n").first { $0.lowercased().hasPrefix("x-sluice-backend:") }.map {
+            $0.split(separator: ":", maxSplits: 1).last!.trimmingCharacters(in: .whitespaces)
+        } ?? "?"
+    }
+
+    @Test func routesByWeightBreaksTheCircuitAndFallsBack() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("sluice-upstream-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let (_, model) = try await GatewayTests.fixture(directory)
+        let upstream = try GatewayTests.Server(["--model", model])
+        defer { upstream.stop() }
+        let gateway = try GatewayTests.Server(["--model", model, "--upstream", "second=http://127.0.0.1:\(upstream.port),weight=1", "--local-weight", "1"])
+        defer { gateway.stop() }
+        let body = Array(#"{"prompt":"the river","max_tokens":2,"temperature":0}"#.utf8)
+        var counts: [String: Int] = [:]
+        for _ in 0..<100 {
+            let answer = try await httpRequest(port: gateway.port, method: "POST", path: "/v1/completions", body: body)
+            #expect(answer.0 == 200)
+            counts[Self.backend(answer), default: 0] += 1
+        }
+        #expect((counts["second"] ?? 0) >= 30 && (counts["local"] ?? 0) >= 30 && counts.values.reduce(0, +) == 100, "\(counts)")
+        let scored = try await httpRequest(port: gateway.port, method: "POST", path: "/v1/score", body: Array(#"{"input":"a river"}"#.utf8))
+        #expect(scored.0 == 200 && scored.2.contains("\"perplexity\""))
+
+        // The upstream dies: idempotent calls are retried elsewhere, its breaker opens, nothing fails.
+        upstream.stop()
+        var failures = 0
+        for _ in 0..<40 {
+            let answer = try await httpRequest(port: gateway.port, method: "POST", path: "/v1/completions", body: body)
+            if answer.0 != 200 { failures += 1 }
+            #expect(Self.backend(answer) == "local")
+        }
+        #expect(failures == 0)
+        let metrics = try await httpGet(port: gateway.port, path: "/metrics").1
+        #expect(metrics.contains("sluice_gateway_upstream_breaker_open{upstream=\"second\"} 1") || metrics.contains("sluice_gateway_upstream_healthy{upstream=\"second\"} 0"), "\(metrics.suffix(600))")
+    }
+}
