@@ -42,6 +42,8 @@ public struct GatewayConfiguration: Sendable {
     /// OpenAI-compatible upstreams beside the built-in model, and the built-in model's weight among them.
     public var upstreams: [UpstreamConfiguration] = []
     public var localWeight: Double = 1
+    /// Where the served model came from (for the dashboard's validation curve).
+    public var modelPath: String?
     public init() {}
 
     /// Per-key PII actions from an API keys file: `KEY pii=redact|reject|allow` (or `sha256:<hex> pii=…`).
@@ -141,6 +143,7 @@ public final class Gateway: @unchecked Sendable {
     public func run(onListening: @escaping @Sendable (Int) -> Void = { _ in }) async throws {
         let router = Router()
         router.get("/healthz") { _, _ in Self.text("ok\n") }
+        router.get("/") { [self] _, _ in Self.text(dashboard(), contentType: "text/html; charset=utf-8") }
         router.get("/readyz") { [self] _, _ in
             let version = state.withLock { $0.version }
             return Self.json(.ok, "{\"ready\":true,\"model\":\(JSONText.string(version))}")
@@ -483,6 +486,26 @@ public final class Gateway: @unchecked Sendable {
         json(status, "{\"error\":{\"message\":\(JSONText.string(message)),\"code\":\(status.code)}}", headers: headers)
     }
 
+    private func dashboard() -> String {
+        let info = state.withLock { $0 }
+        var curate: [String: Int] = [:]
+        if let directory = configuration.shardsDirectory,
+            let data = try? Data(contentsOf: directory.appendingPathComponent("rejected.jsonl"), options: .mappedIfSafe), data.count < 64 << 20
+        {
+            for line in data.split(separator: 0x0A) {
+                guard let object = (try? JSONSerialization.jsonObject(with: Data(line))) as? [String: Any],
+                    let stage = object["stage"] as? String, let reason = object["reason"] as? String
+                else { continue }
+                curate["\(stage)/\(reason)", default: 0] += 1
+            }
+        }
+        return Dashboard.render(Dashboard.Inputs(
+            modelVersion: info.version, validationLoss: info.validationLoss,
+            validationCurve: configuration.modelPath.map { ScoringModel.validationCurve(near: $0) } ?? [],
+            overview: try? index?.overview(), curateRejections: curate, latency: metrics.latencies(),
+            generatedTokens: generator.statistics.tokens, scoredTexts: scorer.statistics.texts))
+    }
+
     private func metricsText() -> String {
         var lines = metrics.lines()
         let generation = generator.statistics, scoring = scorer.statistics
@@ -560,6 +583,20 @@ final class GatewayMetrics: Sendable {
             histogram.sum += seconds
             histogram.count += 1
             state.latency[route] = histogram
+        }
+    }
+
+    /// p50 and p99 per route, from the histogram buckets (upper bounds).
+    func latencies() -> [(route: String, p50: Double, p99: Double, count: Int)] {
+        state.withLock { state in
+            state.latency.sorted { $0.key < $1.key }.map { route, histogram in
+                func quantile(_ q: Double) -> Double {
+                    let target = Double(histogram.count) * q
+                    for (bound, count) in zip(Self.buckets, histogram.counts) where Double(count) >= target { return bound }
+                    return Self.buckets.last ?? 0
+                }
+                return (route, quantile(0.5), quantile(0.99), histogram.count)
+            }
         }
     }
 

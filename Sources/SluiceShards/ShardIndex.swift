@@ -242,3 +242,51 @@ enum ShardTime {
         date.formatted(.iso8601.year().month().day().time(includingFractionalSeconds: true).timeZone(separator: .omitted))
     }
 }
+
+/// What a dashboard shows about a curated dataset, from its index.
+public struct IndexOverview: Sendable {
+    public struct Shard: Sendable {
+        public var name: String
+        public var samples: Int
+        public var storedBytes: Int
+        public var sealedAt: String
+    }
+    public var shards: [Shard] = []
+    /// Samples per quality-score bin (ten bins over 0…1).
+    public var quality = [Int](repeating: 0, count: 10)
+    public var languages: [String: Int] = [:]
+    public var sources: [String: Int] = [:]
+    /// Dropped records by "stage/reason" (the streaming pipeline's audit table).
+    public var rejections: [String: Int] = [:]
+    public var samples: Int { shards.reduce(0) { $0 + $1.samples } }
+}
+
+extension ShardIndex {
+    /// Shards, the quality and language distributions of the samples, and rejections by stage and reason.
+    public func overview() throws(ShardError) -> IndexOverview {
+        try ShardError.wrap("reading the index overview") {
+            try writer.read { db in
+                var overview = IndexOverview()
+                for row in try Row.fetchAll(db, sql: "SELECT name, samples, stored_bytes, sealed_at FROM shards ORDER BY sealed_at, name") {
+                    overview.shards.append(.init(name: row["name"], samples: row["samples"], storedBytes: row["stored_bytes"], sealedAt: row["sealed_at"]))
+                }
+                for row in try Row.fetchAll(db, sql: "SELECT MIN(9, MAX(0, CAST(score * 10 AS INTEGER))) AS bin, COUNT(*) AS n FROM samples WHERE score IS NOT NULL GROUP BY bin") {
+                    let bin: Int = row["bin"]
+                    overview.quality[bin] = row["n"]
+                }
+                for row in try Row.fetchAll(db, sql: "SELECT COALESCE(lang, 'unknown') AS lang, COUNT(*) AS n FROM samples GROUP BY lang") {
+                    overview.languages[row["lang"]] = row["n"]
+                }
+                for row in try Row.fetchAll(db, sql: "SELECT COALESCE(source, 'unknown') AS source, COUNT(*) AS n FROM samples GROUP BY source") {
+                    overview.sources[row["source"]] = row["n"]
+                }
+                if try db.tableExists("rejected") {
+                    for row in try Row.fetchAll(db, sql: "SELECT stage || '/' || reason AS why, COUNT(*) AS n FROM rejected GROUP BY why") {
+                        overview.rejections[row["why"]] = row["n"]
+                    }
+                }
+                return overview
+            }
+        }
+    }
+}

@@ -47,6 +47,18 @@ public struct ScoringModel: Sendable {
 }
 
 extension ScoringModel {
+    /// (step, validation loss) of every checkpoint beside `path` (a checkpoint directory or its model file), oldest first.
+    public static func validationCurve(near path: String) -> [(Int, Float)] {
+        var url = URL(fileURLWithPath: path)
+        if url.pathExtension == "safetensors" { url.deleteLastPathComponent() }
+        let parent = url.deletingLastPathComponent()
+        let names = ((try? FileManager.default.contentsOfDirectory(atPath: parent.path)) ?? []).filter { $0.hasPrefix("step-") || $0.hasPrefix("v0") }.sorted()
+        return names.compactMap { name in
+            guard let state = try? Trainer.readState(parent.appendingPathComponent(name)), let loss = state.progress.validationLoss else { return nil }
+            return (state.progress.step, loss)
+        }.sorted { $0.0 < $1.0 }
+    }
+
     /// The validation loss recorded beside a model file or in a checkpoint directory, if any.
     public static func validationLoss(at path: String) -> Float? {
         let url = URL(fileURLWithPath: path)

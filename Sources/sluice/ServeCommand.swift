@@ -74,6 +74,7 @@ struct ServeCommand: AsyncParsableCommand {
         do { settings.upstreams = try upstream.map(UpstreamConfiguration.parse) } catch { throw ValidationError("\(error)") }
         guard localWeight >= 0 else { throw ValidationError("--local-weight must be 0 or more") }
         settings.localWeight = localWeight
+        settings.modelPath = model
         if let rateLimit {
             guard rateLimit > 0 else { throw ValidationError("--rate-limit must be positive") }
             settings.rateLimit = rateLimit

@@ -398,3 +398,46 @@ struct GatewayUpstreamTests {
         #expect(metrics.contains("sluice_gateway_upstream_breaker_open{upstream=\"second\"} 1") || metrics.contains("sluice_gateway_upstream_healthy{upstream=\"second\"} 0"), "\(metrics.suffix(600))")
     }
 }
+
+@Suite("sluice serve: the dashboard in headless Chromium", .serialized, .timeLimit(.minutes(4)))
+struct GatewayDashboardTests {
+    static let artifacts = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent().appendingPathComponent(".build/test-artifacts")
+
+    @Test func loadsWithoutConsoleErrorsAndShowsTheDataset() async throws {
+        guard let chromium = which("chromium") ?? which("chromium-browser") else {
+            print("skipped: no chromium on PATH (make test installs Debian's chromium when the package archive is reachable)")
+            return
+        }
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("sluice-dashboard-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let (curated, model) = try await GatewayTests.fixture(directory)
+        let server = try GatewayTests.Server(["--model", model, "--shards", curated])
+        defer { server.stop() }
+        // What the dashboard must show: the index's numbers, as the API reports them.
+        let shards = GatewayTests.json(try await httpGet(port: server.port, path: "/v1/shards").1)["data"] as? [[String: Any]] ?? []
+        let samples = shards.reduce(0) { $0 + ($1["samples"] as? Int ?? 0) }
+        #expect(samples > 0)
+        _ = try await httpRequest(port: server.port, method: "POST", path: "/v1/completions", body: Array(#"{"prompt":"a","max_tokens":4}"#.utf8))
+        let url = "http://127.0.0.1:\(server.port)/"
+        let flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--enable-logging=stderr", "--v=0",
+                     "--user-data-dir=\(directory.appendingPathComponent("chromium").path)"]
+        let dom = try await runProcess(chromium, flags + ["--dump-dom", url], timeout: .seconds(90))
+        #expect(dom.status == 0, "\(dom.stderr.suffix(2000))")
+        #expect(dom.stdout.contains("<span id=\"samples\">\(samples)</span>"), "the page shows \(samples) samples")
+        #expect(dom.stdout.contains("<span id=\"shards\">\(shards.count)</span>"))
+        #expect(dom.stdout.contains("<span id=\"generated\">4</span>"))
+        #expect(dom.stdout.components(separatedBy: "<svg").count - 1 >= 7, "every chart is drawn")
+        #expect(dom.stdout.contains("aria-label=\"Languages\"") && dom.stdout.contains(">en</text>"))
+        let consoleErrors = dom.stderr.split(separator: "\n").filter { $0.contains("CONSOLE") && ($0.contains("Error") || $0.contains("Uncaught")) }
+        #expect(consoleErrors.isEmpty, "\(consoleErrors)")
+        try FileManager.default.createDirectory(at: Self.artifacts, withIntermediateDirectories: true)
+        let screenshot = Self.artifacts.appendingPathComponent("dashboard.png")
+        try? FileManager.default.removeItem(at: screenshot)
+        let shot = try await runProcess(
+            chromium, flags + ["--screenshot=\(screenshot.path)", "--window-size=1280,1600", "--hide-scrollbars", url], timeout: .seconds(90))
+        #expect(shot.status == 0 && ((try? FileManager.default.attributesOfItem(atPath: screenshot.path)[.size] as? Int) ?? 0) > 10_000,
+                "a screenshot is kept in .build/test-artifacts/dashboard.png")
+    }
+}
