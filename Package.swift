@@ -93,6 +93,7 @@ let package = Package(
                 "SluiceTrain", "SluiceShards", "SluiceKafka", "SluiceText",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "HummingbirdTLS", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strictSettings),

@@ -2,7 +2,10 @@ public import Foundation
 public import Logging
 public import SluiceTrain
 internal import Hummingbird
+internal import HummingbirdTLS
+internal import HummingbirdCore
 internal import HTTPTypes
+internal import NIOSSL
 internal import SluiceShards
 internal import SluiceText
 internal import Synchronization
@@ -44,6 +47,9 @@ public struct GatewayConfiguration: Sendable {
     public var localWeight: Double = 1
     /// Where the served model came from (for the dashboard's validation curve).
     public var modelPath: String?
+    /// PEM files of a certificate chain and its private key: serve HTTPS instead of HTTP.
+    public var tlsCertificate: String?
+    public var tlsKey: String?
     public init() {}
 
     /// Per-key PII actions from an API keys file: `KEY pii=redact|reject|allow` (or `sha256:<hex> pii=…`).
@@ -217,8 +223,15 @@ public final class Gateway: @unchecked Sendable {
             }
         }
         let host = configuration.host
+        var server = HTTPServerBuilder.http1()
+        if let certificate = configuration.tlsCertificate, let key = configuration.tlsKey {
+            let chain = try NIOSSLCertificate.fromPEMFile(certificate).map { NIOSSLCertificateSource.certificate($0) }
+            let tls = TLSConfiguration.makeServerConfiguration(
+                certificateChain: chain, privateKey: .privateKey(try NIOSSLPrivateKey(file: key, format: .pem)))
+            server = try .tls(.http1(), tlsConfiguration: tls)
+        }
         let app = Application(
-            router: router, configuration: .init(address: .hostname(host, port: configuration.port), serverName: nil),
+            router: router, server: server, configuration: .init(address: .hostname(host, port: configuration.port), serverName: nil),
             onServerRunning: { channel in onListening(channel.localAddress?.port ?? 0) }, logger: logger)
         try await app.run()
         generator.stop()

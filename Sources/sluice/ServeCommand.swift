@@ -48,6 +48,8 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("An OpenAI-compatible upstream (repeatable): NAME=URL[,weight=W][,key=K].", valueName: "spec"))
     var upstream: [String] = []
     @Option(help: "The built-in model's weight beside the upstreams (0: only a fallback).") var localWeight = 1.0
+    @Option(help: ArgumentHelp("A PEM certificate chain: serve HTTPS (with --tls-key).", valueName: "file")) var tlsCertificate: String?
+    @Option(help: ArgumentHelp("The PEM private key of --tls-certificate.", valueName: "file")) var tlsKey: String?
     @Option(help: "Log level.") var logLevel = "notice"
 
     func run() async throws {
@@ -75,6 +77,12 @@ struct ServeCommand: AsyncParsableCommand {
         guard localWeight >= 0 else { throw ValidationError("--local-weight must be 0 or more") }
         settings.localWeight = localWeight
         settings.modelPath = model
+        guard (tlsCertificate == nil) == (tlsKey == nil) else { throw ValidationError("--tls-certificate and --tls-key go together") }
+        for file in [tlsCertificate, tlsKey].compactMap({ $0 }) where !FileManager.default.isReadableFile(atPath: file) {
+            throw CommandError("cannot read \(file)")
+        }
+        settings.tlsCertificate = tlsCertificate
+        settings.tlsKey = tlsKey
         if let rateLimit {
             guard rateLimit > 0 else { throw ValidationError("--rate-limit must be positive") }
             settings.rateLimit = rateLimit
@@ -123,7 +131,8 @@ struct ServeCommand: AsyncParsableCommand {
             }
         }
         let server = Task {
-            try await gateway.run { port in Terminal.out("http://\(host):\(port)") }
+            let scheme = tlsCertificate == nil ? "http" : "https"
+            try await gateway.run { port in Terminal.out("\(scheme)://\(host):\(port)") }
         }
         let sources = stopOnSignals("stopping the gateway (again to exit at once)") { server.cancel() }
         defer { sources.forEach { $0.cancel() } }
