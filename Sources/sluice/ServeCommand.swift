@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Logging
+import SluiceConfig
 import SluiceGateway
 import SluiceKafka
 import SluiceTrain
@@ -20,9 +21,15 @@ struct ServeCommand: AsyncParsableCommand {
             in each accepted model; requests already generating finish on the model they started with.
 
             The first line on standard output is the address, e.g. http://127.0.0.1:8080 (useful with --port 0).
+
+            --config gateway.yaml holds the same settings (keys are the flag names with underscores: model, port, \
+            api_keys, rate_limit, upstreams as a list, tls: {certificate, key}, …); flags win over it. \
+            config/gateway.yaml shows every key.
             """)
 
-    @Option(help: ArgumentHelp("A model.safetensors file or a checkpoint directory.", valueName: "path")) var model: String
+    @Option(help: ArgumentHelp("A gateway.yaml file (flags win over it).", valueName: "file")) var config: String?
+
+    @Option(help: ArgumentHelp("A model.safetensors file or a checkpoint directory.", valueName: "path")) var model: String?
     @Option(help: "Address to listen on.") var host = "127.0.0.1"
     @Option(help: "Port (0: any free port).") var port = 8080
     @Option(help: ArgumentHelp("API keys, one per line (or sha256:<hex>); without it no key is needed.", valueName: "file"))
@@ -53,6 +60,18 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "Log level.") var logLevel = "notice"
 
     func run() async throws {
+        if let config {
+            // The file's settings become flags in front of the command line's, so the command line wins.
+            let fileArguments = try GatewayFile.arguments(fromFile: config)
+            var given = Array(CommandLine.arguments.dropFirst(2))
+            if let index = given.firstIndex(where: { $0 == "--config" }) { given.removeSubrange(index...min(index + 1, given.count - 1)) }
+            given.removeAll { $0.hasPrefix("--config=") }
+            var merged = try ServeCommand.parse(fileArguments + given)
+            merged.config = nil
+            try await merged.run()
+            return
+        }
+        guard let model else { throw ValidationError("give --model PATH (or model: in --config)") }
         guard let level = Logger.Level(rawValue: logLevel.lowercased()) else { throw ValidationError("unknown log level '\(logLevel)'") }
         let logger = makeLogger(level: level)
         guard (0...65535).contains(port) else { throw ValidationError("--port must be 0…65535") }
@@ -138,5 +157,65 @@ struct ServeCommand: AsyncParsableCommand {
         defer { sources.forEach { $0.cancel() } }
         do { try await server.value } catch is CancellationError {}
         follower.stop()
+    }
+}
+
+/// `gateway.yaml`: the flags of `sluice serve` as keys (underscores for dashes).
+enum GatewayFile {
+    static let scalarKeys = [
+        "model", "host", "port", "api_keys", "shards", "slots", "queue", "max_tokens", "score_batch", "score_delay_ms", "max_body",
+        "rate_limit", "request_timeout", "pii", "blocklist", "bootstrap", "models_topic", "canary", "local_weight", "log_level",
+    ]
+
+    static func arguments(fromFile path: String) throws -> [String] {
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { throw CommandError("cannot read \(path)") }
+        do {
+            let interpolated = try ConfigText.interpolate(text, file: path, environment: ProcessInfo.processInfo.environment)
+            guard let root = try ConfigText.sections(ofYAML: interpolated, file: path) else { return [] }
+            let reader = SectionReader(file: path)
+            try reader.keys(root, scalarKeys + ["shadow", "upstreams", "tls"])
+            var arguments: [String] = []
+            for key in scalarKeys {
+                guard let value = root[key] else { continue }
+                guard value is String || value is Int || value is Double else { throw reader.error(key, "expected a single value") }
+                arguments += ["--" + key.replacingOccurrences(of: "_", with: "-"), "\(value)"]
+            }
+            if let shadow = root["shadow"] {
+                guard let flag = shadow as? Bool else { throw reader.error("shadow", "expected true or false") }
+                if flag { arguments.append("--shadow") }
+            }
+            if let upstreams = root["upstreams"] {
+                guard let list = upstreams as? [Any] else { throw reader.error("upstreams", "expected a list") }
+                for (index, item) in list.enumerated() {
+                    if let spec = item as? String {
+                        arguments += ["--upstream", spec]
+                    } else if let fields = item as? [String: Any] {
+                        var entry = SectionReader(file: path)
+                        entry.section = "upstreams[\(index)]"
+                        try entry.keys(fields, ["name", "url", "weight", "key"])
+                        guard let name = fields["name"] as? String, let url = fields["url"] as? String else {
+                            throw entry.error("", "an upstream needs name and url")
+                        }
+                        var spec = "\(name)=\(url)"
+                        if let weight = fields["weight"] { spec += ",weight=\(weight)" }
+                        if let key = fields["key"] as? String { spec += ",key=\(key)" }
+                        arguments += ["--upstream", spec]
+                    } else {
+                        throw reader.error("upstreams[\(index)]", "expected NAME=URL or {name, url, weight, key}")
+                    }
+                }
+            }
+            if let tls = root["tls"] {
+                guard let fields = tls as? [String: Any] else { throw reader.error("tls", "expected {certificate, key}") }
+                var section = SectionReader(file: path)
+                section.section = "tls"
+                try section.keys(fields, ["certificate", "key"])
+                if let certificate = try section.string(fields, "certificate") { arguments += ["--tls-certificate", certificate] }
+                if let key = try section.string(fields, "key") { arguments += ["--tls-key", key] }
+            }
+            return arguments
+        } catch let error as ConfigError {
+            throw CommandError("\(error)")
+        }
     }
 }

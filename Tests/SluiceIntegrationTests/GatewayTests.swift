@@ -478,3 +478,25 @@ struct GatewayTLSTests {
         #expect(mismatched.status != 0 && mismatched.stderr.contains("go together"))
     }
 }
+
+@Suite("sluice serve: gateway.yaml", .serialized, .timeLimit(.minutes(3)))
+struct GatewayConfigFileTests {
+    @Test func theFileConfiguresAndFlagsWin() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("sluice-gwconfig-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let (curated, model) = try await GatewayTests.fixture(directory)
+        let file = directory.appendingPathComponent("gateway.yaml")
+        try Data("model: \(model)\nport: 1\nshards: \(curated)\nmax_tokens: 7\nupstreams: []\n".utf8).write(to: file)
+        // --port 0 wins over the file's port 1.
+        let server = try GatewayTests.Server(["--config", file.path])
+        defer { server.stop() }
+        let models = try await httpGet(port: server.port, path: "/v1/shards")
+        #expect(models.0 == 200, "shards: from the file")
+        let tooMany = try await httpRequest(port: server.port, method: "POST", path: "/v1/completions", body: Array(#"{"prompt":"a","max_tokens":8}"#.utf8))
+        #expect(tooMany.0 == 400 && tooMany.2.contains("1 to 7"), "max_tokens: from the file")
+        try Data("model: \(model)\nports: 3\n".utf8).write(to: file)
+        let wrong = try await runProcess(sluiceExecutable.path, ["serve", "--config", file.path])
+        #expect(wrong.status != 0 && wrong.stderr.contains("ports") && wrong.stderr.contains("gateway.yaml"), "\(wrong.stderr)")
+    }
+}
