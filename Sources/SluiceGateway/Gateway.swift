@@ -6,6 +6,7 @@ internal import HummingbirdTLS
 internal import HummingbirdCore
 internal import HTTPTypes
 internal import NIOSSL
+internal import ServiceLifecycle
 internal import SluiceShards
 internal import SluiceText
 internal import Synchronization
@@ -96,6 +97,13 @@ public final class Gateway: @unchecked Sendable {
     private let buckets = Mutex<[String: TokenBucket]>([:])
     public let guardrails: Guardrails
     private let upstreamRouter: UpstreamRouter?
+    private let serviceGroup = Mutex<ServiceGroup?>(nil)
+
+    /// Stops accepting connections, lets requests in progress finish, then returns from ``run(onListening:)``.
+    public func shutdown() async {
+        guard let group = serviceGroup.withLock({ $0 }) else { return }
+        await group.triggerGracefulShutdown()
+    }
     /// The canary model (kept to hand to the scorer on promotion) and traffic counts by role and version.
     private let canaryModel = Mutex<(GPT, Float?)?>(nil)
     private let traffic = Mutex<(byModel: [String: Int], shadow: Int, shadowRefused: Int, agreementSum: Double)>(([:], 0, 0, 0))
@@ -233,7 +241,9 @@ public final class Gateway: @unchecked Sendable {
         let app = Application(
             router: router, server: server, configuration: .init(address: .hostname(host, port: configuration.port), serverName: nil),
             onServerRunning: { channel in onListening(channel.localAddress?.port ?? 0) }, logger: logger)
-        try await app.run()
+        let group = ServiceGroup(configuration: .init(services: [app], logger: logger))
+        serviceGroup.withLock { $0 = group }
+        try await group.run()
         generator.stop()
         scorer.stop()
         await upstreamRouter?.shutdown()

@@ -153,7 +153,9 @@ struct ServeCommand: AsyncParsableCommand {
             let scheme = tlsCertificate == nil ? "http" : "https"
             try await gateway.run { port in Terminal.out("\(scheme)://\(host):\(port)") }
         }
-        let sources = stopOnSignals("stopping the gateway (again to exit at once)") { server.cancel() }
+        let sources = stopOnSignals("stopping the gateway: finishing requests in progress (again to exit at once)") {
+            Task { await gateway.shutdown() }
+        }
         defer { sources.forEach { $0.cancel() } }
         do { try await server.value } catch is CancellationError {}
         follower.stop()
