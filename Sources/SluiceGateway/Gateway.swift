@@ -463,7 +463,7 @@ public final class Gateway: @unchecked Sendable {
         guard let rate = configuration.rateLimit else { return nil }
         let now = Double(DispatchTime.now().uptimeNanoseconds) / 1e9
         let wait = buckets.withLock { buckets -> Double? in
-            var bucket = buckets[client] ?? TokenBucket(rate: rate, capacity: max(1, 2 * rate), now: now)
+            var bucket = buckets[client] ?? TokenBucket(rate: rate, capacity: max(1, (2 * rate).rounded(.down)), now: now)
             defer { buckets[client] = bucket }
             return bucket.take(now: now)
         }
