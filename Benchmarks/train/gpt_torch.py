@@ -225,6 +225,24 @@ def decode(args):
                           "decoded": decoded, "seconds": round(seconds, 3), "tokens_per_second": round(decoded / seconds, 1)}))
 
 
+@torch.no_grad()
+def score(args):
+    """Forward-only scoring (loss per token) of batches of full windows: tokens/s."""
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    model = GPT(context=args.context, layers=args.layers, channels=args.dim, heads=args.heads).eval()
+    x = torch.randint(0, 256, (args.batch, args.context))
+    y = torch.randint(0, 256, (args.batch, args.context))
+    for _ in range(3):
+        model(x, y)
+    start = time.perf_counter()
+    for _ in range(args.steps):
+        model(x, y)
+    seconds = time.perf_counter() - start
+    print(json.dumps({"peer": f"pytorch {torch.__version__}", "threads": args.threads, "batch": args.batch,
+                      "tokens_per_second": round(args.steps * args.batch * args.context / seconds, 1)}))
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
@@ -250,8 +268,16 @@ def main():
     d.add_argument("--prompt", type=int, default=16)
     d.add_argument("--batch", type=int, nargs="+", default=[1, 8, 16, 32])
     d.add_argument("--repeats", type=int, default=3)
+    sc = sub.add_parser("score", help="time forward-only scoring on CPU")
+    sc.add_argument("--threads", type=int, default=2)
+    sc.add_argument("--layers", type=int, default=4)
+    sc.add_argument("--dim", type=int, default=128)
+    sc.add_argument("--heads", type=int, default=4)
+    sc.add_argument("--context", type=int, default=128)
+    sc.add_argument("--batch", type=int, default=16)
+    sc.add_argument("--steps", type=int, default=20)
     args = p.parse_args()
-    {"fixture": fixture, "bench": bench, "decode": decode}[args.command](args)
+    {"fixture": fixture, "bench": bench, "decode": decode, "score": score}[args.command](args)
 
 
 if __name__ == "__main__":

@@ -26,6 +26,8 @@ public struct GatewayConfiguration: Sendable {
     public var scoreBatch = 32
     public var scoreDelay = 0.002
     public var scoreQueue = 4096
+    /// Threads of one scoring pass.
+    public var scoreThreads = 1
     /// A curated directory for /v1/shards and /v1/samples/{key}.
     public var shardsDirectory: URL?
     /// Requests per second per API key under /v1 (bursts of twice that); nil: no limit. Without keys, one bucket
@@ -119,7 +121,8 @@ public final class Gateway: @unchecked Sendable {
         self.logger = logger
         generator = GenerationScheduler(model: model, version: version, slots: configuration.slots, maxQueue: configuration.generationQueue)
         let scoring = GPT(configuration: model.configuration, parameters: model.allParameters)
-        scorer = ScoreBatcher(model: scoring, maxBatch: configuration.scoreBatch, maxDelay: configuration.scoreDelay, maxQueue: configuration.scoreQueue)
+        scorer = ScoreBatcher(model: scoring, maxBatch: configuration.scoreBatch, maxDelay: configuration.scoreDelay, maxQueue: configuration.scoreQueue,
+            threads: configuration.scoreThreads)
         state = Mutex(ModelInfo(version: version, configuration: model.configuration, validationLoss: validationLoss))
         guardrails = try Guardrails(defaultAction: configuration.piiAction, keyActions: configuration.keyActions, blocklist: configuration.blocklist)
         upstreamRouter = configuration.upstreams.isEmpty

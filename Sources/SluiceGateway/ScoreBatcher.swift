@@ -31,13 +31,17 @@ public final class ScoreBatcher: @unchecked Sendable {
     private var quality = QualityFilter()
     private let counters = Mutex<(batches: Int, texts: Int)>((0, 0))
 
-    public init(model: GPT, maxBatch: Int = 32, maxDelay: Double = 0.002, maxQueue: Int = 4096, maxBytes: Int = 1024) {
+    /// Threads for one scoring pass (the model's own team; 1 leaves the other core to generation and HTTP).
+    public let threads: Int
+
+    public init(model: GPT, maxBatch: Int = 32, maxDelay: Double = 0.002, maxQueue: Int = 4096, maxBytes: Int = 1024, threads: Int = 1) {
         self.model = model
         self.maxBatch = max(1, maxBatch)
         self.maxDelay = maxDelay
         self.maxQueue = maxQueue
         self.maxBytes = maxBytes
-        model.threads = 1
+        self.threads = max(1, threads)
+        model.threads = self.threads
         let thread = Thread { [unowned self] in self.loop() }
         thread.name = "sluice.score"
         thread.start()
@@ -48,7 +52,7 @@ public final class ScoreBatcher: @unchecked Sendable {
 
     /// Scores with a new model from the next batch on.
     public func swap(to model: GPT) {
-        model.threads = 1
+        model.threads = threads
         condition.withLock { self.model = model }
     }
 

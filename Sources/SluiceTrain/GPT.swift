@@ -394,8 +394,7 @@ private final class Arena {
         ]
         let needed = sizes.reduce(0, +)
         if let reusing, reusing.count >= needed {
-            storage = reusing
-            storage.pointer.update(repeating: 0, count: needed)
+            storage = reusing  // every activation is written before it is read; backward zeroes what it accumulates
         } else {
             storage = FloatBuffer(count: needed)
         }

@@ -40,6 +40,7 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "Largest max_tokens accepted.") var maxTokens = 1024
     @Option(help: "Texts per scoring batch (1: no dynamic batching).") var scoreBatch = 32
     @Option(help: "Longest wait for a scoring batch to fill, in milliseconds.") var scoreDelayMs = 2.0
+    @Option(help: "Threads of one scoring pass (1 leaves the other core to generation and HTTP).") var scoreThreads = 1
     @Option(help: "Largest request body in bytes.") var maxBody = 1 << 20
     @Option(help: "Requests per second per API key under /v1 (bursts of twice that); default: no limit.") var rateLimit: Double?
     @Option(help: "Seconds a completion may take, queueing included, before 504.") var requestTimeout = 60.0
@@ -87,6 +88,8 @@ struct ServeCommand: AsyncParsableCommand {
         settings.maxTokens = maxTokens
         settings.scoreBatch = scoreBatch
         settings.scoreDelay = scoreDelayMs / 1000
+        guard (1...64).contains(scoreThreads) else { throw ValidationError("--score-threads must be 1…64") }
+        settings.scoreThreads = scoreThreads
         settings.maxBodyBytes = maxBody
         guard (0...100).contains(canary) else { throw ValidationError("--canary must be a percentage, 0…100") }
         guard !(shadow && canary > 0) else { throw ValidationError("--canary and --shadow exclude each other") }
@@ -165,7 +168,7 @@ struct ServeCommand: AsyncParsableCommand {
 /// `gateway.yaml`: the flags of `sluice serve` as keys (underscores for dashes).
 enum GatewayFile {
     static let scalarKeys = [
-        "model", "host", "port", "api_keys", "shards", "slots", "queue", "max_tokens", "score_batch", "score_delay_ms", "max_body",
+        "model", "host", "port", "api_keys", "shards", "slots", "queue", "max_tokens", "score_batch", "score_delay_ms", "score_threads", "max_body",
         "rate_limit", "request_timeout", "pii", "blocklist", "bootstrap", "models_topic", "canary", "local_weight", "log_level",
     ]
 
