@@ -351,18 +351,21 @@ public final class Gateway: @unchecked Sendable {
         let created = Int(Date().timeIntervalSince1970)
         if streaming {
             let guardrails = self.guardrails
-            let body = ResponseBody { writer in
-                var pending: [UInt8] = []
+            let body = ResponseBody { [weak self] writer in
+                var pending: [UInt8] = [], all: [UInt8] = []
                 for await event in events {
                     switch event {
                     case .bytes(let bytes):
                         pending += bytes
+                        all += bytes
                         let ready = UTF8Chunks.completePrefix(pending)
                         guard ready > 0 else { continue }
                         let text = guardrails.completion(String(decoding: pending[..<ready], as: UTF8.self), client: client)
                         pending.removeFirst(ready)
                         try await writer.write(ByteBuffer(string: "data: {\"id\":\"\(id)\",\"object\":\"text_completion\",\"created\":\(created),\"model\":\"sluice\",\"choices\":[{\"text\":\(JSONText.string(text)),\"index\":0,\"logprobs\":null,\"finish_reason\":null}]}\n\n"))
                     case .finished(let reason, _, _, let version):
+                        self?.traffic.withLock { $0.byModel["role=\"\(role.rawValue)\",version=\(JSONText.string(version))", default: 0] += 1 }
+                        comparison?.primary(all)
                         let rest = guardrails.completion(String(decoding: pending, as: UTF8.self), client: client)
                         try await writer.write(ByteBuffer(string: "data: {\"id\":\"\(id)\",\"object\":\"text_completion\",\"created\":\(created),\"model\":\"sluice\",\"model_version\":\(JSONText.string(version)),\"choices\":[{\"text\":\(JSONText.string(rest)),\"index\":0,\"logprobs\":null,\"finish_reason\":\"\(reason)\"}]}\n\ndata: [DONE]\n\n"))
                     }
