@@ -50,15 +50,21 @@ struct GatewayTests {
         return (curated, model + "/checkpoints/step-00000001")
     }
 
+    /// A fresh directory with the curated fixture and its model.
+    static func setUp(_ name: String) async throws -> (URL, String, String) {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("sluice-\(name)-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        let (curated, model) = try await fixture(directory)
+        return (directory, curated, model)
+    }
+
     static func json(_ text: String) -> [String: Any] {
         (try? JSONSerialization.jsonObject(with: Data(text.utf8))) as? [String: Any] ?? [:]
     }
 
     @Test func everyRouteAuthLimitsAndBatching() async throws {
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("sluice-gateway-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        let (directory, curated, model) = try await GatewayTests.setUp("gateway")
         defer { try? FileManager.default.removeItem(at: directory) }
-        let (curated, model) = try await Self.fixture(directory)
         let keys = directory.appendingPathComponent("keys")
         try Data("# gateway keys\nsecret-one\nsha256:\(Self.sha256("secret-two"))\n".utf8).write(to: keys)
         let server = try Server([
@@ -160,10 +166,8 @@ struct GatewayTests {
 @Suite("sluice serve: model swap under load", .serialized, .timeLimit(.minutes(4)))
 struct GatewaySwapTests {
     @Test func swapsModelsWithoutFailingARequest() async throws {
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("sluice-swap-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        let (directory, curated, first) = try await GatewayTests.setUp("swap")
         defer { try? FileManager.default.removeItem(at: directory) }
-        let (curated, first) = try await GatewayTests.fixture(directory)
         let secondDirectory = directory.appendingPathComponent("second").path
         let trained = try await runProcess(
             sluiceExecutable.path,
@@ -219,10 +223,8 @@ struct GatewaySwapTests {
 @Suite("sluice serve: per-key rate limits", .serialized, .timeLimit(.minutes(3)))
 struct GatewayRateLimitTests {
     @Test func eachKeyHasItsOwnBucket() async throws {
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("sluice-rate-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        let (directory, _, model) = try await GatewayTests.setUp("rate")
         defer { try? FileManager.default.removeItem(at: directory) }
-        let (_, model) = try await GatewayTests.fixture(directory)
         let keys = directory.appendingPathComponent("keys")
         try Data("alpha\nbeta\n".utf8).write(to: keys)
         // One request per 5 s with a burst of 1: the second request right after the first is refused, however slow
@@ -246,10 +248,8 @@ struct GatewayRateLimitTests {
 @Suite("sluice serve: guardrails", .serialized, .timeLimit(.minutes(3)))
 struct GatewayGuardrailTests {
     @Test func personalDataPolicyPerKeyAndABlocklist() async throws {
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("sluice-guard-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        let (directory, _, model) = try await GatewayTests.setUp("guard")
         defer { try? FileManager.default.removeItem(at: directory) }
-        let (_, model) = try await GatewayTests.fixture(directory)
         let keys = directory.appendingPathComponent("keys"), blocklist = directory.appendingPathComponent("blocklist")
         try Data("alpha pii=reject\nbeta pii=redact\ngamma\n".utf8).write(to: keys)
         try Data("# terms\nforbidden word\n".utf8).write(to: blocklist)
@@ -297,10 +297,8 @@ struct GatewayCanaryTests {
     }
 
     @Test func aCanaryTakesItsShareAndAShadowNeverAnswers() async throws {
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("sluice-canary-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        let (directory, curated, first) = try await GatewayTests.setUp("canary")
         defer { try? FileManager.default.removeItem(at: directory) }
-        let (curated, first) = try await GatewayTests.fixture(directory)
         let secondDirectory = directory.appendingPathComponent("second").path
         _ = try await runProcess(
             sluiceExecutable.path,
@@ -368,10 +366,8 @@ struct GatewayUpstreamTests {
     }
 
     @Test func routesByWeightBreaksTheCircuitAndFallsBack() async throws {
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("sluice-upstream-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        let (directory, _, model) = try await GatewayTests.setUp("upstream")
         defer { try? FileManager.default.removeItem(at: directory) }
-        let (_, model) = try await GatewayTests.fixture(directory)
         let upstream = try GatewayTests.Server(["--model", model])
         defer { upstream.stop() }
         let gateway = try GatewayTests.Server(["--model", model, "--upstream", "second=http://127.0.0.1:\(upstream.port),weight=1", "--local-weight", "1"])
@@ -411,10 +407,8 @@ struct GatewayDashboardTests {
             print("skipped: no chromium on PATH (make test installs Debian's chromium when the package archive is reachable)")
             return
         }
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("sluice-dashboard-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        let (directory, curated, model) = try await GatewayTests.setUp("dashboard")
         defer { try? FileManager.default.removeItem(at: directory) }
-        let (curated, model) = try await GatewayTests.fixture(directory)
         let server = try GatewayTests.Server(["--model", model, "--shards", curated])
         defer { server.stop() }
         // What the dashboard must show: the index's numbers, as the API reports them.
@@ -451,10 +445,8 @@ struct GatewayTLSTests {
             print("skipped: no openssl or python3 on PATH")
             return
         }
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("sluice-tls-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        let (directory, _, model) = try await GatewayTests.setUp("tls")
         defer { try? FileManager.default.removeItem(at: directory) }
-        let (_, model) = try await GatewayTests.fixture(directory)
         let certificate = directory.appendingPathComponent("cert.pem").path, key = directory.appendingPathComponent("key.pem").path
         let made = try await runProcess(openssl, [
             "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", certificate, "-days", "1",
@@ -484,10 +476,8 @@ struct GatewayTLSTests {
 @Suite("sluice serve: gateway.yaml", .serialized, .timeLimit(.minutes(3)))
 struct GatewayConfigFileTests {
     @Test func theFileConfiguresAndFlagsWin() async throws {
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("sluice-gwconfig-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        let (directory, curated, model) = try await GatewayTests.setUp("gwconfig")
         defer { try? FileManager.default.removeItem(at: directory) }
-        let (curated, model) = try await GatewayTests.fixture(directory)
         let file = directory.appendingPathComponent("gateway.yaml")
         try Data("model: \(model)\nport: 1\nshards: \(curated)\nmax_tokens: 7\nupstreams: []\n".utf8).write(to: file)
         // --port 0 wins over the file's port 1.
