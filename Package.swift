@@ -30,6 +30,10 @@ let package = Package(
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
         .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
+        .package(url: "https://github.com/grpc/grpc-swift-2", from: "2.4.3"),
+        .package(url: "https://github.com/grpc/grpc-swift-nio-transport", from: "2.9.2"),
+        .package(url: "https://github.com/grpc/grpc-swift-protobuf", from: "2.4.1"),
+        .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0"),
     ],
     targets: [
         // System-library shims. Each has a module map and one header; no C type leaves its adapter module.
@@ -98,11 +102,22 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strictSettings),
+        // gRPC beside REST: code generated from proto/model_service.proto (committed; see proto/README.md) and the
+        // service over the gateway's generation scheduler.
+        .target(
+            name: "SluiceGRPC",
+            dependencies: [
+                "SluiceGateway", "SluiceTrain",
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
+                .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            ]),
         .executableTarget(
             name: "sluice",
             dependencies: [
                 "SluiceKafka", "SluicePipeline", "SluiceConnectors", "SluiceText", "SluiceShards", "SluiceConfig", "SluiceTrain",
-                "SluiceGateway",
+                "SluiceGateway", "SluiceGRPC",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -137,7 +152,11 @@ let package = Package(
             swiftSettings: strictSettings),
         .testTarget(
             name: "SluiceIntegrationTests",
-            dependencies: ["SluiceKafka", "SluiceShards", .product(name: "GRDB", package: "GRDB.swift")],
+            dependencies: [
+                "SluiceKafka", "SluiceShards", "SluiceGRPC", .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
+            ],
             swiftSettings: strictSettings),
     ],
     swiftLanguageModes: [.v6]

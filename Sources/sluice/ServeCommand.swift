@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Logging
 import SluiceConfig
+import SluiceGRPC
 import SluiceGateway
 import SluiceKafka
 import SluiceTrain
@@ -58,6 +59,8 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "The built-in model's weight beside the upstreams (0: only a fallback).") var localWeight = 1.0
     @Option(help: ArgumentHelp("A PEM certificate chain: serve HTTPS (with --tls-key).", valueName: "file")) var tlsCertificate: String?
     @Option(help: ArgumentHelp("The PEM private key of --tls-certificate.", valueName: "file")) var tlsKey: String?
+    @Option(help: "Serve sluice.v1.ModelService over gRPC (HTTP/2) on this port too (0: any free port); its address is printed after the HTTP one.")
+    var grpcPort: Int?
     @Option(help: "Log level.") var logLevel = "notice"
 
     func run() async throws {
@@ -156,7 +159,16 @@ struct ServeCommand: AsyncParsableCommand {
             let scheme = tlsCertificate == nil ? "http" : "https"
             try await gateway.run { port in Terminal.out("\(scheme)://\(host):\(port)") }
         }
+        var grpc: Task<Void, any Error>?
+        if let grpcPort {
+            guard (0...65535).contains(grpcPort) else { throw ValidationError("--grpc-port must be 0…65535") }
+            let provider = ModelServiceProvider(generator: gateway.generator, maxTokens: maxTokens)
+            let host = self.host
+            grpc = Task { try await GRPCFrontend.run(host: host, port: grpcPort, provider: provider) { Terminal.out("grpc://\(host):\($0)") } }
+        }
+        let grpcTask = grpc
         let sources = stopOnSignals("stopping the gateway: finishing requests in progress (again to exit at once)") {
+            grpcTask?.cancel()
             Task { await gateway.shutdown() }
         }
         defer { sources.forEach { $0.cancel() } }
@@ -169,7 +181,7 @@ struct ServeCommand: AsyncParsableCommand {
 enum GatewayFile {
     static let scalarKeys = [
         "model", "host", "port", "api_keys", "shards", "slots", "queue", "max_tokens", "score_batch", "score_delay_ms", "score_threads", "max_body",
-        "rate_limit", "request_timeout", "pii", "blocklist", "bootstrap", "models_topic", "canary", "local_weight", "log_level",
+        "rate_limit", "request_timeout", "pii", "blocklist", "bootstrap", "models_topic", "canary", "local_weight", "log_level", "grpc_port",
     ]
 
     static func arguments(fromFile path: String) throws -> [String] {

@@ -1,4 +1,7 @@
 import Foundation
+import GRPCCore
+import GRPCNIOTransportHTTP2
+import SluiceGRPC
 import Testing
 
 /// `sluice serve` as a real process over HTTP.
@@ -490,5 +493,54 @@ struct GatewayConfigFileTests {
         try Data("model: \(model)\nports: 3\n".utf8).write(to: file)
         let wrong = try await runProcess(sluiceExecutable.path, ["serve", "--config", file.path])
         #expect(wrong.status != 0 && wrong.stderr.contains("ports") && wrong.stderr.contains("gateway.yaml"), "\(wrong.stderr)")
+    }
+}
+
+@Suite("sluice serve: gRPC", .serialized, .timeLimit(.minutes(3)))
+struct GatewayGRPCTests {
+    @Test func predictAndPredictStreamShareTheGenerator() async throws {
+        let (directory, _, model) = try await GatewayTests.setUp("grpc")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let process = Process()
+        process.executableURL = sluiceExecutable
+        process.arguments = ["serve", "--model", model, "--port", "0", "--grpc-port", "0", "--max-tokens", "64"]
+        let output = Pipe()
+        process.standardOutput = output
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        defer {
+            process.terminate()
+            process.waitUntilExit()
+        }
+        var text = ""
+        while !text.contains("grpc://") || !text.hasSuffix("\n") {
+            let chunk = output.fileHandleForReading.availableData
+            if chunk.isEmpty { break }
+            text += String(decoding: chunk, as: UTF8.self)
+        }
+        let grpcLine = try #require(text.split(separator: "\n").first { $0.hasPrefix("grpc://") })
+        let port = try #require(Int(grpcLine.split(separator: ":").last ?? ""))
+        try await withGRPCClient(
+            transport: .http2NIOPosix(target: .ipv4(address: "127.0.0.1", port: port), transportSecurity: .plaintext)
+        ) { client in
+            let service = Sluice_V1_ModelService.Client(wrapping: client)
+            var request = Sluice_V1_PredictRequest()
+            request.inputText = "The river "
+            request.metadata = ["max_tokens": "12", "temperature": "0"]
+            let reply = try await service.predict(request)
+            #expect(reply.outputTokens.count == 12 && reply.finishReason == "length" && reply.modelVersion == "step-00000001")
+            // The stream yields the same greedy tokens, then the end.
+            let streamed = try await service.predictStream(request) { response in
+                var pieces: [String] = [], finish = ""
+                for try await message in response.messages {
+                    pieces += message.outputTokens
+                    if !message.finishReason.isEmpty { finish = message.finishReason }
+                }
+                return (pieces.joined(), finish)
+            }
+            #expect(streamed.0 == reply.outputTokens.joined() && streamed.1 == "length")
+            request.metadata = ["max_tokens": "500"]
+            await #expect(throws: RPCError.self) { try await service.predict(request) }
+        }
     }
 }
