@@ -42,13 +42,13 @@ public struct ModelServiceProvider: Sluice_V1_ModelService.SimpleServiceProtocol
         for await event in try submit(request) {
             switch event {
             case .bytes(let chunk): bytes += chunk
-            case .finished(let reason, _, _, let version):
+            case .finished(let reason, _, _, let version, let confidence):
                 response.finishReason = reason
                 response.modelVersion = version
+                response.confidenceScore = Float(confidence)
             }
         }
         response.outputTokens = bytes.map { String(decoding: [$0], as: UTF8.self) }
-        response.confidenceScore = 1
         return response
     }
 
@@ -59,9 +59,10 @@ public struct ModelServiceProvider: Sluice_V1_ModelService.SimpleServiceProtocol
             var message = Sluice_V1_PredictResponse()
             switch event {
             case .bytes(let chunk): message.outputTokens = [String(decoding: chunk, as: UTF8.self)]
-            case .finished(let reason, _, _, let version):
+            case .finished(let reason, _, _, let version, let confidence):
                 message.finishReason = reason
                 message.modelVersion = version
+                message.confidenceScore = Float(confidence)
             }
             try await response.write(message)
         }

@@ -363,7 +363,7 @@ public final class Gateway: @unchecked Sendable {
                         let text = guardrails.completion(String(decoding: pending[..<ready], as: UTF8.self), client: client)
                         pending.removeFirst(ready)
                         try await writer.write(ByteBuffer(string: "data: {\"id\":\"\(id)\",\"object\":\"text_completion\",\"created\":\(created),\"model\":\"sluice\",\"choices\":[{\"text\":\(JSONText.string(text)),\"index\":0,\"logprobs\":null,\"finish_reason\":null}]}\n\n"))
-                    case .finished(let reason, _, _, let version):
+                    case .finished(let reason, _, _, let version, _):
                         self?.traffic.withLock { $0.byModel["role=\"\(role.rawValue)\",version=\(JSONText.string(version))", default: 0] += 1 }
                         comparison?.primary(all)
                         let rest = guardrails.completion(String(decoding: pending, as: UTF8.self), client: client)
@@ -383,7 +383,7 @@ public final class Gateway: @unchecked Sendable {
             }
             switch event {
             case .bytes(let bytes): completion += bytes
-            case .finished(let reason, let prompt, let generated, let model):
+            case .finished(let reason, let prompt, let generated, let model, _):
                 finish = reason
                 promptTokens = prompt
                 completionTokens = generated

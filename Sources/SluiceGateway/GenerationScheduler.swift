@@ -40,8 +40,9 @@ public final class GenerationScheduler: @unchecked Sendable {
     public enum Event: Sendable, Equatable {
         /// Bytes of the completion (one token per byte; a multi-byte character may span events).
         case bytes([UInt8])
-        /// The end: "stop" (a stop sequence), "length" (max_tokens or the context), with the counts.
-        case finished(reason: String, promptTokens: Int, completionTokens: Int, modelVersion: String)
+        /// The end: "stop" (a stop sequence), "length" (max_tokens or the context), with the counts and the mean
+        /// probability the model (at temperature 1) gave the tokens it produced.
+        case finished(reason: String, promptTokens: Int, completionTokens: Int, modelVersion: String, confidence: Double)
     }
 
     private final class Generation: @unchecked Sendable {
@@ -54,6 +55,8 @@ public final class GenerationScheduler: @unchecked Sendable {
         var pending: UInt8?
         var generated: [UInt8] = []
         var promptTokens = 0
+        var probabilitySum = 0.0
+        var sampled = 0
         var cancelled = false
         init(request: Request, continuation: AsyncStream<Event>.Continuation, engine: EngineSlot) {
             self.request = request
@@ -245,6 +248,8 @@ public final class GenerationScheduler: @unchecked Sendable {
             let logits = engineSlot.engine.run(rows)
             for (generation, row) in zip(generations, logits) {
                 let token = generation.request.sampler.next(row)
+                generation.probabilitySum += Self.probability(of: token, in: row)
+                generation.sampled += 1
                 generation.generated.append(token)
                 generation.pending = token
                 tokens += 1
@@ -259,7 +264,7 @@ public final class GenerationScheduler: @unchecked Sendable {
                 if let reason {
                     endings.append((generation, .finished(
                         reason: reason, promptTokens: generation.promptTokens, completionTokens: generation.generated.count,
-                        modelVersion: engineSlot.version)))
+                        modelVersion: engineSlot.version, confidence: generation.probabilitySum / Double(max(1, generation.sampled)))))
                     finished.append(generation)
                 }
             }
@@ -280,6 +285,14 @@ public final class GenerationScheduler: @unchecked Sendable {
             generation.continuation.yield(event)
             generation.continuation.finish()
         }
+    }
+
+    /// softmax(logits)[token].
+    static func probability(of token: UInt8, in logits: [Float]) -> Double {
+        let maximum = logits.max() ?? 0
+        var sum = 0.0
+        for value in logits { sum += Foundation.exp(Double(value - maximum)) }
+        return Foundation.exp(Double(logits[Int(token)] - maximum)) / sum
     }
 
     private func release(_ generation: Generation) {

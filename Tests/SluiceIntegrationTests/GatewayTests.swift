@@ -529,6 +529,7 @@ struct GatewayGRPCTests {
             request.metadata = ["max_tokens": "12", "temperature": "0"]
             let reply = try await service.predict(request)
             #expect(reply.outputTokens.count == 12 && reply.finishReason == "length" && reply.modelVersion == "step-00000001")
+            #expect(reply.confidenceScore > 0 && reply.confidenceScore <= 1, "mean token probability: \(reply.confidenceScore)")
             // The stream yields the same greedy tokens, then the end.
             let streamed = try await service.predictStream(request) { response in
                 var pieces: [String] = [], finish = ""
