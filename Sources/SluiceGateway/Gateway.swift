@@ -35,6 +35,8 @@ public struct GatewayConfiguration: Sendable {
     public var rateLimit: Double?
     /// The longest a completion may take (queueing included) before it is cut off with 504.
     public var requestTimeout: Double = 60
+    /// Keys (by hash) allowed to call `/v1/admin/…`; with API keys in use, any other key gets 403 there.
+    public var adminKeyHashes: Set<String> = []
     /// Personal data in prompts and completions: the default action and per-key actions (by key hash).
     public var piiAction: PIIAction = .allow
     public var keyActions: [String: PIIAction] = [:]
@@ -61,14 +63,25 @@ public struct GatewayConfiguration: Sendable {
         for line in text.split(separator: "\n") {
             let fields = line.split(separator: " ", omittingEmptySubsequences: true)
             guard let key = fields.first, !key.hasPrefix("#") else { continue }
-            for field in fields.dropFirst() {
+            for field in fields.dropFirst() where field != "admin" {
                 guard field.hasPrefix("pii="), let action = PIIAction(rawValue: String(field.dropFirst(4))) else {
-                    throw GatewayError(.invalid, "API keys file: '\(field)' is not pii=redact, pii=reject or pii=allow")
+                    throw GatewayError(.invalid, "API keys file: '\(field)' is not pii=redact, pii=reject, pii=allow or admin")
                 }
                 actions[key.hasPrefix("sha256:") ? String(key.dropFirst(7)).lowercased() : sha256Hex(Array(key.utf8))] = action
             }
         }
         return actions
+    }
+
+    /// The keys marked `admin` in an API keys file (by hash): only they may call `/v1/admin/…` when keys are used.
+    public static func adminKeys(fromFile text: String) -> Set<String> {
+        var admins: Set<String> = []
+        for line in text.split(separator: "\n") {
+            let fields = line.split(separator: " ", omittingEmptySubsequences: true)
+            guard let key = fields.first, !key.hasPrefix("#"), fields.dropFirst().contains("admin") else { continue }
+            admins.insert(key.hasPrefix("sha256:") ? String(key.dropFirst(7)).lowercased() : sha256Hex(Array(key.utf8)))
+        }
+        return admins
     }
 
     /// Reads an API keys file: one key per line (`#` comments), or `sha256:<hex>` for a key stored hashed.
@@ -187,6 +200,9 @@ public final class Gateway: @unchecked Sendable {
         router.post("/v1/admin/promote") { [self] request, _ in
             await measured("/v1/admin/promote") { [self] in
                 if let refusal = authorize(request) { return refusal }
+                if !configuration.apiKeyHashes.isEmpty && !configuration.adminKeyHashes.contains(clientID(request)) {
+                    return Self.error(.forbidden, "this key may not call admin routes (mark a key with 'admin' in the keys file)")
+                }
                 guard let (model, loss) = canaryModel.withLock({ $0 }), let version = generator.canaryVersion else {
                     return Self.error(.conflict, "there is no canary to promote")
                 }

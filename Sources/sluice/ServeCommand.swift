@@ -119,6 +119,7 @@ struct ServeCommand: AsyncParsableCommand {
             settings.apiKeyHashes = GatewayConfiguration.keyHashes(fromFile: text)
             guard !settings.apiKeyHashes.isEmpty else { throw CommandError("\(apiKeys) holds no API key") }
             do { settings.keyActions = try GatewayConfiguration.keyActions(fromFile: text) } catch { throw CommandError("\(apiKeys): \(error)") }
+            settings.adminKeyHashes = GatewayConfiguration.adminKeys(fromFile: text)
         }
         guard let action = PIIAction(rawValue: pii) else { throw ValidationError("--pii must be redact, reject or allow") }
         settings.piiAction = action

@@ -69,7 +69,7 @@ struct GatewayTests {
         let (directory, curated, model) = try await GatewayTests.setUp("gateway")
         defer { try? FileManager.default.removeItem(at: directory) }
         let keys = directory.appendingPathComponent("keys")
-        try Data("# gateway keys\nsecret-one\nsha256:\(Self.sha256("secret-two"))\n".utf8).write(to: keys)
+        try Data("# gateway keys\nsecret-one\nsha256:\(Self.sha256("secret-two")) admin\n".utf8).write(to: keys)
         let server = try Server([
             "--model", model, "--shards", curated, "--api-keys", keys.path, "--slots", "1", "--queue", "0", "--max-tokens", "127",
             "--max-body", "2048", "--score-delay-ms", "50",
@@ -90,6 +90,9 @@ struct GatewayTests {
         #expect(try await httpRequest(port: port, method: "GET", path: "/v1/models", headers: ["Authorization": "Bearer wrong"]).0 == 401)
         let models = try await httpRequest(port: port, method: "GET", path: "/v1/models", headers: ["Authorization": "Bearer secret-two"])
         #expect(models.0 == 200 && models.2.contains("\"dim\":128"), "a key stored as its SHA-256 works too")
+        // Admin routes need a key marked admin: 403 for another valid key, 409 (no canary) for the admin key.
+        #expect(try await httpRequest(port: port, method: "POST", path: "/v1/admin/promote", headers: ["Authorization": "Bearer secret-one"]).0 == 403)
+        #expect(try await httpRequest(port: port, method: "POST", path: "/v1/admin/promote", headers: ["Authorization": "Bearer secret-two"]).0 == 409)
 
         // Greedy completions are repeatable and honour max_tokens and stop.
         let request = #"{"prompt":"The river ","max_tokens":20,"temperature":0}"#
