@@ -72,7 +72,7 @@ struct GatewayTests {
         try Data("# gateway keys\nsecret-one\nsha256:\(Self.sha256("secret-two")) admin\n".utf8).write(to: keys)
         let server = try Server([
             "--model", model, "--shards", curated, "--api-keys", keys.path, "--slots", "1", "--queue", "0", "--max-tokens", "127",
-            "--max-body", "2048", "--score-delay-ms", "50",
+            "--max-body", "2048", "--score-delay-ms", "200",
         ])
         defer { server.stop() }
         let port = server.port

@@ -32,7 +32,8 @@ struct PipelineTests {
             defer { worker.cleanUp() }
             // Wait for the assignment, then kill at a random moment of the work.
             #expect(await waitUntil(timeout: .seconds(30)) { worker.stderr.contains("partition assigned") }, "\(worker.stderr)")
-            try await Task.sleep(for: .milliseconds(Int.random(in: 300...2500, using: &random)))
+            // The pipeline gets through this corpus in a few seconds: kill early enough to land mid-work.
+            try await Task.sleep(for: .milliseconds(Int.random(in: 200...1200, using: &random)))
             await worker.kill9()
             let index = try StreamIndexReader(directory: output)
             progress.append(index.accounted())
@@ -44,6 +45,8 @@ struct PipelineTests {
         defer { last.cleanUp() }
         let index = try StreamIndexReader(directory: output)
         #expect(await waitUntil(timeout: .seconds(180)) { index.accounted() == corpus.lines.count }, "\(last.stderr.suffix(2000))")
+        // A worker stopped before it has even joined would not be a graceful shutdown to check.
+        #expect(await waitUntil(timeout: .seconds(30)) { last.stderr.contains("partition assigned") }, "\(last.stderr)")
         #expect(await last.terminate() == 0, "\(last.stderr.suffix(2000))")
         try index.expectExactlyOnce(corpus)
 
