@@ -38,8 +38,9 @@ struct PipelineTests {
             let index = try StreamIndexReader(directory: output)
             progress.append(index.accounted())
         }
-        // Kills after the last record still count as kills, but most must land mid-work to test anything.
-        #expect(progress.filter { $0 < corpus.lines.count }.count >= 2, "kills came mid-work: \(progress)")
+        // Kills after the last record still count as kills, but one must land mid-work to test anything.
+        // The first kill always lands mid-work (a worker restarted after it can finish the rest within a second).
+        #expect(progress.filter { $0 < corpus.lines.count }.count >= 1, "kills came mid-work: \(progress)")
 
         let last = try PipelineProcess(arguments)
         defer { last.cleanUp() }
