@@ -274,19 +274,19 @@ public final class Gateway: @unchecked Sendable {
     /// (scoring, or a completion at temperature 0 or with a seed) is retried once on another backend, and the
     /// built-in model is the fallback when no upstream can answer. Streaming completions stay local.
     private func routed(_ request: Request, path: String) async -> Response {
-        if let refusal = authorize(request) { return refusal }
+        let client = clientID(request)
+        if let refusal = authorize(request, client: client) { return refusal }
         let object: [String: Any], buffer: ByteBuffer
         switch await body(request) {
         case .failure(let failure): return failure.response
         case .success(let value): (object, buffer) = value
         }
-        let client = clientID(request)
         func local() async -> Response {
             var response = path == "/v1/score" ? await score(object: object) : await completions(object: object, client: client)
-            if upstreams != nil { response.headers[HTTPField.Name("X-Sluice-Backend")!] = "local" }
+            if upstreamRouter != nil { response.headers[HTTPField.Name("X-Sluice-Backend")!] = "local" }
             return response
         }
-        guard let upstreams, !(JSONValue.boolean(object["stream"] ?? false) ?? false) else { return await local() }
+        guard let upstreams = upstreamRouter, !(JSONValue.boolean(object["stream"] ?? false) ?? false) else { return await local() }
         let idempotent = path == "/v1/score" || object["seed"] != nil || JSONValue.number(object["temperature"] ?? 1) == 0
         var attempts = 0
         for candidate in upstreams.plan(now: Date().timeIntervalSince1970) {
@@ -440,9 +440,6 @@ public final class Gateway: @unchecked Sendable {
         return Self.json(.ok, "{\"object\":\"list\",\"model\":\"sluice\",\"model_version\":\(JSONText.string(version)),\"data\":[\(items.joined(separator: ","))]}")
     }
 
-    /// Upstream backends, when configured.
-    private var upstreams: UpstreamRouter? { upstreamRouter }
-
     /// Runs a copy of the request on the shadow model; the returned pair compares it with the primary answer.
     private func startShadow(_ request: GenerationScheduler.Request) -> ShadowComparison? {
         let comparison = ShadowComparison { [weak self] agreement in
@@ -472,11 +469,10 @@ public final class Gateway: @unchecked Sendable {
     }
 
     /// nil when the request may proceed; else 401 (no valid key) or 429 (the key's rate limit).
-    private func authorize(_ request: Request) -> Response? {
+    private func authorize(_ request: Request, client given: String? = nil) -> Response? {
         var client = "anonymous"
         if !configuration.apiKeyHashes.isEmpty {
-            let header = request.headers[.authorization] ?? ""
-            let hash = header.hasPrefix("Bearer ") ? sha256Hex(Array(header.dropFirst(7).utf8)) : ""
+            let hash = given ?? clientID(request)
             guard configuration.apiKeyHashes.contains(hash) else {
                 return Self.error(.unauthorized, "a valid API key is required (Authorization: Bearer KEY)", headers: [.wwwAuthenticate: "Bearer"])
             }

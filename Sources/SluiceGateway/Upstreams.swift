@@ -159,10 +159,7 @@ final class UpstreamRouter: @unchecked Sendable {
                     break
                 }
             }
-            var order = [candidates[first].0]
-            order += candidates.enumerated().filter { $0.offset != first }.map { $0.element.0 }
-            if !order.contains(where: { $0 == nil }) && localWeight == 0 { return order }
-            return order
+            return [candidates[first].0] + candidates.enumerated().filter { $0.offset != first }.map { $0.element.0 }
         }
     }
 

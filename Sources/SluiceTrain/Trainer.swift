@@ -244,7 +244,7 @@ public final class Trainer: @unchecked Sendable {
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
             try encoder.encode(SavedState(configuration: configuration, progress: progress))
                 .write(to: temporary.appendingPathComponent("state.json"))
-            try Durable.syncDirectory(temporary)
+            try Durable.syncDirectory(temporary, contents: true)
             if files.fileExists(atPath: final.path) { try files.removeItem(at: final) }
             try Durable.rename(temporary, to: final)
             try Durable.writeAtomically(Data((name + "\n").utf8), to: directory.appendingPathComponent("LATEST"))
@@ -318,9 +318,10 @@ extension GPT {
 
 /// fsync and rename helpers for checkpoints.
 enum Durable {
-    static func syncDirectory(_ url: URL) throws(TrainError) {
-        let files = (try? FileManager.default.contentsOfDirectory(atPath: url.path)) ?? []
-        for name in files + ["."] {
+    /// fsyncs the directory entry itself, and with `contents` every file in it.
+    static func syncDirectory(_ url: URL, contents: Bool = false) throws(TrainError) {
+        let names = contents ? ((try? FileManager.default.contentsOfDirectory(atPath: url.path)) ?? []) : []
+        for name in names + ["."] {
             let descriptor = open(url.appendingPathComponent(name).path, O_RDONLY)
             guard descriptor >= 0 else { throw TrainError("cannot open \(name) in \(url.path) to sync it") }
             fsync(descriptor)
