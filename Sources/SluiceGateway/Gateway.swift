@@ -57,17 +57,31 @@ public struct GatewayConfiguration: Sendable {
     public var tlsKey: String?
     public init() {}
 
+    /// One line of an API keys file: `KEY [pii=redact|reject|allow] [admin]`, the key plain or as `sha256:<hex>`.
+    struct KeyLine {
+        var hash: String
+        var fields: [Substring]
+    }
+
+    /// The key lines of a file (`#` comments and blank lines skipped), each key hashed once.
+    static func keyLines(_ text: String) -> [KeyLine] {
+        text.split(separator: "\n").compactMap { line in
+            let fields = line.split(whereSeparator: { $0 == " " || $0 == "\t" })
+            guard let key = fields.first, !key.hasPrefix("#") else { return nil }
+            let hash = key.hasPrefix("sha256:") ? String(key.dropFirst(7)).lowercased() : sha256Hex(Array(key.utf8))
+            return KeyLine(hash: hash, fields: Array(fields.dropFirst()))
+        }
+    }
+
     /// Per-key PII actions from an API keys file: `KEY pii=redact|reject|allow` (or `sha256:<hex> pii=…`).
     public static func keyActions(fromFile text: String) throws -> [String: PIIAction] {
         var actions: [String: PIIAction] = [:]
-        for line in text.split(separator: "\n") {
-            let fields = line.split(separator: " ", omittingEmptySubsequences: true)
-            guard let key = fields.first, !key.hasPrefix("#") else { continue }
-            for field in fields.dropFirst() where field != "admin" {
+        for line in keyLines(text) {
+            for field in line.fields where field != "admin" {
                 guard field.hasPrefix("pii="), let action = PIIAction(rawValue: String(field.dropFirst(4))) else {
                     throw GatewayError(.invalid, "API keys file: '\(field)' is not pii=redact, pii=reject, pii=allow or admin")
                 }
-                actions[key.hasPrefix("sha256:") ? String(key.dropFirst(7)).lowercased() : sha256Hex(Array(key.utf8))] = action
+                actions[line.hash] = action
             }
         }
         return actions
@@ -75,25 +89,12 @@ public struct GatewayConfiguration: Sendable {
 
     /// The keys marked `admin` in an API keys file (by hash): only they may call `/v1/admin/…` when keys are used.
     public static func adminKeys(fromFile text: String) -> Set<String> {
-        var admins: Set<String> = []
-        for line in text.split(separator: "\n") {
-            let fields = line.split(separator: " ", omittingEmptySubsequences: true)
-            guard let key = fields.first, !key.hasPrefix("#"), fields.dropFirst().contains("admin") else { continue }
-            admins.insert(key.hasPrefix("sha256:") ? String(key.dropFirst(7)).lowercased() : sha256Hex(Array(key.utf8)))
-        }
-        return admins
+        Set(keyLines(text).filter { $0.fields.contains("admin") }.map(\.hash))
     }
 
     /// Reads an API keys file: one key per line (`#` comments), or `sha256:<hex>` for a key stored hashed.
     public static func keyHashes(fromFile text: String) -> Set<String> {
-        var hashes: Set<String> = []
-        for line in text.split(separator: "\n") {
-            guard let first = line.split(separator: " ").first else { continue }
-            let key = first.trimmingCharacters(in: .whitespaces)
-            guard !key.isEmpty, !key.hasPrefix("#") else { continue }
-            hashes.insert(key.hasPrefix("sha256:") ? String(key.dropFirst(7)).lowercased() : sha256Hex(Array(key.utf8)))
-        }
-        return hashes
+        Set(keyLines(text).map(\.hash))
     }
 }
 
