@@ -26,25 +26,7 @@ extension EvalCommand {
             guard FileManager.default.fileExists(atPath: input) else { throw CommandError("no such file: \(input)") }
             guard threads >= 1, threads <= 64 else { throw ValidationError("--threads must be 1…64") }
             gpt.threads = threads
-            var stream: [UInt8] = []
-            var skipped = 0
-            let limit = maxBytes ?? Int.max
-            if input.hasSuffix(".jsonl") || input.hasSuffix(".jsonl.zst") {
-                let decoder = EnvelopeDecoder()
-                CorpusFile.forEachLine(try CorpusFile.read(input)) { line, _ in
-                    guard stream.count < limit else { return }
-                    switch decoder.decode(line) {
-                    case .success(let document):
-                        stream.append(contentsOf: document.text)
-                        stream.append(0)
-                    case .failure:
-                        skipped += 1
-                    }
-                }
-            } else {
-                stream = [UInt8](try Data(contentsOf: URL(fileURLWithPath: input)))
-            }
-            if stream.count > limit { stream.removeSubrange(limit...) }
+            let (stream, skipped) = try ScoringText.read(input, maxBytes: maxBytes ?? Int.max)
             let t = gpt.configuration.contextLength
             let windows = ValidationSet.pack(stream, context: t)
             guard !windows.isEmpty else { throw CommandError("\(input) holds fewer than \(t + 1) bytes of text to score") }
@@ -60,5 +42,31 @@ extension EvalCommand {
             let json = try JSONSerialization.data(withJSONObject: result, options: [.sortedKeys])
             print(String(decoding: json, as: UTF8.self))
         }
+    }
+}
+
+/// The text a model is scored on: the texts of a `.jsonl[.zst]` corpus's decodable envelopes joined with the NUL
+/// separator the trainer packs with, or any other file's bytes; at most `maxBytes`. Also counts undecodable lines.
+enum ScoringText {
+    static func read(_ input: String, maxBytes: Int) throws -> (bytes: [UInt8], skipped: Int) {
+        var stream: [UInt8] = []
+        var skipped = 0
+        if input.hasSuffix(".jsonl") || input.hasSuffix(".jsonl.zst") {
+            let decoder = EnvelopeDecoder()
+            CorpusFile.forEachLine(try CorpusFile.read(input)) { line, _ in
+                guard stream.count < maxBytes else { return }
+                switch decoder.decode(line) {
+                case .success(let document):
+                    stream.append(contentsOf: document.text)
+                    stream.append(0)
+                case .failure:
+                    skipped += 1
+                }
+            }
+        } else {
+            stream = [UInt8](try Data(contentsOf: URL(fileURLWithPath: input)).prefix(maxBytes))
+        }
+        if stream.count > maxBytes { stream.removeSubrange(maxBytes...) }
+        return (stream, skipped)
     }
 }

@@ -32,19 +32,9 @@ struct QuantizeCommand: AsyncParsableCommand {
             "bytes_int8": ((try? FileManager.default.attributesOfItem(atPath: output))?[.size] as? Int) ?? 0,
         ]
         if let input {
-            var stream: [UInt8] = []
-            if input.hasSuffix(".jsonl") || input.hasSuffix(".jsonl.zst") {
-                let decoder = EnvelopeDecoder()
-                CorpusFile.forEachLine(try CorpusFile.read(input)) { line, _ in
-                    guard stream.count < maxBytes, case .success(let document) = decoder.decode(line) else { return }
-                    stream += document.text
-                    stream.append(0)
-                }
-            } else {
-                stream = [UInt8](try Data(contentsOf: URL(fileURLWithPath: input)).prefix(maxBytes))
-            }
+            let stream = try ScoringText.read(input, maxBytes: maxBytes).bytes
             let t = gpt.configuration.contextLength
-            let windows = ValidationSet.pack(Array(stream.prefix(maxBytes)), context: t)
+            let windows = ValidationSet.pack(stream, context: t)
             guard !windows.isEmpty else { throw CommandError("\(input) holds too little text to score") }
             gpt.threads = 2
             let fp = ValidationSet.loss(of: gpt, on: windows, context: t)
