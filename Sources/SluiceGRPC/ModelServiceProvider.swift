@@ -69,12 +69,20 @@ public struct ModelServiceProvider: Sluice_V1_ModelService.SimpleServiceProtocol
     }
 }
 
-/// Runs the gRPC server (HTTP/2, plaintext) until cancelled; `onListening` gets the bound port.
+/// Runs the gRPC server (HTTP/2; TLS when given a PEM certificate chain and key, plaintext otherwise) until
+/// cancelled; `onListening` gets the bound port.
 public enum GRPCFrontend {
-    public static func run(host: String, port: Int, provider: ModelServiceProvider, onListening: @escaping @Sendable (Int) -> Void) async throws {
-        let server = GRPCServer(
-            transport: .http2NIOPosix(address: .ipv4(host: host, port: port), transportSecurity: .plaintext),
-            services: [provider])
+    public static func run(
+        host: String, port: Int, provider: ModelServiceProvider, tls: (certificate: String, key: String)? = nil,
+        onListening: @escaping @Sendable (Int) -> Void
+    ) async throws {
+        let security: HTTP2ServerTransport.Posix.TransportSecurity =
+            if let tls {
+                .tls(certificateChain: [.file(path: tls.certificate, format: .pem)], privateKey: .file(path: tls.key, format: .pem))
+            } else {
+                .plaintext
+            }
+        let server = GRPCServer(transport: .http2NIOPosix(address: .ipv4(host: host, port: port), transportSecurity: security), services: [provider])
         try await withThrowingDiscardingTaskGroup { group in
             group.addTask { try await server.serve() }
             if let address = try await server.listeningAddress?.ipv4 { onListening(address.port) }

@@ -575,6 +575,8 @@ public final class Gateway: @unchecked Sendable {
             lines.append("sluice_gateway_guardrail_total{kind=\"\(name)\"} \(count)")
         }
         lines += tail
+        lines += scorer.batchSizes.lines(name: "sluice_gateway_score_batch_size")
+        lines += generator.batchSizes.lines(name: "sluice_gateway_decode_batch_size")
         if let upstreamRouter { lines += upstreamRouter.metricLines() }
         return lines.joined(separator: "\n") + "\n"
     }

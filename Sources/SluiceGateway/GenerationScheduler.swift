@@ -91,7 +91,7 @@ public final class GenerationScheduler: @unchecked Sendable {
     private var running: [Generation] = []
     private var stopping = false
     private var thread: Thread?
-    private let counters = Mutex<(tokens: Int, steps: Int, rows: Int)>((0, 0, 0))
+    private let counters = Mutex<(tokens: Int, steps: Int, rows: Int, sizes: BatchSizeHistogram)>((0, 0, 0, BatchSizeHistogram()))
 
     public init(model: GPT, version: String, slots: Int = 32, maxQueue: Int = 256) {
         self.slots = slots
@@ -113,7 +113,9 @@ public final class GenerationScheduler: @unchecked Sendable {
     public var queued: Int { condition.withLock { waiting.count } }
     public var active: Int { condition.withLock { running.count } }
     /// Tokens generated, decoding steps run and rows processed since start.
-    public var statistics: (tokens: Int, steps: Int, rows: Int) { counters.withLock { $0 } }
+    public var statistics: (tokens: Int, steps: Int, rows: Int) { counters.withLock { ($0.tokens, $0.steps, $0.rows) } }
+    /// Sequences per decoding step since start.
+    public var batchSizes: BatchSizeHistogram { counters.withLock { $0.sizes } }
 
     /// Queues a request; its events arrive on the returned stream. Throws `.queueFull` when the queue holds
     /// `maxQueue` requests already.
@@ -273,6 +275,7 @@ public final class GenerationScheduler: @unchecked Sendable {
             $0.tokens += tokens
             $0.steps += 1
             $0.rows += rowsRun
+            $0.sizes.observe(batch.count)
         }
         guard !finished.isEmpty else { return }
         let done = Set(finished.map { ObjectIdentifier($0) })

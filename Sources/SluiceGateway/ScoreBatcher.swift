@@ -29,7 +29,7 @@ public final class ScoreBatcher: @unchecked Sendable {
     private var stopping = false
     private var model: GPT
     private var quality = QualityFilter()
-    private let counters = Mutex<(batches: Int, texts: Int)>((0, 0))
+    private let counters = Mutex<(batches: Int, texts: Int, sizes: BatchSizeHistogram)>((0, 0, BatchSizeHistogram()))
 
     /// Threads for one scoring pass (the model's own team; 1 leaves the other core to generation and HTTP).
     public let threads: Int
@@ -48,7 +48,9 @@ public final class ScoreBatcher: @unchecked Sendable {
     }
 
     /// Batches run and texts scored since start.
-    public var statistics: (batches: Int, texts: Int) { counters.withLock { $0 } }
+    public var statistics: (batches: Int, texts: Int) { counters.withLock { ($0.batches, $0.texts) } }
+    /// Texts per scoring batch since start.
+    public var batchSizes: BatchSizeHistogram { counters.withLock { $0.sizes } }
 
     /// Scores with a new model from the next batch on.
     public func swap(to model: GPT) {
@@ -110,6 +112,7 @@ public final class ScoreBatcher: @unchecked Sendable {
             counters.withLock {
                 $0.batches += 1
                 $0.texts += batch.count
+                $0.sizes.observe(batch.count)
             }
             for (item, score) in zip(batch, scores) {
                 item.request.results[item.index] = score

@@ -57,7 +57,7 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("An OpenAI-compatible upstream (repeatable): NAME=URL[,weight=W][,key=K].", valueName: "spec"))
     var upstream: [String] = []
     @Option(help: "The built-in model's weight beside the upstreams (0: only a fallback).") var localWeight = 1.0
-    @Option(help: ArgumentHelp("A PEM certificate chain: serve HTTPS (with --tls-key).", valueName: "file")) var tlsCertificate: String?
+    @Option(help: ArgumentHelp("A PEM certificate chain: serve HTTPS, and gRPC over TLS (with --tls-key).", valueName: "file")) var tlsCertificate: String?
     @Option(help: ArgumentHelp("The PEM private key of --tls-certificate.", valueName: "file")) var tlsKey: String?
     @Option(help: "Serve sluice.v1.ModelService over gRPC (HTTP/2) on this port too (0: any free port); its address is printed after the HTTP one.")
     var grpcPort: Int?
@@ -165,7 +165,11 @@ struct ServeCommand: AsyncParsableCommand {
             guard (0...65535).contains(grpcPort) else { throw ValidationError("--grpc-port must be 0…65535") }
             let provider = ModelServiceProvider(generator: gateway.generator, maxTokens: maxTokens)
             let host = self.host
-            grpc = Task { try await GRPCFrontend.run(host: host, port: grpcPort, provider: provider) { Terminal.out("grpc://\(host):\($0)") } }
+            let tls = tlsCertificate.flatMap { certificate in tlsKey.map { (certificate: certificate, key: $0) } }
+            let scheme = tls == nil ? "grpc" : "grpcs"
+            grpc = Task {
+                try await GRPCFrontend.run(host: host, port: grpcPort, provider: provider, tls: tls) { Terminal.out("\(scheme)://\(host):\($0)") }
+            }
         }
         let grpcTask = grpc
         let sources = stopOnSignals("stopping the gateway: finishing requests in progress (again to exit at once)") {

@@ -10,21 +10,25 @@ struct GatewayTests {
     final class Server: @unchecked Sendable {
         let process = Process()
         let port: Int
-        private let output = Pipe()
+        /// The first `lines` lines the server printed (its addresses).
+        let output: String
+        private let pipe = Pipe()
 
-        init(_ arguments: [String]) throws {
+        init(_ arguments: [String], lines: Int = 1) throws {
             process.executableURL = sluiceExecutable
             process.arguments = ["serve", "--port", "0"] + arguments
-            process.standardOutput = output
+            process.standardOutput = pipe
             process.standardError = FileHandle.nullDevice
             try process.run()
             var buffer = Data()
-            while !buffer.contains(0x0A) {
-                let chunk = output.fileHandleForReading.availableData
+            while buffer.count(where: { $0 == 0x0A }) < lines {
+                let chunk = pipe.fileHandleForReading.availableData
                 if chunk.isEmpty { break }
                 buffer.append(chunk)
             }
-            let line = String(decoding: buffer, as: UTF8.self).split(separator: "\n").first ?? ""
+            output = String(decoding: buffer, as: UTF8.self)
+            // The HTTP address (a gRPC one may come first).
+            let line = output.split(separator: "\n").first { $0.hasPrefix("http") } ?? ""
             guard let port = line.split(separator: ":").last.flatMap({ Int($0) }) else { throw HTTPTestError.connect }
             self.port = port
         }
@@ -158,6 +162,10 @@ struct GatewayTests {
         #expect(texts?.hasSuffix(" 18") == true, "\(texts ?? "")")
         #expect((batches?.split(separator: " ").last.flatMap { Int($0) } ?? 99) < 18, "concurrent texts share batches: \(batches ?? "")")
         #expect(metrics.contains("sluice_gateway_requests_total{route=\"/v1/completions\",status=\"400\"}"))
+        // The batch-size histograms count every batch: as many scoring batches as the counter, 18 texts in all.
+        #expect(metrics.contains("sluice_gateway_score_batch_size_sum 18"), "\(metrics)")
+        #expect(metrics.contains("sluice_gateway_score_batch_size_count \(batches?.split(separator: " ").last ?? "")"))
+        #expect(metrics.contains("sluice_gateway_decode_batch_size_bucket{le=\"+Inf\"}"))
 
         // Curated samples and shards.
         let shards = try await httpRequest(port: port, method: "GET", path: "/v1/shards", headers: auth)
@@ -463,8 +471,22 @@ struct GatewayTLSTests {
             "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1",
         ])
         #expect(made.status == 0, "\(made.stderr)")
-        let server = try GatewayTests.Server(["--model", model, "--tls-certificate", certificate, "--tls-key", key])
+        let server = try GatewayTests.Server(["--model", model, "--tls-certificate", certificate, "--tls-key", key, "--grpc-port", "0"], lines: 2)
         defer { server.stop() }
+        // gRPC is served over TLS with the same certificate: a client that trusts it gets an answer.
+        let grpcLine = try #require(server.output.split(separator: "\n").first { $0.hasPrefix("grpcs://") }, "\(server.output)")
+        let grpcPort = try #require(Int(grpcLine.split(separator: ":").last ?? ""))
+        try await withGRPCClient(
+            transport: .http2NIOPosix(
+                target: .ipv4(address: "127.0.0.1", port: grpcPort),
+                transportSecurity: .tls { $0.trustRoots = .certificates([.file(path: certificate, format: .pem)]) })
+        ) { client in
+            var request = Sluice_V1_PredictRequest()
+            request.inputText = "The river "
+            request.metadata = ["max_tokens": "4"]
+            let reply = try await Sluice_V1_ModelService.Client(wrapping: client).predict(request)
+            #expect(reply.outputTokens.count == 4)
+        }
         let script = """
             import json, ssl, sys, urllib.request
             context = ssl.create_default_context(cafile=sys.argv[2])
@@ -508,24 +530,9 @@ struct GatewayGRPCTests {
     @Test func predictAndPredictStreamShareTheGenerator() async throws {
         let (directory, _, model) = try await GatewayTests.setUp("grpc")
         defer { try? FileManager.default.removeItem(at: directory) }
-        let process = Process()
-        process.executableURL = sluiceExecutable
-        process.arguments = ["serve", "--model", model, "--port", "0", "--grpc-port", "0", "--max-tokens", "64"]
-        let output = Pipe()
-        process.standardOutput = output
-        process.standardError = FileHandle.nullDevice
-        try process.run()
-        defer {
-            process.terminate()
-            process.waitUntilExit()
-        }
-        var text = ""
-        while !text.contains("grpc://") || !text.hasSuffix("\n") {
-            let chunk = output.fileHandleForReading.availableData
-            if chunk.isEmpty { break }
-            text += String(decoding: chunk, as: UTF8.self)
-        }
-        let grpcLine = try #require(text.split(separator: "\n").first { $0.hasPrefix("grpc://") })
+        let server = try GatewayTests.Server(["--model", model, "--grpc-port", "0", "--max-tokens", "64"], lines: 2)
+        defer { server.stop() }
+        let grpcLine = try #require(server.output.split(separator: "\n").first { $0.hasPrefix("grpc://") }, "\(server.output)")
         let port = try #require(Int(grpcLine.split(separator: ":").last ?? ""))
         try await withGRPCClient(
             transport: .http2NIOPosix(target: .ipv4(address: "127.0.0.1", port: port), transportSecurity: .plaintext)
