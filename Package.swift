@@ -146,7 +146,7 @@ let package = Package(
         .testTarget(
             name: "SluiceTrainTests", dependencies: ["SluiceTrain", "SluiceShards", "SluiceKafka"], exclude: ["Fixtures"],
             swiftSettings: strictSettings),
-        .testTarget(name: "SluiceGatewayTests", dependencies: ["SluiceGateway"], swiftSettings: strictSettings),
+        .testTarget(name: "SluiceGatewayTests", dependencies: ["SluiceGateway", "SluiceKafka"], swiftSettings: strictSettings),
         .testTarget(
             name: "SluiceConnectorsTests", dependencies: ["SluiceConnectors", "SluiceText", "SluiceKafka", "SluiceConfig"],
             swiftSettings: strictSettings),

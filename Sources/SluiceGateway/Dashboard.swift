@@ -15,6 +15,9 @@ enum Dashboard {
         var latency: [(route: String, p50: Double, p99: Double, count: Int)]
         var generatedTokens: Int
         var scoredTexts: Int
+        /// Records per second and in all per topic (ingestion: raw topics; curation: sluice.* topics), when the
+        /// gateway watches a cluster.
+        var topicRates: [TopicActivity.Rate] = []
         var refreshSeconds = 10
     }
 
@@ -88,6 +91,10 @@ enum Dashboard {
             let seen = overview.samples + rejections.values.reduce(0, +)
             summary += "<p class=\"summary\">Dropped: \(rejections.values.reduce(0, +)); dedup rate: <span id=\"dedup\">\(seen > 0 ? String(format: "%.1f%%", 100 * Double(dedup) / Double(seen)) : "n/a")</span>.</p>"
             sections.append(bars("Drop reasons (top 12)", rejections.sorted { $0.value > $1.value }.prefix(12).map { ($0.key, Double($0.value)) }))
+        }
+        if !inputs.topicRates.isEmpty {
+            sections.append(bars("Records/s by topic (last minute)", inputs.topicRates.map { ($0.topic, $0.perSecond) }) { String(format: "%.1f", $0) })
+            sections.append(bars("Records in topics", inputs.topicRates.map { ($0.topic, Double($0.total)) }))
         }
         sections.append(line("Model validation loss by step", inputs.validationCurve.map { (Double($0.0), Double($0.1)) }, xLabel: "step", yLabel: "loss"))
         sections.append(bars("Gateway latency p50 (ms)", inputs.latency.map { ($0.route, $0.p50 * 1000) }) { String(format: "%.1f", $0) })

@@ -8,6 +8,7 @@ internal import HTTPTypes
 internal import NIOSSL
 internal import ServiceLifecycle
 internal import SluiceShards
+public import SluiceKafka
 internal import SluiceText
 internal import Synchronization
 
@@ -55,6 +56,8 @@ public struct GatewayConfiguration: Sendable {
     /// PEM files of a certificate chain and its private key: serve HTTPS instead of HTTP.
     public var tlsCertificate: String?
     public var tlsKey: String?
+    /// A Kafka cluster whose topics' write rates the dashboard and `/metrics` show (sampled every 5 s).
+    public var kafka: KafkaConfiguration?
     public init() {}
 
     /// One line of an API keys file: `KEY [pii=redact|reject|allow] [admin]`, the key plain or as `sha256:<hex>`.
@@ -113,6 +116,8 @@ public final class Gateway: @unchecked Sendable {
     private let buckets = Mutex<[String: TokenBucket]>([:])
     public let guardrails: Guardrails
     private let upstreamRouter: UpstreamRouter?
+    /// Write rates of the cluster's topics, when `configuration.kafka` is set.
+    public let topicActivity: TopicActivity?
     private let serviceGroup = Mutex<ServiceGroup?>(nil)
 
     /// Stops accepting connections, lets requests in progress finish, then returns from ``run(onListening:)``.
@@ -141,6 +146,7 @@ public final class Gateway: @unchecked Sendable {
         guardrails = try Guardrails(defaultAction: configuration.piiAction, keyActions: configuration.keyActions, blocklist: configuration.blocklist)
         upstreamRouter = configuration.upstreams.isEmpty
             ? nil : UpstreamRouter(upstreams: configuration.upstreams, localWeight: configuration.localWeight)
+        topicActivity = try configuration.kafka.map { try TopicActivity(kafka: $0) }
         if let directory = configuration.shardsDirectory {
             index = try ShardIndex(path: directory.appendingPathComponent("index.sqlite").path)
         } else {
@@ -263,6 +269,10 @@ public final class Gateway: @unchecked Sendable {
             onServerRunning: { channel in onListening(channel.localAddress?.port ?? 0) }, logger: logger)
         let group = ServiceGroup(configuration: .init(services: [app], logger: logger))
         serviceGroup.withLock { $0 = group }
+        let sampling = topicActivity.map { activity in
+            Task { [logger] in await activity.run { logger.warning("could not sample topic watermarks: \($0)") } }
+        }
+        defer { sampling?.cancel() }
         try await group.run()
         generator.stop()
         scorer.stop()
@@ -545,7 +555,7 @@ public final class Gateway: @unchecked Sendable {
             modelVersion: info.version, validationLoss: info.validationLoss,
             validationCurve: configuration.modelPath.map { ScoringModel.validationCurve(near: $0) } ?? [],
             overview: try? index?.overview(), curateRejections: curate, latency: metrics.latencies(),
-            generatedTokens: generator.statistics.tokens, scoredTexts: scorer.statistics.texts))
+            generatedTokens: generator.statistics.tokens, scoredTexts: scorer.statistics.texts, topicRates: topicActivity?.rates() ?? []))
     }
 
     private func metricsText() -> String {
@@ -575,6 +585,11 @@ public final class Gateway: @unchecked Sendable {
             lines.append("sluice_gateway_guardrail_total{kind=\"\(name)\"} \(count)")
         }
         lines += tail
+        if let rates = topicActivity?.rates(), !rates.isEmpty {
+            lines += ["# TYPE sluice_gateway_topic_records gauge"] + rates.map { "sluice_gateway_topic_records{topic=\(JSONText.string($0.topic))} \($0.total)" }
+            lines += ["# TYPE sluice_gateway_topic_records_per_second gauge"]
+                + rates.map { "sluice_gateway_topic_records_per_second{topic=\(JSONText.string($0.topic))} \($0.perSecond)" }
+        }
         lines += scorer.batchSizes.lines(name: "sluice_gateway_score_batch_size")
         lines += generator.batchSizes.lines(name: "sluice_gateway_decode_batch_size")
         if let upstreamRouter { lines += upstreamRouter.metricLines() }

@@ -53,6 +53,22 @@ public final class KafkaAdmin: Sendable {
         return topic
     }
 
+    /// The low and high watermarks (first retained offset, next offset to be written) of a partition.
+    public func watermarks(topic: String, partition: Int32, timeout: Duration = .seconds(10)) async throws -> (low: Int64, high: Int64) {
+        let client = self.client
+        let pair = try await BlockingExecutor.run {
+            try client.withHandle { handle -> [Int64] in
+                var low: Int64 = 0, high: Int64 = 0
+                let err = rd_kafka_query_watermark_offsets(handle, topic, partition, &low, &high, Int32(clamping: timeout.milliseconds))
+                if err != RD_KAFKA_RESP_ERR_NO_ERROR {
+                    throw KafkaError.fromLibrdkafka(err, context: "could not read watermarks of \(topic)/\(partition)")
+                }
+                return [low, high]
+            }
+        }
+        return (pair[0], pair[1])
+    }
+
     /// Destroys the client. Idempotent.
     public func close() {
         client.close()

@@ -133,6 +133,11 @@ struct ServeCommand: AsyncParsableCommand {
             }
             settings.shardsDirectory = URL(fileURLWithPath: shards)
         }
+        if let bootstrap {
+            var kafka = KafkaConfiguration()
+            kafka.bootstrapServers = bootstrap
+            settings.kafka = kafka
+        }
         let gpt: GPT
         do { gpt = try GPT.load(URL(fileURLWithPath: model)) } catch { throw CommandError(error.reason) }  // keeps int8 weights
         let gateway = try Gateway(model: gpt, version: URL(fileURLWithPath: model).lastPathComponent, validationLoss: validationLoss,

@@ -192,8 +192,9 @@ struct GatewaySwapTests {
             ["train", "--shards", curated, "--output", secondDirectory, "--steps", "1", "--batch", "1", "--holdout", "5", "--seed", "2"])
         #expect(trained.status == 0, "\(trained.stderr)")
         let second = secondDirectory + "/checkpoints/step-00000001"
-        let broker = try BrokerProcess(arguments: ["--topic", "sluice.models:1"])
+        let broker = try BrokerProcess(arguments: ["--topic", "sluice.models:1", "--topic", "raw.web:2"])
         defer { _ = broker.stop() }
+        try await produce((0..<30).map { "k\($0)|{\"id\":\"\($0)\",\"text\":\"x\"}" }, topic: "raw.web", bootstrap: broker.bootstrap)
         let server = try GatewayTests.Server(["--model", first, "--bootstrap", broker.bootstrap, "--slots", "4"])
         defer { server.stop() }
         let port = server.port
@@ -235,6 +236,17 @@ struct GatewaySwapTests {
             port: port, method: "POST", path: "/v1/completions", body: Array(#"{"prompt":"after","max_tokens":3}"#.utf8))
         #expect(after.0 == 200 && (GatewayTests.json(after.2)["model_version"] as? String ?? "").contains("second"))
         #expect(Set(versions.get()).count <= 2 && versions.get().first == "step-00000001", "\(Set(versions.get()))")
+
+        // The gateway samples the cluster's topics: records written per topic, in /metrics and on the dashboard.
+        var metrics = ""
+        for _ in 0..<80 where !metrics.contains("sluice_gateway_topic_records{topic=\"sluice.models\"} 1") {
+            try await Task.sleep(for: .milliseconds(250))
+            metrics = try await httpGet(port: port, path: "/metrics").1
+        }
+        #expect(metrics.contains("sluice_gateway_topic_records{topic=\"raw.web\"} 30"), "\(metrics)")
+        #expect(metrics.contains("sluice_gateway_topic_records{topic=\"sluice.models\"} 1"))
+        let page = try await httpGet(port: port, path: "/").1
+        #expect(page.contains("Records/s by topic") && page.contains("raw.web: 30"), "\(page)")
     }
 }
 
