@@ -233,12 +233,13 @@ def score(args):
     model = GPT(context=args.context, layers=args.layers, channels=args.dim, heads=args.heads).eval()
     x = torch.randint(0, 256, (args.batch, args.context))
     y = torch.randint(0, 256, (args.batch, args.context))
-    for _ in range(3):
-        model(x, y)
-    start = time.perf_counter()
-    for _ in range(args.steps):
-        model(x, y)
-    seconds = time.perf_counter() - start
+    with torch.inference_mode():
+        for _ in range(3):
+            model(x, y)
+        start = time.perf_counter()
+        for _ in range(args.steps):
+            model(x, y)
+        seconds = time.perf_counter() - start
     print(json.dumps({"peer": f"pytorch {torch.__version__}", "threads": args.threads, "batch": args.batch,
                       "tokens_per_second": round(args.steps * args.batch * args.context / seconds, 1)}))
 

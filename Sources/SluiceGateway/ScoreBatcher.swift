@@ -123,13 +123,13 @@ public final class ScoreBatcher: @unchecked Sendable {
     }
 
     /// One forward pass over the windows of every text. The window length is the longest text of the batch
-    /// (rounded up to 16, at most the context), so short texts are not padded to the whole context; a text is
+    /// (rounded up to 4, at most the context), so short texts are not padded to the whole context; a text is
     /// scored the same way whatever else is in its batch (every text of at most the context fits one window).
     private func score(_ texts: [[UInt8]], with model: GPT) -> [TextScore] {
         let context = model.configuration.contextLength
         let predictedCounts = texts.map { max(0, min($0.count, maxBytes + 1) - 1) }
         let longest = min(context, predictedCounts.max() ?? 1)
-        let t = min(context, max(16, (longest + 15) / 16 * 16))
+        let t = min(context, max(1, (longest + 3) / 4 * 4))
         var inputs: [UInt8] = [], targets: [UInt8] = []
         var spans: [(first: Int, windows: Int, tokens: Int)] = []
         for (text, predicted) in zip(texts, predictedCounts) {
