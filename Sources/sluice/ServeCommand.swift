@@ -79,6 +79,7 @@ struct ServeCommand: AsyncParsableCommand {
         guard let level = Logger.Level(rawValue: logLevel.lowercased()) else { throw ValidationError("unknown log level '\(logLevel)'") }
         let logger = makeLogger(level: level)
         guard (0...65535).contains(port) else { throw ValidationError("--port must be 0…65535") }
+        if let grpcPort, !(0...65535).contains(grpcPort) { throw ValidationError("--grpc-port must be 0…65535") }
         guard slots >= 1, slots <= 1024, queue >= 0, maxTokens >= 1, scoreBatch >= 1, scoreDelayMs >= 0, maxBody >= 1024 else {
             throw ValidationError("--slots 1…1024, --queue ≥ 0, --max-tokens, --score-batch ≥ 1, --score-delay-ms ≥ 0, --max-body ≥ 1024")
         }
@@ -167,7 +168,6 @@ struct ServeCommand: AsyncParsableCommand {
         }
         var grpc: Task<Void, any Error>?
         if let grpcPort {
-            guard (0...65535).contains(grpcPort) else { throw ValidationError("--grpc-port must be 0…65535") }
             let provider = ModelServiceProvider(generator: gateway.generator, maxTokens: maxTokens)
             let host = self.host
             let tls = tlsCertificate.flatMap { certificate in tlsKey.map { (certificate: certificate, key: $0) } }
