@@ -30,8 +30,21 @@ public struct CurateConfiguration: Sendable {
     var modelSlot: ModelSlot?
     /// Worker threads for the stage chain. Default: the active processor count (at least 1).
     public var workers = max(1, ProcessInfo.processInfo.activeProcessorCount)
+    /// The stage sections this configuration was read from, in a canonical form (keys sorted): what
+    /// ``PipelineVersion`` hashes. Empty for the defaults.
+    public var definition = ""
 
     public init() {}
+
+    /// A parsed YAML value as text with mapping keys sorted, so equal settings read the same in every process.
+    static func canonical(_ value: Any) -> String {
+        switch value {
+        case let mapping as [String: Any]:
+            "{" + mapping.sorted { $0.key < $1.key }.map { "\($0.key):\(canonical($0.value))" }.joined(separator: ",") + "}"
+        case let list as [Any]: "[" + list.map(canonical).joined(separator: ",") + "]"
+        default: "\(value)"
+        }
+    }
 
     /// Parses YAML; `file` names the source in errors; `environment` resolves `pseudonym_key_env`.
     public static func load(yaml: String, file: String, environment: [String: String] = [:]) throws(ConfigError)
@@ -47,6 +60,7 @@ public struct CurateConfiguration: Sendable {
         sections root: [String: Any], file: String, environment: [String: String], skipping: Set<String> = []
     ) throws(ConfigError) -> CurateConfiguration {
         var configuration = CurateConfiguration()
+        configuration.definition = canonical(root.filter { !skipping.contains($0.key) })
         var reader = SectionReader(file: file)
         for (section, value) in root where !skipping.contains(section) {
             guard let fields = value as? [String: Any] else {

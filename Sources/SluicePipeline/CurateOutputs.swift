@@ -66,7 +66,8 @@ public enum SampleJSON {
         sample(document, origin: .line(line))
     }
 
-    public static func sample(_ document: Document, origin: SampleOrigin) -> ShardSample {
+    /// The sample, its JSON and its lineage; `pipeline` is the ``PipelineVersion`` that made it.
+    public static func sample(_ document: Document, origin: SampleOrigin, pipeline: String = "") -> ShardSample {
         let key = origin.key
         var json: [UInt8] = []
         json.reserveCapacity(256 + (document.metaJSON?.count ?? 0))
@@ -89,6 +90,7 @@ public enum SampleJSON {
             raw(",\"offset\":")
             json.append(contentsOf: String(offset).utf8)
         }
+        if !pipeline.isEmpty { field(",\"pipeline\":", pipeline) }
         field(",\"source\":", document.source)
         field(",\"url\":", document.url)
         field(",\"ts\":", document.timestamp)
@@ -106,6 +108,7 @@ public enum SampleJSON {
             JSONText.appendString(String(name.dropFirst(13)), to: &json)
         }
         if failed { raw("]") }
+        let piiStart = json.count
         raw(",\"pii\":{")
         for (name, value) in document.signals.values where name.hasPrefix("pii.") {
             if pii { raw(",") }
@@ -115,14 +118,32 @@ public enum SampleJSON {
             json.append(contentsOf: String(Int(value)).utf8)
         }
         raw("},\"dedup\":{\"kept\":true}")
+        // The decisions of the index row: score, failed rules (kept by policy), PII counts, perplexity, dedup.
+        var decisions = "{"
+        if let score { decisions += "\"quality_score\":\(Double(Int((score * 10_000).rounded())) / 10_000)," }
+        if let failedStart = json.firstRange(of: Array(",\"quality_failed\":".utf8))?.lowerBound, failedStart < piiStart {
+            decisions += String(decoding: json[(failedStart + 1)..<piiStart], as: UTF8.self) + ","
+        }
+        decisions += String(decoding: json[(piiStart + 1)...], as: UTF8.self)
+        if let perplexity = document.signals["perplexity"] { decisions += ",\"perplexity\":\(Double(Int((perplexity * 100).rounded())) / 100)" }
+        decisions += "}"
         if let meta = document.metaJSON {
             raw(",\"meta\":")
             json.append(contentsOf: meta)
         }
         raw("}")
+        let lineage: SampleLineage =
+            switch origin {
+            case .line(let line):
+                SampleLineage(topic: nil, partition: nil, offset: Int64(line), url: document.url, pipeline: pipeline, decisions: decisions,
+                    contentHash: sha256Hex(document.text))
+            case .kafka(let topic, let partition, let offset):
+                SampleLineage(topic: topic, partition: Int(partition), offset: offset, url: document.url, pipeline: pipeline,
+                    decisions: decisions, contentHash: sha256Hex(document.text))
+            }
         return ShardSample(
             key: key, text: document.text, json: json, id: document.id, source: document.source,
-            language: document.language, score: score, timestamp: document.timestamp)
+            language: document.language, score: score, timestamp: document.timestamp, lineage: lineage)
     }
 
     /// Member mtime: the document time (Unix seconds) when it has one, else 0 — never the wall clock, so a

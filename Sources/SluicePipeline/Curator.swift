@@ -225,6 +225,8 @@ struct WorkerStages {
     var fingerprinter: Deduplicator
     var perplexity: PerplexityScorer?
     let encoder: SampleEncoder
+    /// The ``PipelineVersion`` stamped on every sample.
+    let pipeline: String
     /// When set, nanoseconds spent per stage (decode, clean, desensitize, quality, fingerprint) accumulate here.
     var stageNanoseconds: [UInt64]?
     static let timedStages = ["decode", "clean", "desensitize", "quality", "fingerprint"]
@@ -238,6 +240,7 @@ struct WorkerStages {
 
     init(_ configuration: CurateConfiguration) throws {
         encoder = SampleEncoder(configuration: configuration.shards)
+        pipeline = PipelineVersion.of(configuration)
         decoder = configuration.decoder
         cleaner = Cleaner(configuration.cleaner)
         desensitizer = try Desensitizer(configuration.desensitizer)
@@ -319,7 +322,7 @@ struct WorkerStages {
         document.dedupText = nil  // compared already; not carried further
         // Tar members and the zstd frame are built here, on the worker; a duplicate's are thrown away by the
         // writing thread.
-        let sample = SampleJSON.sample(document, origin: origin)
+        let sample = SampleJSON.sample(document, origin: origin, pipeline: pipeline)
         guard let prepared = try? encoder.prepare(sample, mtime: SampleJSON.mtime(document.timestamp)) else {
             return .rejected(line: number, id: document.id, stage: "shards", reason: "encode_failed", detail: ("", textBytes))
         }

@@ -25,6 +25,10 @@ struct BulkInsert {
 
     func bind(_ index: Int32, _ value: Int) { sqlite3_bind_int64(statement, index, Int64(value)) }
     func bind(_ index: Int32, _ value: Int64) { sqlite3_bind_int64(statement, index, value) }
+    func bind(_ index: Int32, _ value: Int64?) {
+        if let value { sqlite3_bind_int64(statement, index, value) } else { sqlite3_bind_null(statement, index) }
+    }
+    func bind(_ index: Int32, _ value: Int?) { bind(index, value.map(Int64.init)) }
 
     func bind(_ index: Int32, _ value: Double?) {
         if let value { sqlite3_bind_double(statement, index, value) } else { sqlite3_bind_null(statement, index) }

@@ -62,7 +62,7 @@ public struct ShardError: Error, Sendable, CustomStringConvertible {
     }
 
     /// Runs `body`, turning SQLite errors into `.database` and passing ShardErrors through.
-    static func wrap<T>(_ action: String, file: String = #fileID, line: Int = #line, _ body: () throws -> T)
+    public static func wrap<T>(_ action: String, file: String = #fileID, line: Int = #line, _ body: () throws -> T)
         throws(ShardError) -> T
     {
         do {

@@ -94,6 +94,25 @@ public final class ShardIndex: Sendable {
                     CREATE INDEX rejected_by_checkpoint ON rejected(checkpoint);
                     """)
         }
+        migrator.registerMigration("v3-lineage") { db in
+            try db.execute(
+                sql: """
+                    ALTER TABLE samples ADD COLUMN src_topic TEXT;
+                    ALTER TABLE samples ADD COLUMN src_partition INTEGER;
+                    ALTER TABLE samples ADD COLUMN src_offset INTEGER;
+                    ALTER TABLE samples ADD COLUMN url TEXT;
+                    ALTER TABLE samples ADD COLUMN pipeline TEXT;
+                    ALTER TABLE samples ADD COLUMN decisions TEXT;
+                    ALTER TABLE samples ADD COLUMN sha256 TEXT;
+                    ALTER TABLE samples ADD COLUMN deleted_at TEXT;
+                    ALTER TABLE samples ADD COLUMN deletion TEXT;
+                    CREATE INDEX samples_by_sha256 ON samples(sha256);
+                    CREATE INDEX samples_deleted ON samples(shard) WHERE deleted_at IS NOT NULL;
+                    CREATE TABLE deletions (
+                        request TEXT PRIMARY KEY, kind TEXT NOT NULL, value TEXT NOT NULL, reason TEXT,
+                        requested_at TEXT, applied_at TEXT NOT NULL, matched INTEGER NOT NULL);
+                    """)
+        }
         return migrator
     }
 
@@ -136,8 +155,9 @@ public final class ShardIndex: Sendable {
                 let insert = try db.cachedStatement(
                     sql: """
                         INSERT INTO samples (key, shard, frame_offset, frame_length, text_offset, text_length,
-                            json_offset, json_length, id, source, lang, score)
-                        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                            json_offset, json_length, id, source, lang, score,
+                            src_topic, src_partition, src_offset, url, pipeline, decisions, sha256)
+                        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                         """)
                 let rows = BulkInsert(insert, in: db)
                 for sample in shard.samples {
@@ -153,6 +173,14 @@ public final class ShardIndex: Sendable {
                     rows.bind(10, sample.source)
                     rows.bind(11, sample.language)
                     rows.bind(12, sample.score)
+                    let lineage = sample.lineage
+                    rows.bind(13, lineage?.topic)
+                    rows.bind(14, lineage?.partition)
+                    rows.bind(15, lineage?.offset)
+                    rows.bind(16, lineage?.url)
+                    rows.bind(17, lineage?.pipeline)
+                    rows.bind(18, lineage?.decisions)
+                    rows.bind(19, lineage?.contentHash)
                     try rows.step()
                 }
                 try extra(db)
@@ -207,8 +235,11 @@ public struct ShardRecord: Sendable, Equatable {
     public var sha256: String
     public var createdAt: String
     public var sealedAt: String
+    /// `sealed`, or `retired` once compaction replaced the shard.
+    public var status: String
 
-    init(row: Row) {
+    /// A row of the index's `shards` table.
+    public init(row: Row) {
         name = row["name"]
         dataset = row["dataset"]
         fileName = row["path"]
@@ -219,6 +250,7 @@ public struct ShardRecord: Sendable, Equatable {
         sha256 = row["sha256"]
         createdAt = row["created_at"]
         sealedAt = row["sealed_at"]
+        status = row["status"] ?? "sealed"
     }
 }
 

@@ -1,6 +1,6 @@
 internal import CZstd
 public import Foundation
-internal import GRDB
+public import GRDB
 
 /// How shards are stored.
 public enum ShardFormat: String, Sendable, CaseIterable {
@@ -40,11 +40,14 @@ public struct ShardSample: Sendable {
     public var language: String?
     public var score: Double?
     public var timestamp: String?
+    /// Where the sample came from and what the pipeline decided, for the index row (nil: not recorded).
+    public var lineage: SampleLineage?
 
     public init(
         key: String, text: [UInt8], json: [UInt8], id: String? = nil, source: String? = nil, language: String? = nil,
-        score: Double? = nil, timestamp: String? = nil
+        score: Double? = nil, timestamp: String? = nil, lineage: SampleLineage? = nil
     ) {
+        self.lineage = lineage
         self.key = key
         self.text = text
         self.json = json
@@ -53,6 +56,32 @@ public struct ShardSample: Sendable {
         self.language = language
         self.score = score
         self.timestamp = timestamp
+    }
+}
+
+/// Where a sample came from and what the pipeline decided about it, as its index row keeps it.
+public struct SampleLineage: Sendable, Equatable {
+    /// The Kafka topic; nil for a line of an offline input (the dataset's `input` names the file).
+    public var topic: String?
+    public var partition: Int?
+    /// The record's offset, or the input line (1-based).
+    public var offset: Int64
+    public var url: String?
+    /// The binary's version and the hash of the stage configuration: `sluice/<version>+<12 hex digits>`.
+    public var pipeline: String
+    /// The rule decisions, compact JSON: quality score and failed rules, PII counts, perplexity, dedup.
+    public var decisions: String
+    /// SHA-256 (hex) of the curated text: what deletion by content hash matches.
+    public var contentHash: String
+
+    public init(topic: String?, partition: Int?, offset: Int64, url: String?, pipeline: String, decisions: String, contentHash: String) {
+        self.topic = topic
+        self.partition = partition
+        self.offset = offset
+        self.url = url
+        self.pipeline = pipeline
+        self.decisions = decisions
+        self.contentHash = contentHash
     }
 }
 
@@ -70,8 +99,12 @@ public struct SampleLocation: Sendable, Equatable {
     public var source: String?
     public var language: String?
     public var score: Double?
+    public var lineage: SampleLineage?
+    /// When the sample was deleted (a deletion request matched it), or nil.
+    public var deletedAt: String?
 
-    init(row: Row) {
+    /// A row of the index's `samples` table.
+    public init(row: Row) {
         key = row["key"]
         frameOffset = row["frame_offset"]
         frameLength = row["frame_length"]
@@ -83,6 +116,12 @@ public struct SampleLocation: Sendable, Equatable {
         source = row["source"]
         language = row["lang"]
         score = row["score"]
+        deletedAt = row["deleted_at"]
+        if let offset: Int64 = row["src_offset"], let pipeline: String = row["pipeline"] {
+            lineage = SampleLineage(
+                topic: row["src_topic"], partition: row["src_partition"], offset: offset, url: row["url"], pipeline: pipeline,
+                decisions: row["decisions"] ?? "{}", contentHash: row["sha256"] ?? "")
+        }
     }
 
     init(key: String, frameOffset: Int, frameLength: Int, textOffset: Int, textLength: Int, jsonOffset: Int,
@@ -99,6 +138,7 @@ public struct SampleLocation: Sendable, Equatable {
         source = sample.source
         language = sample.language
         score = sample.score
+        lineage = sample.lineage
     }
 }
 

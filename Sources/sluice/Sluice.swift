@@ -1,4 +1,5 @@
 import ArgumentParser
+import SluicePipeline
 
 @main
 struct Sluice: AsyncParsableCommand {
@@ -12,9 +13,10 @@ struct Sluice: AsyncParsableCommand {
             Without a Kafka cluster, `sluice broker` runs an embedded broker (librdkafka's mock cluster, in memory) \
             that the other commands reach with --bootstrap.
             """,
+        version: PipelineVersion.binary,
         subcommands: [
             BrokerCommand.self, TopicsCommand.self, ProduceCommand.self, ConsumeCommand.self, DemoCommand.self,
             EvalCommand.self, CurateCommand.self, PipelineCommand.self, ConnectCommand.self, ShardsCommand.self,
-            TrainCommand.self, RetrainCommand.self, ServeCommand.self, QuantizeCommand.self,
+            TrainCommand.self, RetrainCommand.self, ServeCommand.self, QuantizeCommand.self, LineageCommand.self,
         ])
 }
