@@ -153,7 +153,7 @@ let package = Package(
         .testTarget(
             name: "SluiceIntegrationTests",
             dependencies: [
-                "SluiceKafka", "SluiceShards", "SluiceGRPC", .product(name: "GRDB", package: "GRDB.swift"),
+                "SluiceKafka", "SluiceShards", "SluiceGRPC", "SluiceTrain", .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
             ],

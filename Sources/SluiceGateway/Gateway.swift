@@ -247,6 +247,7 @@ public final class Gateway: @unchecked Sendable {
                 let found: (shard: ShardRecord, sample: SampleLocation)?
                 do { found = try index.location(ofKey: key) } catch { return Self.error(.internalServerError, "cannot read the index") }
                 guard let (shard, location) = found else { return Self.error(.notFound, "no sample with key \(key)") }
+                if let deleted = location.deletedAt { return Self.error(.gone, "sample \(key) was deleted at \(deleted)") }
                 do {
                     let sample = try ShardReader.sample(at: location, in: directory.appendingPathComponent(shard.fileName), format: shard.format)
                     let metadata = sample.json.isEmpty ? "null" : String(decoding: sample.json, as: UTF8.self)

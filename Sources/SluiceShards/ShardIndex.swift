@@ -188,11 +188,11 @@ public final class ShardIndex: Sendable {
         }
     }
 
-    /// Every shard, in name order.
+    /// Every live shard (not retired by compaction), in name order.
     public func shards() throws(ShardError) -> [ShardRecord] {
         try ShardError.wrap("listing shards") {
             try writer.read { db in
-                try Row.fetchAll(db, sql: "SELECT * FROM shards ORDER BY name").map(ShardRecord.init(row:))
+                try Row.fetchAll(db, sql: "SELECT * FROM shards WHERE status = 'sealed' ORDER BY name").map(ShardRecord.init(row:))
             }
         }
     }
@@ -299,17 +299,17 @@ extension ShardIndex {
         try ShardError.wrap("reading the index overview") {
             try writer.read { db in
                 var overview = IndexOverview()
-                for row in try Row.fetchAll(db, sql: "SELECT name, samples, stored_bytes, sealed_at FROM shards ORDER BY sealed_at, name") {
+                for row in try Row.fetchAll(db, sql: "SELECT name, samples, stored_bytes, sealed_at FROM shards WHERE status = 'sealed' ORDER BY sealed_at, name") {
                     overview.shards.append(.init(name: row["name"], samples: row["samples"], storedBytes: row["stored_bytes"], sealedAt: row["sealed_at"]))
                 }
-                for row in try Row.fetchAll(db, sql: "SELECT MIN(9, MAX(0, CAST(score * 10 AS INTEGER))) AS bin, COUNT(*) AS n FROM samples WHERE score IS NOT NULL GROUP BY bin") {
+                for row in try Row.fetchAll(db, sql: "SELECT MIN(9, MAX(0, CAST(score * 10 AS INTEGER))) AS bin, COUNT(*) AS n FROM samples WHERE score IS NOT NULL AND deleted_at IS NULL GROUP BY bin") {
                     let bin: Int = row["bin"]
                     overview.quality[bin] = row["n"]
                 }
-                for row in try Row.fetchAll(db, sql: "SELECT COALESCE(lang, 'unknown') AS lang, COUNT(*) AS n FROM samples GROUP BY lang") {
+                for row in try Row.fetchAll(db, sql: "SELECT COALESCE(lang, 'unknown') AS lang, COUNT(*) AS n FROM samples WHERE deleted_at IS NULL GROUP BY lang") {
                     overview.languages[row["lang"]] = row["n"]
                 }
-                for row in try Row.fetchAll(db, sql: "SELECT COALESCE(source, 'unknown') AS source, COUNT(*) AS n FROM samples GROUP BY source") {
+                for row in try Row.fetchAll(db, sql: "SELECT COALESCE(source, 'unknown') AS source, COUNT(*) AS n FROM samples WHERE deleted_at IS NULL GROUP BY source") {
                     overview.sources[row["source"]] = row["n"]
                 }
                 if try db.tableExists("rejected") {

@@ -1,5 +1,5 @@
 public import Foundation
-internal import SluiceShards
+public import SluiceShards
 
 /// One sealed shard as announced on `sluice.shards` (or listed from a curated directory's index).
 public struct ShardAnnouncement: Sendable, Hashable, Codable {
@@ -141,6 +141,16 @@ public struct ShardStreamLoader {
     /// Samples of shards read in this process, by shard name (re-read on demand after a restart).
     private var cache: [String: [ShardSampleData]] = [:]
     private var events: [LoaderEvent] = []
+    /// Deleted samples (from each shard's curated directory index) are never yielded, even when they were
+    /// already buffered; nil: no deletion checks.
+    public var deletions: DeletionView?
+    /// The curated directory of each shard read, for the deletion checks.
+    private var directories: [String: URL] = [:]
+
+    private func isDeleted(_ shard: String, key: String) -> Bool {
+        guard let deletions, let directory = directories[shard] else { return false }
+        return deletions.deletedKeys(shard: shard, directory: directory).contains(key)
+    }
 
     public init(configuration: LoaderConfiguration, baseDirectory: URL? = nil, state: LoaderState? = nil) {
         precondition(configuration.worldSize >= 1 && (0..<configuration.worldSize).contains(configuration.rank), "rank must be in 0..<worldSize")
@@ -212,18 +222,20 @@ public struct ShardStreamLoader {
 
     /// The next document out of the shuffle buffer, filling it from pending shards first.
     private mutating func nextDocument() -> [UInt8]? {
-        while state.buffer.count < configuration.shuffleBuffer, let reference = nextFromShards() {
-            state.buffer.append(reference)
+        while true {
+            while state.buffer.count < configuration.shuffleBuffer, let reference = nextFromShards() {
+                state.buffer.append(reference)
+            }
+            // A full buffer (or a finished stream) gives out a random element.
+            guard !state.buffer.isEmpty, state.buffer.count >= configuration.shuffleBuffer || state.finished else { return nil }
+            let pick = Int(nextRandom() % UInt64(state.buffer.count))
+            let reference = state.buffer[pick]
+            state.buffer[pick] = state.buffer[state.buffer.count - 1]
+            state.buffer.removeLast()
+            let document = text(of: reference)
+            release(reference.shard)
+            if let document { return document }  // nil: deleted since it was buffered
         }
-        // A full buffer (or a finished stream) gives out a random element.
-        guard !state.buffer.isEmpty, state.buffer.count >= configuration.shuffleBuffer || state.finished else { return nil }
-        let pick = Int(nextRandom() % UInt64(state.buffer.count))
-        let reference = state.buffer[pick]
-        state.buffer[pick] = state.buffer[state.buffer.count - 1]
-        state.buffer.removeLast()
-        let document = text(of: reference)
-        release(reference.shard)
-        return document
     }
 
     /// The next sample reference from the pending shards, each read in its seeded permutation.
@@ -243,6 +255,7 @@ public struct ShardStreamLoader {
             state.pending[position].next += 1
             let index = order[entry.next]
             if configuration.isHeldOut(shard: entry.announcement.name, index: index) { continue }
+            if isDeleted(entry.announcement.name, key: samples[index].key) { continue }
             return LoaderState.SampleReference(shard: entry.announcement.name, index: index)
         }
         return nil
@@ -268,6 +281,7 @@ public struct ShardStreamLoader {
         do {
             let samples = try ShardReader.samples(of: url, expectingSHA256: announcement.sha256)
             cache[announcement.name] = samples
+            directories[announcement.name] = url.deletingLastPathComponent()
             return samples
         } catch {
             state.skipped.append(announcement.name)
@@ -276,13 +290,15 @@ public struct ShardStreamLoader {
         }
     }
 
-    private mutating func text(of reference: LoaderState.SampleReference) -> [UInt8] {
+    /// The text of a buffered sample; nil when it has been deleted since.
+    private mutating func text(of reference: LoaderState.SampleReference) -> [UInt8]? {
         if cache[reference.shard] == nil,
             let entry = state.pending.first(where: { $0.announcement.name == reference.shard })
         {
             _ = load(entry.announcement)
         }
         guard let samples = cache[reference.shard], reference.index < samples.count else { return [] }
+        if isDeleted(reference.shard, key: samples[reference.index].key) { return nil }
         return samples[reference.index].text
     }
 

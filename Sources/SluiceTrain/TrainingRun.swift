@@ -74,7 +74,9 @@ public final class TrainingRun: @unchecked Sendable {
         case .stream(_, _, let baseDirectory, _): base = baseDirectory
         case .shards(_, let baseDirectory): base = baseDirectory
         }
-        return ShardStreamLoader(configuration: configuration, baseDirectory: base, state: state)
+        var loader = ShardStreamLoader(configuration: configuration, baseDirectory: base, state: state)
+        loader.deletions = DeletionView()
+        return loader
     }
 
     public func run() async throws -> Summary {
@@ -231,6 +233,7 @@ public enum ValidationSet {
         of announcements: [ShardAnnouncement], loader: LoaderConfiguration, baseDirectory: URL?, limit: Int
     ) -> [TrainingBatch] {
         guard loader.holdout > 0, limit > 0 else { return [] }
+        let deletions = DeletionView()
         let t = loader.contextLength
         var stream: [UInt8] = []
         let need = limit * t + 1
@@ -238,7 +241,9 @@ public enum ValidationSet {
             let url = announcement.path.hasPrefix("/") || baseDirectory == nil
                 ? URL(fileURLWithPath: announcement.path) : baseDirectory!.appendingPathComponent(announcement.path)
             guard let samples = try? ShardReader.samples(of: url, expectingSHA256: announcement.sha256) else { continue }
-            for (index, sample) in samples.enumerated() where loader.isHeldOut(shard: announcement.name, index: index) {
+            let deleted = deletions.deletedKeys(shard: announcement.name, directory: url.deletingLastPathComponent())
+            for (index, sample) in samples.enumerated()
+            where loader.isHeldOut(shard: announcement.name, index: index) && !deleted.contains(sample.key) {
                 stream += sample.text
                 stream.append(loader.separator)
                 if stream.count >= need { break }

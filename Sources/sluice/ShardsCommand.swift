@@ -2,21 +2,33 @@ import ArgumentParser
 import Foundation
 import SluicePipeline
 import SluiceShards
+import SluiceText
 
 struct ShardsCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "shards", abstract: "Inspect and check a dataset directory written by sluice curate or the pipeline.",
-        subcommands: [List.self, Stats.self, Verify.self, Cat.self, ExportWIDS.self])
+        subcommands: [List.self, Stats.self, Verify.self, Cat.self, ExportWIDS.self, Compact.self])
 
     struct Directory: ParsableArguments {
         @Argument(help: ArgumentHelp("The dataset directory (holds index.sqlite).", valueName: "dir"))
         var directory: String
 
-        func index() throws -> ShardIndex {
-            let path = URL(fileURLWithPath: directory).appendingPathComponent("index.sqlite").path
-            guard FileManager.default.fileExists(atPath: path) else { throw CommandError("no dataset in \(directory): index.sqlite is missing") }
-            do { return try ShardIndex(path: path) } catch { throw CommandError(error.reason) }
-        }
+        func index() throws -> ShardIndex { try ShardsCommand.openIndex(directory) }
+    }
+
+    /// Compacts, then rewrites `wids.json` (when the directory has one) so it names the live shards.
+    static func compact(_ index: ShardIndex, directory: URL) throws(ShardError) -> [CompactionResult] {
+        let results = try index.compact(directory: directory)
+        let wids = directory.appendingPathComponent("wids.json")
+        if !results.isEmpty, FileManager.default.fileExists(atPath: wids.path) { try WIDSExport.write(index: index, to: wids) }
+        return results
+    }
+
+    /// The index of a dataset directory; a clear error when there is none.
+    static func openIndex(_ directory: String) throws -> ShardIndex {
+        let path = URL(fileURLWithPath: directory).appendingPathComponent("index.sqlite").path
+        guard FileManager.default.fileExists(atPath: path) else { throw CommandError("no dataset in \(directory): index.sqlite is missing") }
+        do { return try ShardIndex(path: path) } catch { throw CommandError(error.reason) }
     }
 
     struct List: AsyncParsableCommand {
@@ -65,11 +77,34 @@ struct ShardsCommand: AsyncParsableCommand {
             guard let (shard, location) = try catching({ try index.location(ofKey: key) }) else {
                 throw CommandError("no sample \(key) in \(dataset.directory)")
             }
+            if let deleted = location.deletedAt { throw CommandError("sample \(key) was deleted at \(deleted) (sluice lineage shows the request)") }
             let url = URL(fileURLWithPath: dataset.directory).appendingPathComponent(shard.fileName)
             let sample = try catching({ try ShardReader.sample(at: location, in: url, format: shard.format) })
             let bytes = json ? sample.json : sample.text
             bytes.withUnsafeBufferPointer { Terminal.writeAll(1, $0) }
             Terminal.out("")
+        }
+    }
+
+    struct Compact: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Rewrite shards that hold deleted samples without them.",
+            discussion: """
+                Each affected shard's live samples are copied byte for byte, in order, to a new shard named \
+                <name>-c<generation>; in one index transaction the new shard is recorded, the samples point to it and \
+                the old shard is retired; then the old file is removed. Deleted samples keep their index rows, so \
+                sluice lineage still reports them. Safe to interrupt and run again. Prints one JSON line per shard.
+                """)
+        @OptionGroup var dataset: Directory
+        func run() async throws {
+            let index = try dataset.index()
+            let results = try catching({ try ShardsCommand.compact(index, directory: URL(fileURLWithPath: dataset.directory)) })
+            for result in results {
+                Terminal.out(
+                    "{\"retired\":\(JSONText.string(result.retired)),\"replacement\":\(result.replacement.map(JSONText.string) ?? "null"),"
+                        + "\"sha256\":\(result.replacementSHA256.map(JSONText.string) ?? "null"),\"kept\":\(result.kept),\"removed\":\(result.removed)}")
+            }
+            if results.isEmpty { Terminal.err("no shard holds deleted samples") }
         }
     }
 

@@ -1,4 +1,6 @@
 import Foundation
+import SluiceShards
+import SluiceTrain
 import Testing
 
 /// Lineage, deletion and compaction end to end: `sluice pipeline` on the embedded broker over TCP, then the
@@ -17,7 +19,7 @@ struct LineageTests {
     /// A single-partition topic curated by the pipeline: offset n is StreamCorpus record n (3: a duplicate,
     /// 5: too short for the quality rules, 7: undecodable).
     static func curatedStream(_ name: String) async throws -> (BrokerProcess, URL, StreamCorpus) {
-        let broker = try BrokerProcess(arguments: ["--topic", "\(name).in:1"] + PipelineTests.outputTopics)
+        let broker = try BrokerProcess(arguments: ["--topic", "\(name).in:1", "--topic", "sluice.control:1"] + PipelineTests.outputTopics)
         let corpus = StreamCorpus(count: 12, seed: 5)
         try await produce(corpus.lines, topic: "\(name).in", bootstrap: broker.bootstrap)
         let output = temporaryOutput(name)
@@ -91,5 +93,118 @@ struct LineageTests {
         #expect(bad["status"] as? String == "dlq", "\(bad)")
         let short = try await Self.lineage(output, ["--id", "short"]).answers.first ?? [:]
         #expect(short["status"] as? String == "rejected" && (short["origin"] as? [String: Any])?["line"] as? Int == 3, "\(short)")
+    }
+
+    /// Every document the Swift trainer's loader yields from a curated directory (hold-out off), as one byte stream.
+    static func trainerView(_ output: URL) throws -> [UInt8] {
+        var configuration = LoaderConfiguration()
+        configuration.contextLength = 16
+        configuration.batchSize = 1
+        configuration.shuffleBuffer = 4
+        configuration.holdout = 0
+        var loader = ShardStreamLoader(configuration: configuration, baseDirectory: output)
+        loader.deletions = DeletionView(refresh: 0)
+        for announcement in try ShardAnnouncement.directory(output) { loader.offer(announcement) }
+        loader.finish()
+        var stream: [UInt8] = []
+        while let batch = loader.nextBatch() { stream += batch.inputs }
+        return stream
+    }
+
+    /// The Python client's view: every input byte of every batch of ShardStream.from_directory.
+    static func pythonView(_ output: URL) throws -> [UInt8] {
+        let script = """
+            import sys
+            from sluice_client import ShardStream
+            stream = ShardStream.from_directory(sys.argv[1], context_length=16, batch_size=1, shuffle_buffer=4, holdout=0, as_tensors=False)
+            sys.stdout.buffer.write(b"".join(inputs for inputs, _ in stream))
+            """
+        return try PythonClientRunner.run(script, [output.path])
+    }
+
+    @Test func aDeletionReachesEveryReaderAndCompactionRewritesTheShard() async throws {
+        let (broker, output, _) = try await Self.curatedStream("deletion")
+        defer {
+            _ = broker.stop()
+            try? FileManager.default.removeItem(at: output)
+        }
+        let sluice = sluiceExecutable.path
+        let target = try await Self.lineage(output, ["--id", "r-000000"]).answers.first ?? [:]
+        let other = try await Self.lineage(output, ["--id", "r-000001"]).answers.first ?? [:]
+        let targetKey = target["key"] as? String ?? "", otherKey = other["key"] as? String ?? ""
+        let targetText = try await runProcess(sluice, ["shards", "cat", output.path, targetKey]).stdout.trimmingCharacters(in: .newlines)
+        let otherText = try await runProcess(sluice, ["shards", "cat", output.path, otherKey]).stdout.trimmingCharacters(in: .newlines)
+        let oldShard = target["shard"] as? String ?? "", oldSHA = target["shard_sha256"] as? String ?? ""
+        #expect(targetText.count > 40 && otherText.count > 40 && other["shard"] as? String == oldShard)
+        func contains(_ view: [UInt8], _ text: String) -> Bool { view.firstRange(of: Array(text.utf8).prefix(40)) != nil }
+        let trainerBefore = try Self.trainerView(output), pythonBefore = try Self.pythonView(output)
+        #expect(contains(trainerBefore, targetText) && contains(pythonBefore, targetText))
+
+        // The gateway serves the sample until the request arrives.
+        let (fixture, _, model) = try await GatewayTests.setUp("deletion-model")
+        defer { try? FileManager.default.removeItem(at: fixture) }
+        let gateway = try GatewayTests.Server(["--model", model, "--shards", output.path])
+        defer { gateway.stop() }
+        #expect(try await httpGet(port: gateway.port, path: "/v1/samples/\(targetKey)").0 == 200)
+
+        // The request goes to the control topic; `sluice control` applies it, audits it and compacts.
+        let sent = try await runProcess(sluice, ["delete", "--bootstrap", broker.bootstrap, "--id", "r-000000", "--request", "req-1", "--reason", "takedown"])
+        #expect(sent.status == 0, "\(sent.stderr)")
+        let control = try await runProcess(
+            sluice, ["control", "--output", output.path, "--bootstrap", broker.bootstrap, "--compact", "--exit-at-end"], timeout: .seconds(60))
+        #expect(control.status == 0 && control.stdout.contains("deletion req-1: 1 samples"), "\(control.stdout) \(control.stderr)")
+        let audit = try await runProcess(
+            sluice, ["consume", "--bootstrap", broker.bootstrap, "--topic", "sluice.control", "--format", "value", "--exit-at-end"])
+        let events = audit.stdout.split(separator: "\n").map(Self.json)
+        #expect(events.map { $0["type"] as? String ?? "" } == ["delete", "deletion_applied", "deletion_compacted"], "\(audit.stdout)")
+        #expect(events.dropFirst().first?["matched"] as? Int == 1 && (events.dropFirst().first?["keys"] as? [String]) == [targetKey])
+
+        // Every reader skips it now: gateway, trainer loader, Python client, shards cat.
+        #expect(try await httpGet(port: gateway.port, path: "/v1/samples/\(targetKey)").0 == 410)
+        #expect(try await httpGet(port: gateway.port, path: "/v1/samples/\(otherKey)").0 == 200)
+        let trainer = try Self.trainerView(output), python = try Self.pythonView(output)
+        #expect(!contains(trainer, targetText) && !contains(python, targetText))
+        #expect(contains(trainer, otherText) && contains(python, otherText))
+        #expect(try await runProcess(sluice, ["shards", "cat", output.path, targetKey]).status != 0)
+
+        // Compaction: a new shard without the sample (new SHA-256), the old file gone, the others byte for byte.
+        let after = try await Self.lineage(output, ["--id", "r-000001"]).answers.first ?? [:]
+        #expect(after["shard"] as? String != oldShard && after["shard_sha256"] as? String != oldSHA)
+        #expect((after["shard"] as? String ?? "").contains("-c1"))
+        #expect(!FileManager.default.fileExists(atPath: output.appendingPathComponent(oldShard).path))
+        #expect(try await runProcess(sluice, ["shards", "cat", output.path, otherKey]).stdout.trimmingCharacters(in: .newlines) == otherText)
+        let verify = try await runProcess(sluice, ["shards", "verify", output.path])
+        #expect(verify.status == 0, "\(verify.stdout) \(verify.stderr)")
+        let gone = try await Self.lineage(output, [targetKey]).answers.first ?? [:]
+        #expect(gone["status"] as? String == "deleted" && gone["shard_status"] as? String == "retired" && gone["deletion"] as? String == "req-1")
+    }
+}
+
+/// Runs Python with the client on the path (SLUICE_TEST_PYTHON, the venv `make test` prepares, or python3).
+enum PythonClientRunner {
+    static let clientDirectory = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent().appendingPathComponent("clients/python")
+
+    struct Failure: Error, CustomStringConvertible { var description: String }
+
+    static func run(_ script: String, _ arguments: [String]) throws -> [UInt8] {
+        let python = ProcessInfo.processInfo.environment["SLUICE_TEST_PYTHON"].flatMap {
+            FileManager.default.isExecutableFile(atPath: $0) ? $0 : nil
+        } ?? "/usr/bin/python3"
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: python)
+        process.arguments = ["-c", script] + arguments
+        var environment = ProcessInfo.processInfo.environment
+        environment["PYTHONPATH"] = clientDirectory.path
+        process.environment = environment
+        let output = Pipe(), errors = Pipe()
+        process.standardOutput = output
+        process.standardError = errors
+        try process.run()
+        let data = output.fileHandleForReading.readDataToEndOfFile()
+        let errorData = errors.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        guard process.terminationStatus == 0 else { throw Failure(description: "python: \(String(decoding: errorData, as: UTF8.self))") }
+        return Array(data)
     }
 }

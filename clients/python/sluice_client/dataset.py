@@ -22,7 +22,7 @@ def directory_announcements(directory):
     connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     try:
         rows = connection.execute(
-            "SELECT name, path, sha256, samples FROM shards ORDER BY name").fetchall()
+            "SELECT name, path, sha256, samples FROM shards WHERE status = 'sealed' ORDER BY name").fetchall()
     finally:
         connection.close()
     return [Announcement(name, p, sha, samples) for name, p, sha, samples in rows]

@@ -1,5 +1,7 @@
 """The shard stream loader: a line-for-line port of SluiceTrain.ShardStreamLoader (same numbers, same state)."""
 import os
+import sqlite3
+import time
 from dataclasses import dataclass, field
 
 from .shards import ShardError, read_shard
@@ -97,7 +99,14 @@ class ShardLoader:
         self.state = _normalise(state) if state is not None else _fresh_state(config.seed)
         self._seen = set(self.state["seen"])
         self._cache = {}
+        self._directories = {}
         self.events = []
+        # Deleted samples (from each shard's curated directory index) are never yielded, as in the Swift loader.
+        self.deletions = DeletionView()
+
+    def _is_deleted(self, shard, key):
+        directory = self._directories.get(shard)
+        return directory is not None and key in self.deletions.deleted_keys(shard, directory)
 
     def offer(self, announcement, offset=None):
         s = self.state
@@ -149,20 +158,22 @@ class ShardLoader:
     def _next_document(self):
         s = self.state
         buffer = s["buffer"]
-        while len(buffer) < self.config.shuffle_buffer:
-            reference = self._next_from_shards()
-            if reference is None:
-                break
-            buffer.append(reference)
-        if not buffer or (len(buffer) < self.config.shuffle_buffer and not s["finished"]):
-            return None
-        pick = self._next_random() % len(buffer)
-        reference = buffer[pick]
-        buffer[pick] = buffer[-1]
-        buffer.pop()
-        document = self._text(reference)
-        self._release(reference["shard"])
-        return document
+        while True:
+            while len(buffer) < self.config.shuffle_buffer:
+                reference = self._next_from_shards()
+                if reference is None:
+                    break
+                buffer.append(reference)
+            if not buffer or (len(buffer) < self.config.shuffle_buffer and not s["finished"]):
+                return None
+            pick = self._next_random() % len(buffer)
+            reference = buffer[pick]
+            buffer[pick] = buffer[-1]
+            buffer.pop()
+            document = self._text(reference)
+            self._release(reference["shard"])
+            if document is not None:  # None: deleted since it was buffered
+                return document
 
     def _next_from_shards(self):
         pending = self.state["pending"]
@@ -181,6 +192,8 @@ class ShardLoader:
             index = order[entry["next"]]
             entry["next"] += 1
             if is_held_out(announcement["name"], index, self.config.holdout):
+                continue
+            if self._is_deleted(announcement["name"], samples[index][0]):
                 continue
             return {"shard": announcement["name"], "index": index}
         return None
@@ -218,6 +231,7 @@ class ShardLoader:
             self.events.append(("skipped", name, str(error)))
             return None
         self._cache[name] = samples
+        self._directories[name] = os.path.dirname(self._path(announcement))
         return samples
 
     def _text(self, reference):
@@ -229,7 +243,42 @@ class ShardLoader:
         samples = self._cache.get(shard)
         if samples is None or reference["index"] >= len(samples):
             return b""
-        return samples[reference["index"]][1]
+        key, text = samples[reference["index"]][0], samples[reference["index"]][1]
+        if self._is_deleted(shard, key):
+            return None
+        return text
+
+
+class DeletionView:
+    """Which samples are deleted, per curated directory, from its index.sqlite; re-read at most every
+    `refresh` seconds so a deletion reaches a running loader within seconds."""
+
+    def __init__(self, refresh=2.0):
+        self.refresh = refresh
+        self._cache = {}
+
+    def deleted_keys(self, shard, directory):
+        path = os.path.join(directory, "index.sqlite")
+        entry = self._cache.get(path)
+        now = time.monotonic()
+        if entry is None or now - entry[0] >= self.refresh:
+            keys = {}
+            if os.path.exists(path):
+                try:
+                    connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+                    try:
+                        columns = {row[1] for row in connection.execute("PRAGMA table_info(samples)")}
+                        if "deleted_at" in columns:
+                            for shard_name, key in connection.execute(
+                                    "SELECT shard, key FROM samples WHERE deleted_at IS NOT NULL"):
+                                keys.setdefault(shard_name, set()).add(key)
+                    finally:
+                        connection.close()
+                except sqlite3.Error:
+                    keys = entry[1] if entry else {}
+            entry = (now, keys)
+            self._cache[path] = entry
+        return entry[1].get(shard, set())
 
 
 def _normalise(state):
