@@ -246,7 +246,7 @@ extension ShardIndex {
                         ])
                     }
                 }
-                try db.execute(sql: "UPDATE shards SET status = 'retired' WHERE name = ?", arguments: [shard.name])
+                try db.execute(sql: "UPDATE shards SET status = 'retired', replaced_by = ? WHERE name = ?", arguments: [sealed?.name, shard.name])
             }
         }
         return CompactionResult(

@@ -108,6 +108,9 @@ public final class ShardIndex: Sendable {
                     ALTER TABLE samples ADD COLUMN deletion TEXT;
                     CREATE INDEX samples_by_sha256 ON samples(sha256);
                     CREATE INDEX samples_deleted ON samples(shard) WHERE deleted_at IS NOT NULL;
+                    ALTER TABLE shards ADD COLUMN replaced_by TEXT;
+                    CREATE TABLE dataset_versions (
+                        version INTEGER PRIMARY KEY, created_at TEXT NOT NULL, manifest TEXT NOT NULL, sha256 TEXT NOT NULL);
                     CREATE TABLE deletions (
                         request TEXT PRIMARY KEY, kind TEXT NOT NULL, value TEXT NOT NULL, reason TEXT,
                         requested_at TEXT, applied_at TEXT NOT NULL, matched INTEGER NOT NULL);

@@ -91,11 +91,13 @@ public struct TrainingProgress: Sendable, Equatable, Codable {
     /// Shards trained on, first and last by announcement order.
     public var firstShard: String?
     public var lastShard: String?
+    /// The dataset version the run is pinned to (`sluice train --dataset-version`), if any.
+    public var datasetVersion: Int?
     public init() {}
 
     enum CodingKeys: String, CodingKey {
         case step, tokens, epoch, loader, lastLoss = "last_loss", validationLoss = "validation_loss"
-        case firstShard = "first_shard", lastShard = "last_shard"
+        case firstShard = "first_shard", lastShard = "last_shard", datasetVersion = "dataset_version"
     }
 }
 

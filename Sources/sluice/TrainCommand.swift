@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import SluiceConfig
 import SluiceKafka
+import SluiceShards
 import SluiceTrain
 
 struct TrainCommand: AsyncParsableCommand {
@@ -24,6 +25,9 @@ struct TrainCommand: AsyncParsableCommand {
 
     @Option(help: ArgumentHelp("A train.yaml file (flags win over it).", valueName: "file")) var config: String?
     @Option(help: ArgumentHelp("Train on the sealed shards of this curated directory.", valueName: "dir")) var shards: String?
+    @Option(help: ArgumentHelp(
+        "With --shards: train on this dataset version (sluice dataset snapshot); the checkpoints record it and a resume must name the same one.",
+        valueName: "n")) var datasetVersion: Int?
     @Option(help: ArgumentHelp("Where checkpoints go.", valueName: "dir")) var output: String?
     @Option(help: "Optimizer steps to reach (a resumed run continues up to this).") var steps: Int?
     @Option(help: "Transformer blocks (default 4).") var layers: Int?
@@ -108,7 +112,19 @@ struct TrainCommand: AsyncParsableCommand {
             guard FileManager.default.fileExists(atPath: url.appendingPathComponent("index.sqlite").path) else {
                 throw CommandError("\(shards) is not a curated directory (no index.sqlite); make one with `sluice curate` or `sluice pipeline`")
             }
-            data = .directory(url)
+            if let datasetVersion {
+                let index = try ShardsCommand.openIndex(shards)
+                let versions = try catching { try index.versions() }
+                guard let manifest = versions.first(where: { $0.version == datasetVersion }) else {
+                    throw CommandError("\(shards) has no dataset version \(datasetVersion) (versions: \(versions.map { "\($0.version)" }.joined(separator: ", ")); make one with `sluice dataset snapshot`)")
+                }
+                let current = try catching { try index.currentShards(of: manifest) }
+                data = .shards(current.map { ShardAnnouncement(name: $0.name, path: $0.path, sha256: $0.sha256, samples: $0.samples) }, baseDirectory: url)
+            } else {
+                data = .directory(url)
+            }
+        } else if datasetVersion != nil {
+            throw ValidationError("--dataset-version needs --shards DIR")
         } else if kafka["bootstrap.servers"] != nil {
             var configuration = KafkaConfiguration()
             for (key, value) in kafka { configuration[key] = value }
@@ -132,6 +148,12 @@ struct TrainCommand: AsyncParsableCommand {
                 format: "model: %d layers, d=%d, %d heads, context %d: %.2f M parameters; %d threads", c.model.layers,
                 c.model.channels, c.model.heads, c.model.contextLength, Double(trainer.model.parameterCount) / 1e6, c.threads))
         }
+        if trainer.progress.step > 0 && trainer.progress.datasetVersion != datasetVersion {
+            throw CommandError(
+                "the checkpoints in \(outputURL.path) were trained on \(trainer.progress.datasetVersion.map { "dataset version \($0)" } ?? "no pinned version"); "
+                    + "resume with the same --dataset-version or start a new --output")
+        }
+        trainer.progress.datasetVersion = datasetVersion
         let run = TrainingRun(trainer: trainer, data: data, output: outputURL) { Terminal.err($0) }
         let signalSources = stopOnSignals("stopping after this step; writing a checkpoint (again to exit at once)") { run.requestStop() }
         defer { signalSources.forEach { $0.cancel() } }

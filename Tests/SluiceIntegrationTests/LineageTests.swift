@@ -19,7 +19,8 @@ struct LineageTests {
     /// A single-partition topic curated by the pipeline: offset n is StreamCorpus record n (3: a duplicate,
     /// 5: too short for the quality rules, 7: undecodable).
     static func curatedStream(_ name: String) async throws -> (BrokerProcess, URL, StreamCorpus) {
-        let broker = try BrokerProcess(arguments: ["--topic", "\(name).in:1", "--topic", "sluice.control:1"] + PipelineTests.outputTopics)
+        let broker = try BrokerProcess(
+            arguments: ["--topic", "\(name).in:1", "--topic", "sluice.control:1", "--topic", "sluice.datasets:1"] + PipelineTests.outputTopics)
         let corpus = StreamCorpus(count: 12, seed: 5)
         try await produce(corpus.lines, topic: "\(name).in", bootstrap: broker.bootstrap)
         let output = temporaryOutput(name)
@@ -177,6 +178,57 @@ struct LineageTests {
         #expect(verify.status == 0, "\(verify.stdout) \(verify.stderr)")
         let gone = try await Self.lineage(output, [targetKey]).answers.first ?? [:]
         #expect(gone["status"] as? String == "deleted" && gone["shard_status"] as? String == "retired" && gone["deletion"] as? String == "req-1")
+    }
+
+    @Test func versionsAreImmutableDiffableAndPinTheTrainer() async throws {
+        let (broker, output, _) = try await Self.curatedStream("versions")
+        defer {
+            _ = broker.stop()
+            try? FileManager.default.removeItem(at: output)
+        }
+        let sluice = sluiceExecutable.path
+        let first = try await runProcess(sluice, ["dataset", "snapshot", "--output", output.path, "--bootstrap", broker.bootstrap])
+        let v1 = Self.json(Substring(first.stdout.trimmingCharacters(in: .newlines)))
+        #expect(first.status == 0 && v1["version"] as? Int == 1, "\(first.stderr)")
+        let samples = v1["samples"] as? Int ?? 0
+        #expect(samples == 9 && (v1["tokens"] as? Int ?? 0) > 100 && (v1["by_source"] as? [String: Any])?.isEmpty == false, "\(v1)")
+        #expect((v1["pipelines"] as? [String])?.first?.hasPrefix("sluice/") == true)
+        let unchanged = try await runProcess(sluice, ["dataset", "snapshot", "--output", output.path])
+        #expect(unchanged.stderr.contains("nothing changed since version 1"))
+
+        // A deletion and a compaction make version 2; version 1 stays as it was.
+        let key = try await Self.lineage(output, ["--id", "r-000002"]).answers.first?["key"] as? String ?? ""
+        #expect(try await runProcess(sluice, ["delete", "--output", output.path, "--id", "r-000002", "--request", "gdpr-7"]).status == 0)
+        #expect(try await runProcess(sluice, ["shards", "compact", output.path]).status == 0)
+        let second = try await runProcess(sluice, ["dataset", "snapshot", "--output", output.path])
+        let v2 = Self.json(Substring(second.stdout.trimmingCharacters(in: .newlines)))
+        #expect(v2["version"] as? Int == 2 && v2["samples"] as? Int == samples - 1 && v2["deleted"] as? [String] == [key], "\(v2)")
+        let diff = Self.json(Substring(try await runProcess(sluice, ["dataset", "diff", "--output", output.path, "1", "2"]).stdout))
+        #expect(diff["deleted_added"] as? [String] == [key] && diff["deletions_added"] as? [String] == ["gdpr-7"] && diff["samples"] as? Int == -1, "\(diff)")
+        #expect((diff["shards_added"] as? [String])?.count == 1 && (diff["shards_removed"] as? [String])?.count == 1)
+        let shown = try await runProcess(sluice, ["dataset", "show", "--output", output.path, "1"])
+        #expect(Self.json(Substring(shown.stdout))["samples"] as? Int == samples, "version 1 is immutable")
+        let listed = try await runProcess(sluice, ["dataset", "ls", "--output", output.path])
+        #expect(listed.stdout.split(separator: "\n").count == 2)
+        #expect(FileManager.default.fileExists(atPath: output.appendingPathComponent("versions/v000002.json").path))
+        let published = try await runProcess(
+            sluice, ["consume", "--bootstrap", broker.bootstrap, "--topic", "sluice.datasets", "--exit-at-end"])
+        #expect(published.stdout.contains("\"key\":\"stream/v1\""), "\(published.stdout)")
+
+        // The trainer pins version 1 (its compacted shard resolves to the replacement) and records it.
+        let model = output.appendingPathComponent("model").path
+        let train = try await runProcess(
+            sluice, ["train", "--shards", output.path, "--dataset-version", "1", "--output", model, "--steps", "1", "--batch", "1", "--holdout", "0",
+                     "--context", "32", "--dim", "32", "--layers", "1", "--heads", "2"])
+        #expect(train.status == 0, "\(train.stderr)")
+        let state = try String(contentsOfFile: model + "/checkpoints/step-00000001/state.json", encoding: .utf8)
+        #expect(state.replacingOccurrences(of: " ", with: "").contains("\"dataset_version\":1"), "\(state.prefix(300))")
+        let other = try await runProcess(
+            sluice, ["train", "--shards", output.path, "--dataset-version", "2", "--output", model, "--steps", "2", "--batch", "1", "--holdout", "0",
+                     "--context", "32", "--dim", "32", "--layers", "1", "--heads", "2"])
+        #expect(other.status != 0 && other.stderr.contains("dataset version 1"), "\(other.stderr)")
+        let missing = try await runProcess(sluice, ["train", "--shards", output.path, "--dataset-version", "9", "--output", model + "2", "--steps", "1"])
+        #expect(missing.status != 0 && missing.stderr.contains("no dataset version 9"))
     }
 }
 

@@ -12,13 +12,14 @@ struct TopicCatalogTests {
     @Test func theRepositoryDeclaresTheDesignsTopics() throws {
         let topics = try TopicCatalog.load(directory: repositoryTopics)
         let byName = Dictionary(uniqueKeysWithValues: topics.map { ($0.name, $0) })
-        for name in ["sluice.dlq", "sluice.rejected", "sluice.shards", "sluice.train", "sluice.models", "raw.web", "raw.forum", "raw.docs"] {
+        for name in ["sluice.dlq", "sluice.rejected", "sluice.shards", "sluice.train", "sluice.models", "sluice.control", "sluice.datasets", "raw.web", "raw.forum", "raw.docs"] {
             let topic = try #require(byName[name], "\(name) is declared")
             #expect(topic.valueSchema != nil, "\(name) has a value schema")
         }
         #expect(byName["sluice.shards"]?.partitions == 1)
         #expect(byName["sluice.models"]?.partitions == 1)
         #expect(byName["sluice.models"]?.config["cleanup.policy"] == "compact")
+        #expect(byName["sluice.datasets"]?.config["cleanup.policy"] == "compact")
         #expect(byName["raw.web"]!.partitions > 1)
     }
 
