@@ -48,7 +48,11 @@ public struct Lineage {
                 let key = SampleOrigin.kafka(topic: topic, partition: Int32(partition), offset: offset).key
                 let kept = try sampleRows(where: "key = ?", [key]).map(describe)
                 if !kept.isEmpty { return kept }
-                let rejected = try rejectedRows(where: "r.topic = ? AND r.partition = ? AND r.offset = ?", [topic, partition, offset])
+                // The record's own audit row, then those of its replays (sluice replay), oldest first.
+                let position = ReplayHeader.value(topic: topic, partition: Int32(partition), offset: offset)
+                let rejected = try rejectedRows(
+                    where: "(r.topic = ? AND r.partition = ? AND r.offset = ?) OR r.detail LIKE ?",
+                    [topic, partition, offset, "%\"replay_of\":" + JSONText.string(position) + "%"])
                 if !rejected.isEmpty { return rejected }
                 return [try unprocessed(topic: topic, partition: partition, offset: offset)]
             case .line(let line):
@@ -123,10 +127,10 @@ public struct Lineage {
                 let stage: String = row["stage"]
                 let detail: String? = row["detail"]
                 var json = "{\"status\":\(stage == "decode" ? "\"dlq\"" : "\"rejected\""),\"dataset\":\(JSONText.string(row["dataset"]))"
-                json += ",\"origin\":{\"topic\":\(JSONText.string(row["topic"])),\"partition\":\(row["partition"] as Int),\"offset\":\(row["offset"] as Int64)}"
                 json += ",\"id\":\((row["id"] as String?).map(JSONText.string) ?? "null")"
                 json += ",\"stage\":\(JSONText.string(stage)),\"reason\":\(JSONText.string(row["reason"]))"
-                if let detail, detail.hasPrefix(",") { json += ",\"detail\":{\(detail.dropFirst())}" }
+                if let detail, !detail.isEmpty { json += ",\"detail\":{\(detail.hasPrefix(",") ? String(detail.dropFirst()) : detail)}" }
+                json += ",\"origin\":{\"topic\":\(JSONText.string(row["topic"])),\"partition\":\(row["partition"] as Int),\"offset\":\(row["offset"] as Int64)}"
                 json += ",\"checkpoint\":{\"first_offset\":\(row["first_offset"] as Int64),\"next_offset\":\(row["next_offset"] as Int64)}"
                 return json + "}"
             }

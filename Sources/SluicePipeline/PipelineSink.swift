@@ -247,13 +247,18 @@ final class PipelineSink: @unchecked Sendable {
     }
 
     private func handle(_ record: KafkaRecord, _ result: WorkerResult, partition: TopicPartition, state: PartitionState) throws {
+        // A replayed record's audit rows name its original position, so lineage finds what became of the replay.
+        let replayNote = record.headers.isEmpty ? nil : record.headers.first { $0.name == ReplayHeader.name }?.value.map {
+            ",\"replay_of\":" + JSONText.string(String(decoding: $0, as: UTF8.self))
+        }
         switch result {
         case .rejected(_, let id, let stage, let reason, let detail):
             summary.textBytes += detail.textBytes
             if stage == "decode" { deadLetter(record, reason: reason) }
             summary.rejected += 1
             countDrop(stage, reason)
-            let extra = detail.json.hasPrefix(",") ? String(detail.json.dropFirst()) : detail.json
+            var extra = detail.json.hasPrefix(",") ? String(detail.json.dropFirst()) : detail.json
+            if let replayNote { extra += extra.isEmpty ? String(replayNote.dropFirst()) : replayNote }
             state.rejected.append(RejectedRecord(offset: record.offset, id: id, stage: stage, reason: reason, detail: extra))
         case .kept(_, var document, let fingerprint, let textBytes, let prepared):
             summary.textBytes += textBytes
@@ -279,7 +284,7 @@ final class PipelineSink: @unchecked Sendable {
                     RejectedRecord(
                         offset: record.offset, id: document.id, stage: "dedup", reason: reason,
                         detail: "\"duplicate_of\":\(JSONText.string(document.duplicateOf ?? ""))"
-                            + String(format: ",\"similarity\":%.3f", similarity)))
+                            + String(format: ",\"similarity\":%.3f", similarity) + (replayNote ?? "")))
                 break
             }
             if dedup.index.count > before { state.dedupEntries.append(before) }

@@ -403,7 +403,10 @@ extension StageBox {
         var out: [WorkerResult] = []
         out.reserveCapacity(records.count)
         for (number, record) in records.enumerated() {
-            let origin = SampleOrigin.kafka(topic: record.topic, partition: record.partition, offset: record.offset)
+            // A replayed record (`sluice replay`) keeps its original position: its sample key and fallback id are
+            // the original's, so replaying it again finds it kept already (dedup drops a known id as a resend).
+            let origin = ReplayHeader.origin(of: record)
+                ?? SampleOrigin.kafka(topic: record.topic, partition: record.partition, offset: record.offset)
             let format = formats.format(of: record.topic)
             guard let value = record.valueBytes, !value.isEmpty else {
                 out.append(.rejected(line: number, id: nil, stage: "decode", reason: "empty_record", detail: ("", 0)))
@@ -482,5 +485,20 @@ public final class PipelineHealth: Sendable {
             if let failure = s.sinkFailure { json += ",\"error\":\(JSONText.string(failure))" }
             return (healthy, json + "}")
         }
+    }
+}
+
+/// The header `sluice replay` puts on a re-injected record: `sluice.replay-of: <topic>/<partition>/<offset>`, the
+/// position the record first had.
+public enum ReplayHeader {
+    public static let name = "sluice.replay-of"
+
+    public static func value(topic: String, partition: Int32, offset: Int64) -> String { "\(topic)/\(partition)/\(offset)" }
+
+    static func origin(of record: KafkaRecord) -> SampleOrigin? {
+        guard !record.headers.isEmpty, let header = record.headers.first(where: { $0.name == name })?.value else { return nil }
+        let parts = String(decoding: header, as: UTF8.self).split(separator: "/")
+        guard parts.count >= 3, let partition = Int32(parts[parts.count - 2]), let offset = Int64(parts[parts.count - 1]) else { return nil }
+        return .kafka(topic: parts.dropLast(2).joined(separator: "/"), partition: partition, offset: offset)
     }
 }

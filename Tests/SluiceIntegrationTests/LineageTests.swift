@@ -1,4 +1,5 @@
 import Foundation
+import GRDB
 import SluiceShards
 import SluiceTrain
 import Testing
@@ -229,6 +230,69 @@ struct LineageTests {
         #expect(other.status != 0 && other.stderr.contains("dataset version 1"), "\(other.stderr)")
         let missing = try await runProcess(sluice, ["train", "--shards", output.path, "--dataset-version", "9", "--output", model + "2", "--steps", "1"])
         #expect(missing.status != 0 && missing.stderr.contains("no dataset version 9"))
+    }
+
+    @Test func aReplayAfterAConfigFixLandsEachRecordOnce() async throws {
+        let broker = try BrokerProcess(arguments: ["--topic", "replay.in:1"] + PipelineTests.outputTopics)
+        defer { _ = broker.stop() }
+        let corpus = StreamCorpus(count: 12, seed: 5)
+        try await produce(corpus.lines, topic: "replay.in", bootstrap: broker.bootstrap)
+        let output = temporaryOutput("replay")
+        defer { try? FileManager.default.removeItem(at: output) }
+        let sluice = sluiceExecutable.path
+        let strict = output.appendingPathComponent("strict.yaml")
+        try Data("decode:\n  max_bytes: 600\n".utf8).write(to: strict)
+        let pipeline = ["pipeline"] + PipelineTests().arguments(broker.bootstrap, topic: "replay.in", output: output, group: "replay", sealAfter: 100)
+            + ["--exit-at-end"]
+        // A too strict limit sends the longer records to the DLQ.
+        let first = try await runProcess(sluice, pipeline + ["--config", strict.path], timeout: .seconds(90))
+        #expect(first.status == 0, "\(first.stderr.suffix(1500))")
+        let oversized = corpus.lines.enumerated().filter { $0.element.split(separator: "|", maxSplits: 1).last!.utf8.count > 600 }.map(\.offset)
+        try #require(oversized.count >= 2, "the corpus has records over the limit")
+        let before = try await Self.lineage(output, ["--offset", "replay.in:0:\(oversized[0])"]).answers.first ?? [:]
+        #expect(before["status"] as? String == "dlq" && before["reason"] as? String == "oversize", "\(before)")
+        func kept() async throws -> Int {
+            let index = try StreamIndexReader(directory: output)
+            return try await index.pool.read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM samples") ?? 0 }
+        }
+        let keptBefore = try await kept()
+
+        // The limit is fixed (the default), the DLQ is replayed, and the pipeline curates the records once.
+        let replay = try await runProcess(sluice, ["replay", "--bootstrap", broker.bootstrap, "--from-dlq", "--reason", "oversize"])
+        #expect(replay.status == 0 && Self.json(Substring(replay.stdout))["replayed"] as? Int == oversized.count, "\(replay.stdout) \(replay.stderr)")
+        let second = try await runProcess(sluice, pipeline, timeout: .seconds(90))
+        #expect(second.status == 0, "\(second.stderr.suffix(1500))")
+        let keptAfter = try await kept()
+        #expect(keptAfter > keptBefore)
+        for offset in oversized {
+            // The newest answer is what became of the replay: kept, or dropped by a later stage (offset 3 is a
+            // duplicate of an earlier record) with the original position in its detail.
+            let now = try await Self.lineage(output, ["--offset", "replay.in:0:\(offset)"]).answers.last ?? [:]
+            #expect(now["status"] as? String == "kept" || (now["status"] as? String == "rejected" && now["stage"] as? String != "decode"
+                && (now["detail"] as? [String: Any])?["replay_of"] as? String == "replay.in/0/\(offset)"), "\(now)")
+            if now["status"] as? String == "kept" {
+                #expect((now["origin"] as? [String: Any])?["offset"] as? Int == offset, "the sample keeps its original position")
+            }
+        }
+
+        // Replaying the same records again adds nothing: each is dropped as a resend of a kept record.
+        let again = try await runProcess(sluice, ["replay", "--bootstrap", broker.bootstrap, "--from-dlq", "--reason", "oversize"])
+        #expect(Self.json(Substring(again.stdout))["replayed"] as? Int == oversized.count)
+        let third = try await runProcess(sluice, pipeline, timeout: .seconds(90))
+        #expect(third.status == 0, "\(third.stderr.suffix(1500))")
+        #expect(try await kept() == keptAfter, "no record is written twice")
+        let dry = try await runProcess(sluice, ["replay", "--bootstrap", broker.bootstrap, "--from-dlq", "--reason", "invalid_json", "--dry-run"])
+        #expect(Self.json(Substring(dry.stdout))["matched"] as? Int == corpus.undecodable && Self.json(Substring(dry.stdout))["replayed"] as? Int == 0)
+        // From the rejected topic: the original record is fetched from its raw topic (offset 5 is too short for
+        // the quality rules, and still is: the replay is dropped again, and lineage shows it).
+        let rejected = try await runProcess(sluice, ["replay", "--bootstrap", broker.bootstrap, "--from-rejected", "--stage", "quality"])
+        let rejectedSummary = Self.json(Substring(rejected.stdout))
+        #expect(rejectedSummary["replayed"] as? Int ?? 0 >= 1 && rejectedSummary["missing"] as? Int == 0, "\(rejected.stdout) \(rejected.stderr)")
+        #expect(try await runProcess(sluice, pipeline, timeout: .seconds(90)).status == 0)
+        let short = try await Self.lineage(output, ["--offset", "replay.in:0:5"]).answers
+        #expect(short.count == 2 && (short.last?["detail"] as? [String: Any])?["replay_of"] as? String == "replay.in/0/5", "\(short)")
+        let wrong = try await runProcess(sluice, ["replay", "--bootstrap", broker.bootstrap])
+        #expect(wrong.status != 0 && wrong.stderr.contains("--from-dlq or --from-rejected"))
     }
 }
 
