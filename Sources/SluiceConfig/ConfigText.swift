@@ -108,6 +108,15 @@ public struct SectionReader {
         return number
     }
 
+    /// A number (an integer or a decimal) in `range`.
+    public func number(_ fields: [String: Any], _ key: String, _ range: ClosedRange<Double>) throws(ConfigError) -> Double? {
+        guard let value = fields[key] else { return nil }
+        guard !(value is Bool), let number = (value as? Double) ?? (value as? Int).map(Double.init), range.contains(number) else {
+            throw error(key, "expected a number in \(range.lowerBound)…\(range.upperBound == .greatestFiniteMagnitude ? "" : "\(range.upperBound)")")
+        }
+        return number
+    }
+
     public func string(_ fields: [String: Any], _ key: String) throws(ConfigError) -> String? {
         guard let value = fields[key] else { return nil }
         guard let text = value as? String, !text.isEmpty else { throw error(key, "expected a non-empty string") }

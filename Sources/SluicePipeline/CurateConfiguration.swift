@@ -30,6 +30,14 @@ public struct CurateConfiguration: Sendable {
     var modelSlot: ModelSlot?
     /// Worker threads for the stage chain. Default: the active processor count (at least 1).
     public var workers = max(1, ProcessInfo.processInfo.activeProcessorCount)
+    /// A second rule set (desensitize, quality and dedup sections) evaluated on the same records in tag-only
+    /// mode: what it would drop is counted and reported beside the active rules, never acted on.
+    public var shadowRules: ShadowRules?
+    /// Per-source data-quality assessment (completeness, schema drift, timeliness, drop and PII rates) and its
+    /// alerts.
+    public var assessment = AssessmentConfiguration()
+    /// Borderline records routed to review instead of being kept or dropped (off unless configured).
+    public var quarantine: QuarantineConfiguration?
     /// The stage sections this configuration was read from, in a canonical form (keys sorted): what
     /// ``PipelineVersion`` hashes. Empty for the defaults.
     public var definition = ""
@@ -60,7 +68,9 @@ public struct CurateConfiguration: Sendable {
         sections root: [String: Any], file: String, environment: [String: String], skipping: Set<String> = []
     ) throws(ConfigError) -> CurateConfiguration {
         var configuration = CurateConfiguration()
-        configuration.definition = canonical(root.filter { !skipping.contains($0.key) })
+        // The shadow rule set and the assessment change no decision: they stay out of the pipeline version, so
+        // adding them leaves the output byte for byte as it was.
+        configuration.definition = canonical(root.filter { !skipping.contains($0.key) && $0.key != "shadow" && $0.key != "assessment" })
         var reader = SectionReader(file: file)
         for (section, value) in root where !skipping.contains(section) {
             guard let fields = value as? [String: Any] else {
@@ -159,12 +169,38 @@ public struct CurateConfiguration: Sendable {
                     throw reader.error("", "name a model (a model.safetensors file or checkpoint directory) or a models_topic to follow")
                 }
                 configuration.perplexity = p
+            case "shadow":
+                try reader.keys(fields, ["desensitize", "quality", "dedup"])
+                var sections: [String: Any] = [:]
+                for (name, value) in fields { sections[name] = value }
+                let shadow = try load(sections: sections, file: file + " (shadow)", environment: environment)
+                if let dedup = fields["dedup"] as? [String: Any], Set(dedup.keys) != ["threshold"] {
+                    throw reader.error("dedup", "a shadow dedup section sets the threshold only (it reuses the active fingerprints)")
+                }
+                configuration.shadowRules = ShadowRules(
+                    desensitizer: fields["desensitize"] == nil ? nil : shadow.desensitizer,
+                    quality: fields["quality"] == nil ? nil : shadow.quality,
+                    dedupThreshold: fields["dedup"] == nil ? nil : shadow.dedup.threshold)
+            case "assessment":
+                try reader.keys(fields, ["window_seconds", "late_after_seconds", "alert_change", "alert_min_records", "windows"])
+                if let v = try reader.number(fields, "window_seconds", 1...86_400) { configuration.assessment.windowSeconds = v }
+                if let v = try reader.number(fields, "late_after_seconds", 0...(365 * 86_400)) { configuration.assessment.lateAfterSeconds = v }
+                if let v = try reader.number(fields, "alert_change", 0...1) { configuration.assessment.alertChange = v }
+                if let v = try reader.int(fields, "alert_min_records", 1...Int.max) { configuration.assessment.alertMinRecords = v }
+                if let v = try reader.int(fields, "windows", 2...1_000) { configuration.assessment.windows = v }
+            case "quarantine":
+                try reader.keys(fields, ["quality_score_min", "quality_score_max"])
+                var q = QuarantineConfiguration()
+                if let v = try reader.number(fields, "quality_score_min", 0...1) { q.qualityScoreMin = v }
+                if let v = try reader.number(fields, "quality_score_max", 0...1) { q.qualityScoreMax = v }
+                guard q.qualityScoreMin <= q.qualityScoreMax else { throw reader.error("", "quality_score_min must not exceed quality_score_max") }
+                configuration.quarantine = q
             case "workers":
                 throw ConfigError(file: file, path: section, reason: "workers is a number at the top level, not a section")
             default:
                 throw ConfigError(
                     file: file, path: section,
-                    reason: "unknown section; known: \((skipping.sorted() + ["decode", "clean", "desensitize", "quality", "dedup", "perplexity", "shards"]).joined(separator: ", "))")
+                    reason: "unknown section; known: \((skipping.sorted() + ["decode", "clean", "desensitize", "quality", "dedup", "perplexity", "shards", "shadow", "assessment", "quarantine"]).joined(separator: ", "))")
             }
         }
         return configuration

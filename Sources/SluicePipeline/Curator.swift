@@ -104,12 +104,12 @@ public final class Curator {
             for result in batch {
                 summary.lines += 1
                 switch result {
-                case .rejected(let line, let id, let stage, let reason, let detail):
+                case .rejected(let line, let id, let stage, let reason, let detail, _):
                     if stage != "decode" { summary.decoded += 1 }
                     summary.textBytes += detail.textBytes
                     summary.drop(stage, reason)
                     rejected.append(line: line, id: id, stage: stage, reason: reason, extra: detail.json)
-                case .kept(let line, var document, let fingerprint, let textBytes, let prepared):
+                case .kept(let line, var document, let fingerprint, let textBytes, let prepared, _):
                     summary.decoded += 1
                     summary.textBytes += textBytes
                     let verdict = dedup.decide(&document, fingerprint: fingerprint)
@@ -212,8 +212,8 @@ final class StageBox: @unchecked Sendable {
 /// What a worker produced for one line.
 enum WorkerResult: @unchecked Sendable {
     // @unchecked: values are built on a worker and handed over once through OrderedResults' lock.
-    case rejected(line: Int, id: String?, stage: String, reason: String, detail: (json: String, textBytes: Int))
-    case kept(line: Int, Document, Deduplicator.Fingerprint, textBytes: Int, prepared: PreparedSample)
+    case rejected(line: Int, id: String?, stage: String, reason: String, detail: (json: String, textBytes: Int), profile: RecordProfile? = nil)
+    case kept(line: Int, Document, Deduplicator.Fingerprint, textBytes: Int, prepared: PreparedSample, profile: RecordProfile? = nil)
 }
 
 /// The stage chain of one worker, up to the dedup fingerprint.
@@ -225,6 +225,12 @@ struct WorkerStages {
     var fingerprinter: Deduplicator
     var perplexity: PerplexityScorer?
     let encoder: SampleEncoder
+    /// The shadow rule set's stages (tag-only), when configured.
+    var shadowDesensitizer: Desensitizer?
+    var shadowQuality: QualityFilter?
+    /// Whether results carry a ``RecordProfile`` (the streaming pipeline's assessment, shadow rules, quarantine).
+    var profiles = false
+    let quarantine: QuarantineConfiguration?
     /// The ``PipelineVersion`` stamped on every sample.
     let pipeline: String
     /// When set, nanoseconds spent per stage (decode, clean, desensitize, quality, fingerprint) accumulate here.
@@ -241,6 +247,11 @@ struct WorkerStages {
     init(_ configuration: CurateConfiguration) throws {
         encoder = SampleEncoder(configuration: configuration.shards)
         pipeline = PipelineVersion.of(configuration)
+        quarantine = configuration.quarantine
+        if let shadow = configuration.shadowRules {
+            shadowDesensitizer = try Desensitizer(shadow.desensitizer ?? configuration.desensitizer)
+            shadowQuality = QualityFilter(shadow.quality ?? configuration.quality)
+        }
         decoder = configuration.decoder
         cleaner = Cleaner(configuration.cleaner)
         desensitizer = try Desensitizer(configuration.desensitizer)
@@ -274,7 +285,7 @@ struct WorkerStages {
     /// record's `source` header) stands in for an envelope without one.
     mutating func process(
         _ bytes: UnsafeBufferPointer<UInt8>, number: Int, origin: SampleOrigin, format: EnvelopeDecoder.Format,
-        source: String? = nil
+        source: String? = nil, reviewed: Bool = false
     ) -> WorkerResult {
         if decoder.format != format { decoder.format = format }
         var mark = stageNanoseconds == nil ? 0 : DispatchTime.now().uptimeNanoseconds
@@ -284,15 +295,17 @@ struct WorkerStages {
         lap(0, &mark)
         switch decoded {
         case .failure(let failure):
-            return .rejected(line: number, id: nil, stage: "decode", reason: failure.reason.rawValue, detail: ("", 0))
+            return .rejected(line: number, id: nil, stage: "decode", reason: failure.reason.rawValue, detail: ("", 0), profile: profiles ? RecordProfile() : nil)
         case .success(let decoded):
             document = decoded
         }
         if document.source == nil, let source { document.source = source }
+        var profile = profiles ? RecordProfile(document) : nil
         if document.id == nil, case .kafka(let topic, let partition, let offset) = origin {
             document.id = "\(topic)/\(partition)/\(offset)"
         }
         let textBytes = document.text.count
+        var shadowCopy: Document?
         for stage in 0..<3 {
             let verdict: StageVerdict
             let name: String
@@ -302,16 +315,36 @@ struct WorkerStages {
             default: (verdict, name) = (quality.process(&document), "quality")
             }
             lap(1 + stage, &mark)
-            if case .drop(let reason) = verdict {
+            if stage == 0, shadowQuality != nil, case .keep = verdict { shadowCopy = document }
+            if profile != nil {
+                if stage == 1 { profile!.pii = document.signals.values.reduce(0) { $0 + ($1.0.hasPrefix("pii.") ? Int($1.1) : 0) } }
+                if stage == 2 {
+                    profile!.language = document.language
+                    profile!.quality = document.signals["quality.score"]
+                }
+            }
+            if stage == 2, !reviewed, let quarantine, let score = document.signals["quality.score"],
+                score >= quarantine.qualityScoreMin && score <= quarantine.qualityScoreMax
+            {
+                // Borderline: neither kept nor dropped; a reviewer decides (sluice review).
+                profile?.shadow = shadowVerdict(shadowCopy, activeDrop: nil)
+                return .rejected(
+                    line: number, id: document.id, stage: "quarantine", reason: "quality_borderline",
+                    detail: (String(format: ",\"score\":%.3f", score), textBytes), profile: profile)
+            }
+            if case .drop(let reason) = verdict, !(reviewed && stage == 2) {
                 let score = document.signals["quality.score"].map { String(format: ",\"score\":%.3f", $0) } ?? ""
-                return .rejected(line: number, id: document.id, stage: name, reason: reason, detail: (score, textBytes))
+                profile?.shadow = shadowVerdict(shadowCopy, activeDrop: stage == 0 ? "clean/\(reason)" : nil)
+                return .rejected(line: number, id: document.id, stage: name, reason: reason, detail: (score, textBytes), profile: profile)
             }
         }
+        profile?.shadow = shadowVerdict(shadowCopy, activeDrop: nil)
         if perplexity != nil {
             switch perplexity!.judge(document.text) {
             case .drop(let perplexity, let limit):
                 let detail = String(format: ",\"perplexity\":%.2f,\"limit\":%.2f", perplexity, limit)
-                return .rejected(line: number, id: document.id, stage: "perplexity", reason: "perplexity_above_limit", detail: (detail, textBytes))
+                return .rejected(
+                    line: number, id: document.id, stage: "perplexity", reason: "perplexity_above_limit", detail: (detail, textBytes), profile: profile)
             case .keep(let perplexity):
                 document.signals.set("perplexity", perplexity)
             case .unscored:
@@ -324,9 +357,20 @@ struct WorkerStages {
         // writing thread.
         let sample = SampleJSON.sample(document, origin: origin, pipeline: pipeline)
         guard let prepared = try? encoder.prepare(sample, mtime: SampleJSON.mtime(document.timestamp)) else {
-            return .rejected(line: number, id: document.id, stage: "shards", reason: "encode_failed", detail: ("", textBytes))
+            return .rejected(line: number, id: document.id, stage: "shards", reason: "encode_failed", detail: ("", textBytes), profile: profile)
         }
-        return .kept(line: number, document, print, textBytes: textBytes, prepared: prepared)
+        return .kept(line: number, document, print, textBytes: textBytes, prepared: prepared, profile: profile)
+    }
+
+    /// Where the shadow rules would drop a record (`stage/reason`), given the document as the active clean stage
+    /// left it; nil when they would keep it (dedup is judged later, by the sink) or there are no shadow rules.
+    private mutating func shadowVerdict(_ cleaned: Document?, activeDrop: String?) -> String? {
+        guard shadowQuality != nil else { return nil }
+        if let activeDrop { return activeDrop }  // the clean stage is shared
+        guard var copy = cleaned else { return nil }
+        if case .drop(let reason) = shadowDesensitizer!.process(&copy) { return "desensitize/\(reason)" }
+        if case .drop(let reason) = shadowQuality!.process(&copy) { return "quality/\(reason)" }
+        return nil
     }
 }
 

@@ -39,6 +39,10 @@ public struct PipelineConfiguration: Sendable {
     public var shardsTopic = "sluice.shards"
     public var rejectedTopic = "sluice.rejected"
     public var dlqTopic = "sluice.dlq"
+    /// Data-quality alerts (schema drift, sudden rate changes) go here.
+    public var alertsTopic = "sluice.alerts"
+    /// Borderline records (with `quarantine:` configured) go here for review.
+    public var quarantineTopic = "sluice.quarantine"
     /// Seal a partition's open shard this long after its first record, however small it is. Default 60 s.
     public var sealAfterSeconds = 60.0
     /// Records handed to a worker at once.
@@ -123,12 +127,14 @@ public struct PipelineConfiguration: Sendable {
                     }
                 }
             case "output":
-                try reader.keys(fields, ["directory", "dataset", "shards_topic", "rejected_topic", "dlq_topic"])
+                try reader.keys(fields, ["directory", "dataset", "shards_topic", "rejected_topic", "dlq_topic", "alerts_topic", "quarantine_topic"])
                 if let v = try reader.string(fields, "directory") { configuration.outputDirectory = URL(fileURLWithPath: v) }
                 if let v = try reader.string(fields, "dataset") { configuration.dataset = v }
                 if let v = try reader.string(fields, "shards_topic") { configuration.shardsTopic = v }
                 if let v = try reader.string(fields, "rejected_topic") { configuration.rejectedTopic = v }
                 if let v = try reader.string(fields, "dlq_topic") { configuration.dlqTopic = v }
+                if let v = try reader.string(fields, "alerts_topic") { configuration.alertsTopic = v }
+                if let v = try reader.string(fields, "quarantine_topic") { configuration.quarantineTopic = v }
             case "pipeline":
                 try reader.keys(fields, ["workers", "seal_after_seconds", "batch_records", "max_batches_in_flight", "on_data_loss"])
                 if let v = try reader.int(fields, "workers", 1...256) { configuration.stages.workers = v }

@@ -60,6 +60,10 @@ final class PipelineSink: @unchecked Sendable {
         var rejected: [RejectedRecord] = []
         /// Positions in the dedup index of the documents this checkpoint keeps.
         var dedupEntries: [Int] = []
+        /// Assessment counts by "window start\tsource", and shadow-rule comparisons by
+        /// "source\tlanguage\tactive\tshadow", recorded with the checkpoint.
+        var quality: [String: SourceCounts] = [:]
+        var shadow: [String: Int] = [:]
 
         init(writer: ShardWriter, skipBelow: Int64) {
             self.writer = writer
@@ -73,6 +77,8 @@ final class PipelineSink: @unchecked Sendable {
             kept = 0
             rejected.removeAll(keepingCapacity: true)
             dedupEntries.removeAll(keepingCapacity: true)
+            quality.removeAll()
+            shadow.removeAll()
         }
     }
 
@@ -120,6 +126,77 @@ final class PipelineSink: @unchecked Sendable {
         started = clock.now
         metrics = Metrics()
         metrics.dedupDocuments.record(dedup.index.count)
+        let known = (try? index.assessmentBaseline()) ?? (fields: [], sources: [], languages: [])
+        monitor = QualityMonitor(
+            configuration: configuration.stages.assessment, knownFields: known.fields, knownSources: known.sources, knownLanguages: known.languages)
+        if let threshold = configuration.stages.shadowRules?.dedupThreshold {
+            var shadowConfiguration = configuration.stages.dedup
+            shadowConfiguration.threshold = threshold
+            shadowDedup = try? Deduplicator(shadowConfiguration)
+        }
+        shadowEnabled = configuration.stages.shadowRules != nil
+    }
+
+    /// The data-quality assessment's rolling windows and alerts.
+    private let monitor: QualityMonitor
+    /// The shadow rule set's dedup (its own in-memory index over the same documents), and whether shadow rules run.
+    private var shadowDedup: Deduplicator?
+    private let shadowEnabled: Bool
+    private var qualityGauges: [String: Gauge] = [:]
+    private var shadowCounters: [String: Counter] = [:]
+
+    /// Counts a record in the assessment and the shadow comparison of its partition's open checkpoint.
+    private func assess(_ record: KafkaRecord, profile: RecordProfile?, active: String, shadow: String?, state: PartitionState) {
+        guard let profile else { return }
+        let seen = Date().timeIntervalSince1970
+        let outcome = monitor.observe(profile, dropped: active != "kept" && active != "quarantine", quarantined: active == "quarantine", now: seen)
+        state.quality["\(outcome.window)\t\(profile.source ?? "unknown")", default: SourceCounts()].add(outcome.counts)
+        for alert in outcome.alerts { raise(alert) }
+        if !outcome.alerts.isEmpty || qualityGauges.isEmpty { updateQualityGauges() }
+        guard shadowEnabled else { return }
+        let shadowVerdict = shadow ?? "kept"
+        state.shadow["\(profile.source ?? "unknown")\t\(profile.language ?? "unknown")\t\(active)\t\(shadowVerdict)", default: 0] += 1
+        let kind = shadowVerdict == active ? "agree" : active == "kept" ? "would_drop" : shadowVerdict == "kept" ? "would_keep" : "other_reason"
+        let key = kind + "\t" + (kind == "would_drop" ? shadowVerdict : kind == "would_keep" ? active : "")
+        if let counter = shadowCounters[key] { return counter.increment() }
+        let parts = key.split(separator: "\t", omittingEmptySubsequences: false)
+        let counter = Counter(label: "sluice_shadow_decisions_total", dimensions: [("comparison", String(parts[0])), ("rule", String(parts[1]))])
+        shadowCounters[key] = counter
+        counter.increment()
+    }
+
+    /// An alert: logged, counted, and sent to the alerts topic (best effort: an alert lost to a broker outage
+    /// is still in the log and the metrics).
+    private func raise(_ alert: QualityMonitor.Alert) {
+        logger.warning("data-quality alert", metadata: ["kind": "\(alert.kind)", "source": "\(alert.source)", "detail": "\(alert.detail)"])
+        Counter(label: "sluice_quality_alerts_total", dimensions: [("kind", alert.kind), ("source", alert.source)]).increment()
+        try? producer.enqueue(ProducerMessage(topic: configuration.alertsTopic, key: Array(alert.source.utf8), value: Array(alert.json.utf8)))
+    }
+
+    private func updateQualityGauges() {
+        for (source, rates) in monitor.latestRates {
+            for (rate, value) in rates {
+                let key = source + "\t" + rate
+                let gauge = qualityGauges[key] ?? Gauge(label: "sluice_quality_\(rate)", dimensions: [("source", source)])
+                qualityGauges[key] = gauge
+                gauge.record(value)
+            }
+        }
+    }
+
+    /// Sends a borderline record's original bytes to the quarantine topic with its position, reason and score.
+    private func quarantine(_ record: KafkaRecord, reason: String, score: Double?) {
+        var headers = record.headers.filter { !$0.name.hasPrefix("sluice.") }
+        headers.append(KafkaHeader(name: "sluice.source.topic", string: record.topic))
+        headers.append(KafkaHeader(name: "sluice.source.partition", string: "\(record.partition)"))
+        headers.append(KafkaHeader(name: "sluice.source.offset", string: "\(record.offset)"))
+        headers.append(KafkaHeader(name: "sluice.reason", string: reason))
+        if let score { headers.append(KafkaHeader(name: "sluice.score", string: String(format: "%.3f", score))) }
+        do {
+            try producer.enqueueBlocking(ProducerMessage(topic: configuration.quarantineTopic, key: record.key, value: record.value, headers: headers))
+        } catch {
+            logger.warning("could not send a record to quarantine; its audit row is in the index", metadata: ["offset": "\(record.offset)", "error": "\(error)"])
+        }
     }
 
     private var now: Double { (clock.now - started).inSeconds }
@@ -252,16 +329,23 @@ final class PipelineSink: @unchecked Sendable {
             ",\"replay_of\":" + JSONText.string(String(decoding: $0, as: UTF8.self))
         }
         switch result {
-        case .rejected(_, let id, let stage, let reason, let detail):
+        case .rejected(_, let id, let stage, let reason, let detail, let profile):
             summary.textBytes += detail.textBytes
             if stage == "decode" { deadLetter(record, reason: reason) }
+            if stage == "quarantine" { quarantine(record, reason: reason, score: profile?.quality) }
+            assess(record, profile: profile, active: stage == "quarantine" ? "quarantine" : "\(stage)/\(reason)", shadow: profile?.shadow, state: state)
             summary.rejected += 1
             countDrop(stage, reason)
             var extra = detail.json.hasPrefix(",") ? String(detail.json.dropFirst()) : detail.json
             if let replayNote { extra += extra.isEmpty ? String(replayNote.dropFirst()) : replayNote }
             state.rejected.append(RejectedRecord(offset: record.offset, id: id, stage: stage, reason: reason, detail: extra))
-        case .kept(_, var document, let fingerprint, let textBytes, let prepared):
+        case .kept(_, var document, let fingerprint, let textBytes, let prepared, let profile):
             summary.textBytes += textBytes
+            var shadowVerdict = profile?.shadow
+            if shadowVerdict == nil, shadowDedup != nil {
+                var copy = document
+                if case .drop(let reason) = shadowDedup!.decide(&copy, fingerprint: fingerprint) { shadowVerdict = "dedup/\(reason)" }
+            }
             let before = dedup.index.count
             var verdict = dedup.decide(&document, fingerprint: fingerprint)
             var replayOf: Int?
@@ -276,6 +360,7 @@ final class PipelineSink: @unchecked Sendable {
                     verdict = .drop(reason: "duplicate")
                 }
             }
+            assess(record, profile: profile, active: { if case .drop(let reason) = verdict { "dedup/\(reason)" } else { "kept" } }(), shadow: shadowVerdict, state: state)
             if case .drop(let reason) = verdict {
                 countDrop("dedup", reason)
                 summary.rejected += 1
@@ -373,8 +458,10 @@ final class PipelineSink: @unchecked Sendable {
             let checkpoint = PartitionCheckpoint(
                 topic: partition.topic, partition: partition.partition, firstOffset: first, nextOffset: state.nextOffset,
                 records: state.records, kept: state.kept, rejected: state.rejected)
+            let quality = state.quality, shadow = state.shadow
             let id = try index.recordCheckpoint(checkpoint, shard: shard, dataset: configuration.dataset) { db in
                 try DedupStore.write(entries, in: db)
+                try AssessmentStore.write(quality: quality, shadow: shadow, checkpoint: checkpoint, in: db)
             }
             state.skipBelow = state.nextOffset
             state.reset()

@@ -91,6 +91,7 @@ public final class StreamingPipeline: @unchecked Sendable {
         boxes = try (0..<workers).map { _ in
             var stages = try WorkerStages(stageConfiguration)
             stages.stageNanoseconds = [UInt64](repeating: 0, count: WorkerStages.timedStages.count)
+            stages.profiles = true
             return StageBox(stages)
         }
         workerQueues = (0..<workers).map { DispatchQueue(label: "sluice.pipeline.worker\($0)") }
@@ -416,8 +417,10 @@ extension StageBox {
             let source = record.headers.isEmpty ? nil : record.headers.first { $0.name == "source" }?.value.map {
                 String(decoding: $0, as: UTF8.self)
             }
+            // A record a reviewer accepted (`sluice review accept`) skips quarantine and the quality rules.
+            let reviewed = !record.headers.isEmpty && record.headers.contains { $0.name == ReviewHeader.name && $0.value == Array("accept".utf8) }
             out.append(value.withUnsafeBufferPointer {
-                stages.process($0, number: number, origin: origin, format: format, source: source)
+                stages.process($0, number: number, origin: origin, format: format, source: source, reviewed: reviewed)
             })
         }
         // Stage latency: the mean time per record of each stage over the batch.
@@ -501,4 +504,9 @@ public enum ReplayHeader {
         guard parts.count >= 3, let partition = Int32(parts[parts.count - 2]), let offset = Int64(parts[parts.count - 1]) else { return nil }
         return .kafka(topic: parts.dropLast(2).joined(separator: "/"), partition: partition, offset: offset)
     }
+}
+
+/// The header `sluice review accept` puts on a re-injected record: `sluice.review: accept`.
+public enum ReviewHeader {
+    public static let name = "sluice.review"
 }

@@ -116,6 +116,23 @@ public final class ShardIndex: Sendable {
                         requested_at TEXT, applied_at TEXT NOT NULL, matched INTEGER NOT NULL);
                     """)
         }
+        migrator.registerMigration("v4-assessment") { db in
+            try db.execute(
+                sql: """
+                    CREATE TABLE quality_counts (
+                        topic TEXT NOT NULL, partition INTEGER NOT NULL, first_offset INTEGER NOT NULL,
+                        window_start REAL NOT NULL, source TEXT NOT NULL, records INTEGER NOT NULL, dropped INTEGER NOT NULL,
+                        with_pii INTEGER NOT NULL, quarantined INTEGER NOT NULL, missing_id INTEGER NOT NULL,
+                        missing_source INTEGER NOT NULL, missing_url INTEGER NOT NULL, missing_ts INTEGER NOT NULL,
+                        missing_meta INTEGER NOT NULL, late INTEGER NOT NULL, lag_sum REAL NOT NULL, lag_count INTEGER NOT NULL,
+                        languages TEXT NOT NULL, new_fields TEXT NOT NULL);
+                    CREATE INDEX quality_counts_by_window ON quality_counts(window_start, source);
+                    CREATE TABLE schema_fields (field TEXT PRIMARY KEY, source TEXT NOT NULL, first_seen REAL NOT NULL);
+                    CREATE TABLE shadow_counts (
+                        topic TEXT NOT NULL, partition INTEGER NOT NULL, first_offset INTEGER NOT NULL,
+                        source TEXT NOT NULL, lang TEXT NOT NULL, active TEXT NOT NULL, shadow TEXT NOT NULL, n INTEGER NOT NULL);
+                    """)
+        }
         return migrator
     }
 

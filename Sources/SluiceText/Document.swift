@@ -27,6 +27,9 @@ public struct Document: Sendable, Equatable {
     public var duplicateOf: String?
     /// Set by the quality stage: `en`, `zh` or `other` (the script of most letters).
     public var language: String?
+    /// Envelope members other than text, id, source, url, ts and meta, by name (nil when there are none): what the
+    /// data-quality assessment watches for schema drift.
+    public var otherFields: [String]?
 
     public init(
         text: [UInt8], id: String? = nil, source: String? = nil, url: String? = nil, timestamp: String? = nil,

@@ -98,6 +98,7 @@ public struct EnvelopeDecoder: Sendable {
         var url: String?
         var timestamp: String?
         var meta: [UInt8]?
+        var otherFields: [String] = []
         if scanner.peek() == UInt8(ascii: "}") {
             scanner.position += 1
         } else {
@@ -135,6 +136,7 @@ public struct EnvelopeDecoder: Sendable {
                     }
                 case .other:
                     try scanner.skipValue(depth: 1)
+                    if otherFields.count < 16 { otherFields.append(String(decoding: key, as: UTF8.self)) }
                 }
                 guard let next = scanner.peek() else { throw scanner.failure(.invalidJSON, "unexpected end in object") }
                 scanner.position += 1
@@ -153,6 +155,7 @@ public struct EnvelopeDecoder: Sendable {
         }
         var document = Document(text: text, id: id, source: source, url: url, timestamp: timestamp, metaJSON: meta)
         document.rawTextHash = ContentHash(text).value
+        if !otherFields.isEmpty { document.otherFields = otherFields }
         return document
     }
 

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import SluiceKafka
+import SluicePipeline
 import SluiceShards
 
 struct DatasetCommand: AsyncParsableCommand {
@@ -26,7 +27,10 @@ struct DatasetCommand: AsyncParsableCommand {
 
         func run() async throws {
             let index = try ShardsCommand.openIndex(output)
-            let (manifest, created) = try catching { try index.snapshot(directory: URL(fileURLWithPath: output)) }
+            let quality = try catching { try QualityReport.summary(index) }
+            let (manifest, created) = try catching {
+                try index.snapshot(directory: URL(fileURLWithPath: output), quality: quality.isEmpty ? nil : quality)
+            }
             if created, kafka.bootstrap != nil || ProcessInfo.processInfo.environment["SLUICE_BOOTSTRAP"] != nil {
                 let logger = try kafka.bootstrapLogging()
                 let producer = try KafkaProducer(configuration: try kafka.kafkaConfiguration(), logger: logger)
