@@ -70,7 +70,8 @@ public struct CurateConfiguration: Sendable {
         var configuration = CurateConfiguration()
         // The shadow rule set and the assessment change no decision: they stay out of the pipeline version, so
         // adding them leaves the output byte for byte as it was.
-        configuration.definition = canonical(root.filter { !skipping.contains($0.key) && $0.key != "shadow" && $0.key != "assessment" })
+        let stageSections = root.filter { !skipping.contains($0.key) && $0.key != "shadow" && $0.key != "assessment" }
+        configuration.definition = stageSections.isEmpty ? "" : canonical(stageSections)
         var reader = SectionReader(file: file)
         for (section, value) in root where !skipping.contains(section) {
             guard let fields = value as? [String: Any] else {

@@ -294,6 +294,61 @@ struct LineageTests {
         let wrong = try await runProcess(sluice, ["replay", "--bootstrap", broker.bootstrap])
         #expect(wrong.status != 0 && wrong.stderr.contains("--from-dlq or --from-rejected"))
     }
+
+    @Test func aShadowRuleSetChangesNoOutputAndTheAssessmentReportsEachSource() async throws {
+        let broker = try BrokerProcess(arguments: ["--topic", "assess.in:1", "--topic", "sluice.alerts:1"] + PipelineTests.outputTopics)
+        defer { _ = broker.stop() }
+        // Three records carry an email: the active rules redact it, the shadow rules would drop the record.
+        var lines = StreamCorpus(count: 30, seed: 11).lines
+        for n in [0, 1, 2] { lines[n] = lines[n].replacingOccurrences(of: "\"text\": \"", with: "\"text\": \"Write to ana.lopez@example.com today. ") }
+        try await produce(lines, topic: "assess.in", bootstrap: broker.bootstrap)
+        let directory = temporaryOutput("assess")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let shadowed = directory.appendingPathComponent("shadowed"), plain = directory.appendingPathComponent("plain")
+        let config = directory.appendingPathComponent("shadow.yaml")
+        try Data("shadow:\n  desensitize:\n    policy: drop\n  dedup:\n    threshold: 0.3\nassessment:\n  window_seconds: 3600\n".utf8).write(to: config)
+        let sluice = sluiceExecutable.path
+        func run(_ output: URL, group: String, _ extra: [String]) async throws {
+            let arguments = ["pipeline"] + PipelineTests().arguments(broker.bootstrap, topic: "assess.in", output: output, group: group, sealAfter: 100)
+                + ["--exit-at-end"] + extra
+            let result = try await runProcess(sluice, arguments, timeout: .seconds(90))
+            #expect(result.status == 0, "\(result.stderr.suffix(1500))")
+        }
+        try await run(shadowed, group: "shadowed", ["--config", config.path])
+        try await run(plain, group: "plain", [])
+
+        // The same shards, byte for byte, with and without the shadow rules.
+        let listing = { (output: URL) async throws -> String in try await runProcess(sluice, ["shards", "ls", output.path]).stdout }
+        let withShadow = try await listing(shadowed), without = try await listing(plain)
+        #expect(!withShadow.isEmpty && withShadow == without, "\(withShadow)\n\(without)")
+
+        // The report: what the shadow rules would drop, by rule, source and language; each source's rates.
+        let report = Self.json(Substring(try await runProcess(sluice, ["quality", "report", "--output", shadowed.path]).stdout))
+        let shadow = report["shadow"] as? [String: Any] ?? [:]
+        let email = (shadow["would_drop"] as? [String: Any])?["desensitize/pii:email"] as? [String: Any] ?? [:]
+        #expect(email["records"] as? Int == 3 && (email["by_source"] as? [String: Int]) == ["test": 3], "\(shadow)")
+        #expect(shadow["records"] as? Int == 30)
+        let test = (report["sources"] as? [String: Any])?["test"] as? [String: Any] ?? [:]
+        let completeness = test["completeness"] as? [String: Double] ?? [:]
+        #expect(completeness["id"] == 1 && completeness["url"] == 0 && (test["records"] as? Int ?? 0) >= 25, "\(test)")
+        #expect((test["pii_rate"] as? Double ?? 0) > 0.05 && (test["drop_rate"] as? Double ?? 0) > 0, "\(test)")
+        #expect(Self.json(Substring(try await runProcess(sluice, ["quality", "report", "--output", plain.path]).stdout))["shadow"] is NSNull)
+
+        // New records with a new envelope field and a new source: schema drift, alerted once on sluice.alerts.
+        try await produce(
+            ["late-1|{\"id\": \"late-1\", \"source\": \"forum2\", \"license\": \"cc-by\", \"text\": \"\(StreamCorpus(count: 1, seed: 3).lines[0].split(separator: "\"text\": \"").last!.dropLast(2))\"}"],
+            topic: "assess.in", bootstrap: broker.bootstrap)
+        try await run(shadowed, group: "shadowed", ["--config", config.path])
+        let alerts = try await runProcess(sluice, ["consume", "--bootstrap", broker.bootstrap, "--topic", "sluice.alerts", "--format", "value", "--exit-at-end"])
+        let events = alerts.stdout.split(separator: "\n").map(Self.json)
+        #expect(events.contains { $0["change"] as? String == "new_field" && $0["value"] as? String == "license" }, "\(alerts.stdout)")
+        #expect(events.contains { $0["change"] as? String == "new_source" && $0["value"] as? String == "forum2" })
+        let after = Self.json(Substring(try await runProcess(sluice, ["quality", "report", "--output", shadowed.path]).stdout))
+        #expect((after["schema_fields"] as? [[String: Any]])?.first?["field"] as? String == "license")
+        // Dataset versions carry the per-source summary.
+        let version = Self.json(Substring(try await runProcess(sluice, ["dataset", "snapshot", "--output", shadowed.path]).stdout))
+        #expect((version["quality"] as? [String: Any])?["test"] != nil, "\(version)")
+    }
 }
 
 /// Runs Python with the client on the path (SLUICE_TEST_PYTHON, the venv `make test` prepares, or python3).
