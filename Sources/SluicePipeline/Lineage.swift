@@ -126,7 +126,8 @@ public struct Lineage {
             ).map { row in
                 let stage: String = row["stage"]
                 let detail: String? = row["detail"]
-                var json = "{\"status\":\(stage == "decode" ? "\"dlq\"" : "\"rejected\""),\"dataset\":\(JSONText.string(row["dataset"]))"
+                let status = stage == "decode" ? "dlq" : stage == "quarantine" ? "quarantined" : "rejected"
+                var json = "{\"status\":\"\(status)\",\"dataset\":\(JSONText.string(row["dataset"]))"
                 json += ",\"id\":\((row["id"] as String?).map(JSONText.string) ?? "null")"
                 json += ",\"stage\":\(JSONText.string(stage)),\"reason\":\(JSONText.string(row["reason"]))"
                 if let detail, !detail.isEmpty { json += ",\"detail\":{\(detail.hasPrefix(",") ? String(detail.dropFirst()) : detail)}" }

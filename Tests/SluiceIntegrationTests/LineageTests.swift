@@ -349,6 +349,42 @@ struct LineageTests {
         let version = Self.json(Substring(try await runProcess(sluice, ["dataset", "snapshot", "--output", shadowed.path]).stdout))
         #expect((version["quality"] as? [String: Any])?["test"] != nil, "\(version)")
     }
+
+    @Test func quarantinedRecordsAreReviewedAndAcceptedOnesLandOnce() async throws {
+        let broker = try BrokerProcess(arguments: ["--topic", "review.in:1", "--topic", "sluice.quarantine:1"] + PipelineTests.outputTopics)
+        defer { _ = broker.stop() }
+        try await produce(StreamCorpus(count: 12, seed: 5).lines, topic: "review.in", bootstrap: broker.bootstrap)
+        let output = temporaryOutput("review")
+        defer { try? FileManager.default.removeItem(at: output) }
+        // Every score is borderline here: every decodable record waits for review.
+        let config = output.appendingPathComponent("review.yaml")
+        try Data("quarantine:\n  quality_score_min: 0\n  quality_score_max: 1\n".utf8).write(to: config)
+        let sluice = sluiceExecutable.path
+        let pipeline = ["pipeline"] + PipelineTests().arguments(broker.bootstrap, topic: "review.in", output: output, group: "review", sealAfter: 100)
+            + ["--exit-at-end", "--config", config.path]
+        #expect(try await runProcess(sluice, pipeline, timeout: .seconds(90)).status == 0)
+        let review = ["--bootstrap", broker.bootstrap]
+        let listed = try await runProcess(sluice, ["review", "list"] + review)
+        let entries = listed.stdout.split(separator: "\n").map(Self.json)
+        #expect(entries.count == 11 && entries.first?["record"] as? String == "review.in/0/0", "\(listed.stdout) \(listed.stderr)")
+        let quarantined = try await Self.lineage(output, ["--offset", "review.in:0:1"]).answers.first ?? [:]
+        #expect(quarantined["status"] as? String == "quarantined" && quarantined["reason"] as? String == "quality_borderline")
+
+        // Two accepted (one of them too short for the quality rules), one rejected.
+        #expect(try await runProcess(sluice, ["review", "accept", "review.in/0/0", "review.in/0/5"] + review).status == 0)
+        #expect(try await runProcess(sluice, ["review", "reject", "review.in/0/1"] + review).status == 0)
+        let twice = try await runProcess(sluice, ["review", "accept", "review.in/0/0"] + review)
+        #expect(twice.status != 0 && twice.stderr.contains("already decided: accept"))
+        #expect(try await runProcess(sluice, ["review", "list"] + review).stdout.split(separator: "\n").count == 8)
+        #expect(try await runProcess(sluice, pipeline, timeout: .seconds(90)).status == 0)
+        for offset in [0, 5] {
+            let kept = try await Self.lineage(output, ["--offset", "review.in:0:\(offset)"]).answers.first ?? [:]
+            #expect(kept["status"] as? String == "kept" && (kept["origin"] as? [String: Any])?["offset"] as? Int == offset, "\(kept)")
+        }
+        #expect(try await Self.lineage(output, ["--offset", "review.in:0:1"]).answers.first?["status"] as? String == "quarantined")
+        let index = try StreamIndexReader(directory: output)
+        #expect(try await index.pool.read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM samples") } == 2)
+    }
 }
 
 /// Runs Python with the client on the path (SLUICE_TEST_PYTHON, the venv `make test` prepares, or python3).

@@ -12,7 +12,7 @@ struct TopicCatalogTests {
     @Test func theRepositoryDeclaresTheDesignsTopics() throws {
         let topics = try TopicCatalog.load(directory: repositoryTopics)
         let byName = Dictionary(uniqueKeysWithValues: topics.map { ($0.name, $0) })
-        for name in ["sluice.dlq", "sluice.rejected", "sluice.shards", "sluice.train", "sluice.models", "sluice.control", "sluice.datasets", "raw.web", "raw.forum", "raw.docs"] {
+        for name in ["sluice.dlq", "sluice.rejected", "sluice.shards", "sluice.train", "sluice.models", "sluice.control", "sluice.datasets", "sluice.alerts", "sluice.quarantine", "raw.web", "raw.forum", "raw.docs"] {
             let topic = try #require(byName[name], "\(name) is declared")
             #expect(topic.valueSchema != nil, "\(name) has a value schema")
         }
