@@ -101,6 +101,7 @@ public enum SampleJSON {
             json.append(contentsOf: String(Double(Int((score * 10_000).rounded())) / 10_000).utf8)
         }
         var failed = false
+        let failedStart = json.count
         var pii = false
         for (name, _) in document.signals.values where name.hasPrefix("quality.fail.") {
             raw(failed ? "," : ",\"quality_failed\":[")
@@ -118,15 +119,21 @@ public enum SampleJSON {
             json.append(contentsOf: String(Int(value)).utf8)
         }
         raw("},\"dedup\":{\"kept\":true}")
-        // The decisions of the index row: score, failed rules (kept by policy), PII counts, perplexity, dedup.
-        var decisions = "{"
-        if let score { decisions += "\"quality_score\":\(Double(Int((score * 10_000).rounded())) / 10_000)," }
-        if let failedStart = json.firstRange(of: Array(",\"quality_failed\":".utf8))?.lowerBound, failedStart < piiStart {
-            decisions += String(decoding: json[(failedStart + 1)..<piiStart], as: UTF8.self) + ","
+        // The decisions of the index row beyond its score column: failed rules kept by policy, PII counts,
+        // perplexity (nil when there are none; most samples).
+        var decisions: String?
+        if failed || pii || document.signals["perplexity"] != nil {
+            var text = "{"
+            if failed { text += String(decoding: json[(failedStart + 1)..<piiStart], as: UTF8.self) }
+            if pii {
+                let piiEnd = json.count - ",\"dedup\":{\"kept\":true}".utf8.count
+                text += (text.count > 1 ? "," : "") + String(decoding: json[(piiStart + 1)..<piiEnd], as: UTF8.self)
+            }
+            if let perplexity = document.signals["perplexity"] {
+                text += (text.count > 1 ? "," : "") + "\"perplexity\":\(Double(Int((perplexity * 100).rounded())) / 100)"
+            }
+            decisions = text + "}"
         }
-        decisions += String(decoding: json[(piiStart + 1)...], as: UTF8.self)
-        if let perplexity = document.signals["perplexity"] { decisions += ",\"perplexity\":\(Double(Int((perplexity * 100).rounded())) / 100)" }
-        decisions += "}"
         if let meta = document.metaJSON {
             raw(",\"meta\":")
             json.append(contentsOf: meta)
@@ -136,10 +143,10 @@ public enum SampleJSON {
             switch origin {
             case .line(let line):
                 SampleLineage(topic: nil, partition: nil, offset: Int64(line), url: document.url, pipeline: pipeline, decisions: decisions,
-                    contentHash: sha256Hex(document.text))
+                    contentHash: SHA256Value(document.text))
             case .kafka(let topic, let partition, let offset):
                 SampleLineage(topic: topic, partition: Int(partition), offset: offset, url: document.url, pipeline: pipeline,
-                    decisions: decisions, contentHash: sha256Hex(document.text))
+                    decisions: decisions, contentHash: SHA256Value(document.text))
             }
         return ShardSample(
             key: key, text: document.text, json: json, id: document.id, source: document.source,

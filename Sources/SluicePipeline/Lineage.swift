@@ -102,7 +102,12 @@ public struct Lineage {
         json += ",\"id\":\(location.id.map(JSONText.string) ?? "null"),\"source\":\(location.source.map(JSONText.string) ?? "null")"
         if let lineage = location.lineage {
             json += ",\"url\":\(lineage.url.map(JSONText.string) ?? "null"),\"pipeline\":\(JSONText.string(lineage.pipeline))"
-            json += ",\"decisions\":\(lineage.decisions),\"content_sha256\":\(JSONText.string(lineage.contentHash))"
+            // The stored decisions beyond the score column; a kept sample passed dedup.
+            var decisions = "{"
+            if let score = location.score { decisions += "\"quality_score\":\(score)," }
+            if let stored = lineage.decisions, stored.count > 2 { decisions += stored.dropFirst().dropLast() + "," }
+            decisions += "\"dedup\":\"kept\"}"
+            json += ",\"decisions\":\(decisions),\"content_sha256\":\(JSONText.string(lineage.contentHashHex))"
         }
         if let deleted = location.deletedAt {
             json += ",\"deleted_at\":\(JSONText.string(deleted)),\"deletion\":\(row.deletion.map(JSONText.string) ?? "null")"

@@ -91,15 +91,17 @@ extension ShardIndex {
                     case .id: "id = ?"
                     case .source: "source GLOB ?"
                     case .url: "url GLOB ?"
-                    case .contentSHA256: "sha256 = lower(?)"
+                    case .contentSHA256: "sha256 = ?"
                     }
+                let value: any DatabaseValueConvertible =
+                    deletion.kind == .contentSHA256 ? Data(hexBytes(deletion.value) ?? []) : deletion.value
                 let rows = try Row.fetchAll(
                     db, sql: "SELECT key, shard FROM samples WHERE deleted_at IS NULL AND \(condition) ORDER BY key",
-                    arguments: [deletion.value])
+                    arguments: [value])
                 let stamp = ShardTime.format(now)
                 try db.execute(
                     sql: "UPDATE samples SET deleted_at = ?, deletion = ? WHERE deleted_at IS NULL AND \(condition)",
-                    arguments: [stamp, deletion.request, deletion.value])
+                    arguments: [stamp, deletion.request, value])
                 try db.execute(
                     sql: """
                         INSERT INTO deletions (request, kind, value, reason, requested_at, applied_at, matched)

@@ -106,7 +106,6 @@ public final class ShardIndex: Sendable {
                     ALTER TABLE samples ADD COLUMN sha256 TEXT;
                     ALTER TABLE samples ADD COLUMN deleted_at TEXT;
                     ALTER TABLE samples ADD COLUMN deletion TEXT;
-                    CREATE INDEX samples_by_sha256 ON samples(sha256);
                     CREATE INDEX samples_deleted ON samples(shard) WHERE deleted_at IS NOT NULL;
                     ALTER TABLE shards ADD COLUMN replaced_by TEXT;
                     CREATE TABLE dataset_versions (
@@ -200,7 +199,11 @@ public final class ShardIndex: Sendable {
                     rows.bind(16, lineage?.url)
                     rows.bind(17, lineage?.pipeline)
                     rows.bind(18, lineage?.decisions)
-                    rows.bind(19, lineage?.contentHash)
+                    if let hash = lineage?.contentHash {
+                        hash.withUnsafeBytes { rows.bind(19, blob: $0) }
+                    } else {
+                        rows.bind(19, nil as String?)
+                    }
                     try rows.step()
                 }
                 try extra(db)

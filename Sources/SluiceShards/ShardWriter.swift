@@ -69,12 +69,14 @@ public struct SampleLineage: Sendable, Equatable {
     public var url: String?
     /// The binary's version and the hash of the stage configuration: `sluice/<version>+<12 hex digits>`.
     public var pipeline: String
-    /// The rule decisions, compact JSON: quality score and failed rules, PII counts, perplexity, dedup.
-    public var decisions: String
-    /// SHA-256 (hex) of the curated text: what deletion by content hash matches.
-    public var contentHash: String
+    /// The rule decisions beyond the quality score (kept in `score`) and dedup (a kept sample passed it), as
+    /// compact JSON: failed rules kept by policy, PII counts, perplexity; nil when there is nothing to say.
+    public var decisions: String?
+    /// SHA-256 of the curated text: what deletion by content hash matches.
+    public var contentHash: SHA256Value?
+    public var contentHashHex: String { contentHash?.hex ?? "" }
 
-    public init(topic: String?, partition: Int?, offset: Int64, url: String?, pipeline: String, decisions: String, contentHash: String) {
+    public init(topic: String?, partition: Int?, offset: Int64, url: String?, pipeline: String, decisions: String?, contentHash: SHA256Value?) {
         self.topic = topic
         self.partition = partition
         self.offset = offset
@@ -120,7 +122,7 @@ public struct SampleLocation: Sendable, Equatable {
         if let offset: Int64 = row["src_offset"], let pipeline: String = row["pipeline"] {
             lineage = SampleLineage(
                 topic: row["src_topic"], partition: row["src_partition"], offset: offset, url: row["url"], pipeline: pipeline,
-                decisions: row["decisions"] ?? "{}", contentHash: row["sha256"] ?? "")
+                decisions: row["decisions"], contentHash: (row["sha256"] as Data?).flatMap { SHA256Value(bytes: Array($0)) })
         }
     }
 

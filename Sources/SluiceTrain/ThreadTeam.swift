@@ -48,7 +48,10 @@ final class ThreadTeam: @unchecked Sendable {
     }
 
     private final class WorkerStart {
-        unowned let team: ThreadTeam
+        // unowned(unsafe): a worker may first read this while the team is already in deinit (a team made and
+        // dropped at once); the memory stays valid until deinit has joined every worker, but a checked unowned
+        // read of an object in deinit traps.
+        unowned(unsafe) let team: ThreadTeam
         let index: Int
         init(team: ThreadTeam, index: Int) {
             self.team = team

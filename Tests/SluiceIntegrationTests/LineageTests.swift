@@ -42,7 +42,8 @@ struct LineageTests {
         }
         // A kept record: its shard, origin, pipeline version, decisions and stored metadata.
         let kept = try await Self.lineage(output, ["--offset", "lineage.in:0:0"])
-        #expect(kept.status == 0 && kept.answers.count == 1, "\(kept.stderr)")
+        let raw = try await runProcess(sluiceExecutable.path, ["lineage", "--output", output.path, "--offset", "lineage.in:0:0"]).stdout
+        #expect(kept.status == 0 && kept.answers.count == 1 && kept.answers.first?["status"] != nil, "\(kept.stderr) \(raw)")
         let sample = kept.answers.first ?? [:]
         #expect(sample["status"] as? String == "kept")
         let origin = sample["origin"] as? [String: Any] ?? [:]

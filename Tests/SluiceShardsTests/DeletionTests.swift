@@ -16,7 +16,7 @@ struct DeletionTests {
             let text = Array("sample text number \(i)".utf8)
             let lineage = SampleLineage(
                 topic: nil, partition: nil, offset: Int64(i + 1), url: "https://\(i % 2 == 0 ? "a.example" : "b.example")/page\(i)",
-                pipeline: "sluice/test", decisions: "{}", contentHash: sha256Hex(text))
+                pipeline: "sluice/test", decisions: nil, contentHash: SHA256Value(text))
             let sample = ShardSample(
                 key: String(format: "%010d", i + 1), text: text, json: Array("{\"i\":\(i)}".utf8), id: "doc-\(i)",
                 source: i < 3 ? "web" : "forum", language: "en", score: 0.9, lineage: lineage)
