@@ -77,10 +77,10 @@ struct RecordProfile: Sendable {
     }
 }
 
-/// Seconds since 1970 of an RFC 3339 timestamp (already validated by the decoder).
+/// Seconds since 1970 of RFC 3339 timestamps (already validated by the decoder).
 enum RFC3339Seconds {
-    static func parse(_ text: String) -> Double? {
-        let b = Array(text.utf8)
+    /// The date and time as if they were UTC (the offset not applied); nil when they are not digits.
+    static func civil(_ b: [UInt8]) -> Int? {
         guard b.count >= 19 else { return nil }
         func number(_ range: Range<Int>) -> Int? {
             var value = 0
@@ -93,22 +93,28 @@ enum RFC3339Seconds {
         guard let year = number(0..<4), let month = number(5..<7), let day = number(8..<10), let hour = number(11..<13),
             let minute = number(14..<16), let second = number(17..<19)
         else { return nil }
-        // Days from civil (Howard Hinnant's algorithm).
+        // Days from civil (proleptic Gregorian).
         let y = month <= 2 ? year - 1 : year
         let era = (y >= 0 ? y : y - 399) / 400
         let yoe = y - era * 400
         let doy = (153 * (month + (month > 2 ? -3 : 9)) + 2) / 5 + day - 1
         let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy
-        let days = era * 146_097 + doe - 719_468
-        var seconds = Double(days * 86_400 + hour * 3600 + minute * 60 + second)
-        // Offset: Z or ±hh:mm after optional fraction.
+        return (era * 146_097 + doe - 719_468) * 86_400 + hour * 3600 + minute * 60 + second
+    }
+
+    /// The instant, with the offset applied (fractions of a second dropped).
+    static func parse(_ text: String) -> Double? {
+        let b = Array(text.utf8)
+        guard let civil = civil(b) else { return nil }
         var i = 19
         if i < b.count, b[i] == UInt8(ascii: ".") {
             i += 1
             while i < b.count, b[i] >= 0x30 && b[i] <= 0x39 { i += 1 }
         }
-        if i + 5 < b.count + 0, b[i] == UInt8(ascii: "+") || b[i] == UInt8(ascii: "-"), let h = number((i + 1)..<(i + 3)), let m = number((i + 4)..<(i + 6)) {
-            let offset = Double(h * 3600 + m * 60)
+        var seconds = Double(civil)
+        if i + 6 <= b.count, b[i] == UInt8(ascii: "+") || b[i] == UInt8(ascii: "-") {
+            let digits = { (r: Range<Int>) -> Int in r.reduce(0) { $0 * 10 + Int(b[$1] &- 0x30) } }
+            let offset = Double(digits((i + 1)..<(i + 3)) * 3600 + digits((i + 4)..<(i + 6)) * 60)
             seconds += b[i] == UInt8(ascii: "+") ? -offset : offset
         }
         return seconds

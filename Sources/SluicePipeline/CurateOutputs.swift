@@ -156,27 +156,9 @@ public enum SampleJSON {
     /// Member mtime: the document time (Unix seconds) when it has one, else 0 — never the wall clock, so a
     /// re-made shard is byte-identical.
     public static func mtime(_ timestamp: String?) -> Int64 {
-        guard let ts = timestamp, ts.utf8.count >= 19 else { return 0 }
-        let b = Array(ts.utf8)
-        func number(_ range: Range<Int>) -> Int? {
-            var value = 0
-            for i in range {
-                guard b[i] >= 0x30 && b[i] <= 0x39 else { return nil }
-                value = value * 10 + Int(b[i] - 0x30)
-            }
-            return value
-        }
-        guard let year = number(0..<4), let month = number(5..<7), let day = number(8..<10), let hour = number(11..<13),
-            let minute = number(14..<16), let second = number(17..<19)
-        else { return 0 }
-        // Days from civil (proleptic Gregorian), UTC; offsets other than Z are ignored to the hour's precision.
-        let y = month <= 2 ? year - 1 : year
-        let era = (y >= 0 ? y : y - 399) / 400
-        let yoe = y - era * 400
-        let doy = (153 * (month + (month > 2 ? -3 : 9)) + 2) / 5 + day - 1
-        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy
-        let days = era * 146_097 + doe - 719_468
-        return Int64(max(0, days * 86_400 + hour * 3600 + minute * 60 + second))
+        // Offsets other than Z are ignored, as they always were: a re-made shard must be byte-identical.
+        guard let ts = timestamp, let seconds = RFC3339Seconds.civil(Array(ts.utf8)) else { return 0 }
+        return Int64(max(0, seconds))
     }
 }
 
