@@ -25,7 +25,11 @@ struct QualityCommand: AsyncParsableCommand {
         func run() async throws {
             guard windows >= 0 else { throw ValidationError("--windows must be 0 or more") }
             let index = try ShardsCommand.openIndex(output)
-            Terminal.out(try catching { try QualityReport.json(index, windows: windows) })
+            let report = try catching { try QualityReport.json(index, windows: windows) }
+            if report.hasPrefix("{\"sources\":{}") {
+                Terminal.err("no assessment recorded in \(output): sluice pipeline records it with each checkpoint (sluice curate does not)")
+            }
+            Terminal.out(report)
         }
     }
 }
