@@ -97,7 +97,7 @@ public final class GenerationScheduler: @unchecked Sendable {
         self.slots = slots
         self.maxQueue = maxQueue
         current = EngineSlot(engine: InferenceEngine(model: model, slots: slots), version: version)
-        let thread = Thread { [unowned self] in self.loop() }
+        let thread = Thread { [weak self] in self?.loop() }  // weak: the thread may start after a scheduler made and dropped at once
         thread.name = "sluice.generate"
         self.thread = thread
         thread.start()

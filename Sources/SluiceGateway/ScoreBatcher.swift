@@ -42,7 +42,7 @@ public final class ScoreBatcher: @unchecked Sendable {
         self.maxBytes = maxBytes
         self.threads = max(1, threads)
         model.threads = self.threads
-        let thread = Thread { [unowned self] in self.loop() }
+        let thread = Thread { [weak self] in self?.loop() }  // weak: the thread may start after a scheduler made and dropped at once
         thread.name = "sluice.score"
         thread.start()
     }

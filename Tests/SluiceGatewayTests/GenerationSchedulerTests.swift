@@ -14,3 +14,14 @@ struct GenerationSchedulerTests {
         #expect(throws: GatewayError.self) { _ = try scheduler.submit(request) }
     }
 }
+
+@Suite("schedulers made and dropped at once")
+struct SchedulerLifetimeTests {
+    @Test func theirThreadsMayStartAfterTheyAreGone() {
+        let model = GPT(configuration: GPTConfiguration(contextLength: 16, layers: 1, channels: 16, heads: 2), seed: 1)
+        for _ in 0..<40 {
+            GenerationScheduler(model: model, version: "v", slots: 1).stop()
+            ScoreBatcher(model: model).stop()
+        }
+    }
+}
