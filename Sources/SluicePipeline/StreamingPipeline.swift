@@ -47,6 +47,8 @@ public final class StreamingPipeline: @unchecked Sendable {
     public let health = PipelineHealth()
     /// Follows the models topic for the perplexity filter, when configured.
     private let modelFollower = ModelFollower()
+    private let advisor = Mutex(AutoscaleAdvisor())
+    private let partitionCount = Mutex<Int?>(nil)
     private var modelsToFollow: (kafka: KafkaConfiguration, topic: String, slot: ModelSlot)?
 
     /// Opens the index and the Kafka clients. `kafka` must name the cluster (`bootstrap.servers`).
@@ -318,9 +320,12 @@ public final class StreamingPipeline: @unchecked Sendable {
         }
     }
 
-    /// Consumer lag per assigned partition (high watermark − next offset to process); for metrics.
+    /// Consumer lag per assigned partition (high watermark − next offset to process), and the replica count this
+    /// worker recommends for its group (``AutoscaleAdvisor``); for metrics.
     public func refreshLag() async {
-        for (partition, next) in health.positions() {
+        let positions = health.positions()
+        var totalLag: Int64 = 0
+        for (partition, next) in positions {
             // Stops at shutdown and at the first failure: with the cluster down each query waits for its timeout.
             if Task.isCancelled { return }
             let marks: (low: Int64, high: Int64)
@@ -331,7 +336,32 @@ public final class StreamingPipeline: @unchecked Sendable {
             health.noteBrokerReachable()
             Gauge(label: "sluice_consumer_lag", dimensions: [("topic", partition.topic), ("partition", "\(partition.partition)")])
                 .record(max(0, marks.high - next))
+            totalLag += max(0, marks.high - next)
         }
+        guard !positions.isEmpty else { return }
+        var usage = rusage()
+        getrusage(RUSAGE_SELF.rawValue, &usage)
+        let cpu = Double(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) + Double(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6
+        let sample = AutoscaleAdvisor.Sample(
+            time: Date().timeIntervalSince1970, lag: totalLag, consumed: positions.values.reduce(0, +), cpuSeconds: cpu)
+        let partitions = await totalPartitions(assigned: positions.count)
+        guard let advice = advisor.withLock({ $0.observe(sample, assignedPartitions: positions.count, totalPartitions: partitions) }) else { return }
+        Gauge(label: "sluice_recommended_replicas").record(advice.replicas)
+        Gauge(label: "sluice_replica_demand").record(advice.share)
+        Gauge(label: "sluice_cpu_seconds_per_record").record(advice.cpuSecondsPerRecord)
+    }
+
+    /// Partitions of the input topics (named ones; a `^regex` input counts what is assigned), cached.
+    private func totalPartitions(assigned: Int) async -> Int {
+        if let known = partitionCount.withLock({ $0 }) { return max(known, assigned) }
+        var total = 0
+        for topic in configuration.topics where !topic.hasPrefix("^") {
+            guard let partitions = try? await consumer.partitions(of: topic) else { return assigned }
+            total += partitions.count
+        }
+        if configuration.topics.contains(where: { $0.hasPrefix("^") }) { return max(total, assigned) }
+        partitionCount.withLock { $0 = total }
+        return max(total, assigned)
     }
 }
 

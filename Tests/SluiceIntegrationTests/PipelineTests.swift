@@ -239,6 +239,14 @@ struct PipelineTests {
         #expect(await waitUntil(timeout: .seconds(15)) {
             (try? runBlocking { try await httpGet(port: port, path: "/metrics") }.1.contains("sluice_consumer_lag{")) == true
         })
+        // Two lag refreshes give the autoscaling signal: a replica count within 1…partitions (2 here).
+        #expect(await waitUntil(timeout: .seconds(20)) {
+            let text = (try? runBlocking { try await httpGet(port: port, path: "/metrics") }.1) ?? ""
+            guard let line = text.split(separator: "\n").first(where: { $0.hasPrefix("sluice_recommended_replicas ") }),
+                let value = Double(line.split(separator: " ").last ?? "")
+            else { return false }
+            return value >= 1 && value <= 2 && text.contains("sluice_replica_demand ")
+        })
         let (healthStatus, health) = try await httpGet(port: port, path: "/healthz")
         #expect(healthStatus == 200)
         #expect(health.contains("\"status\":\"ok\"") && health.contains("\"last_seal\":\"20"), "\(health)")
