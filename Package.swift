@@ -154,6 +154,7 @@ let package = Package(
             name: "SluiceIntegrationTests",
             dependencies: [
                 "SluiceKafka", "SluiceShards", "SluiceGRPC", "SluiceTrain", .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "Yams", package: "Yams"),
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
             ],

@@ -30,7 +30,7 @@ struct ServeCommand: AsyncParsableCommand {
 
     @Option(help: ArgumentHelp("A gateway.yaml file (flags win over it).", valueName: "file")) var config: String?
 
-    @Option(help: ArgumentHelp("A model.safetensors file or a checkpoint directory.", valueName: "path")) var model: String?
+    @Option(help: ArgumentHelp("A model.safetensors file, a checkpoint directory, or a training output directory (its newest checkpoint).", valueName: "path")) var model: String?
     @Option(help: "Address to listen on.") var host = "127.0.0.1"
     @Option(help: "Port (0: any free port).") var port = 8080
     @Option(help: ArgumentHelp("API keys, one per line (or sha256:<hex>); without it no key is needed.", valueName: "file"))
@@ -75,7 +75,11 @@ struct ServeCommand: AsyncParsableCommand {
             try await merged.run()
             return
         }
-        guard let model else { throw ValidationError("give --model PATH (or model: in --config)") }
+        guard var model else { throw ValidationError("give --model PATH (or model: in --config)") }
+        // A training output directory serves its newest checkpoint (the one checkpoints/LATEST names).
+        if FileManager.default.fileExists(atPath: model + "/checkpoints"), let latest = Trainer.latestCheckpoint(in: URL(fileURLWithPath: model)) {
+            model = latest.path
+        }
         guard let level = Logger.Level(rawValue: logLevel.lowercased()) else { throw ValidationError("unknown log level '\(logLevel)'") }
         let logger = makeLogger(level: level)
         guard (0...65535).contains(port) else { throw ValidationError("--port must be 0…65535") }
