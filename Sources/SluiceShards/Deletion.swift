@@ -139,12 +139,14 @@ extension ShardIndex {
 }
 
 /// Which samples are deleted, for readers that hold shards: per curated directory, read from its index and
-/// refreshed at most every `refresh` seconds, so a deletion reaches a running reader within seconds.
+/// refreshed at most every `refresh` seconds, so a deletion reaches a running reader within seconds. The index is
+/// opened read-only (a reader may not write the dataset's directory); an index without deletion columns (made
+/// before them) has no deletions.
 public final class DeletionView: @unchecked Sendable {
-    // @unchecked: `lock` guards the cache.
+    // @unchecked: `lock` guards the caches.
     private let lock = NSLock()
     private var cache: [String: (read: Date, keys: [String: Set<String>])] = [:]
-    private var indexes: [String: ShardIndex] = [:]
+    private var databases: [String: DatabaseQueue] = [:]
     public let refresh: TimeInterval
 
     public init(refresh: TimeInterval = 2) { self.refresh = refresh }
@@ -155,8 +157,22 @@ public final class DeletionView: @unchecked Sendable {
         lock.lock()
         defer { lock.unlock() }
         if let entry = cache[path], Date().timeIntervalSince(entry.read) < refresh { return entry.keys[shard] ?? [] }
-        if indexes[path] == nil, FileManager.default.fileExists(atPath: path) { indexes[path] = try? ShardIndex(path: path) }
-        guard let keys = try? indexes[path]?.deletedKeys() else { return cache[path]?.keys[shard] ?? [] }
+        if databases[path] == nil, FileManager.default.fileExists(atPath: path) {
+            var configuration = Configuration()
+            configuration.readonly = true
+            configuration.busyMode = .timeout(5)
+            databases[path] = try? DatabaseQueue(path: path, configuration: configuration)
+        }
+        guard let database = databases[path] else { return cache[path]?.keys[shard] ?? [] }
+        let keys = try? database.read { db -> [String: Set<String>] in
+            guard try db.columns(in: "samples").contains(where: { $0.name == "deleted_at" }) else { return [:] }
+            var byShard: [String: Set<String>] = [:]
+            for row in try Row.fetchAll(db, sql: "SELECT shard, key FROM samples WHERE deleted_at IS NOT NULL") {
+                byShard[row["shard"] as String, default: []].insert(row["key"])
+            }
+            return byShard
+        }
+        guard let keys else { return cache[path]?.keys[shard] ?? [] }
         cache[path] = (Date(), keys)
         return keys[shard] ?? []
     }
