@@ -106,3 +106,48 @@ struct DeployTests {
         #expect(spec["maxReplicas"] as? Int == partitions, "maxReplicas is the input partitions (\(partitions))")
     }
 }
+
+@Suite("Grafana dashboard")
+struct GrafanaDashboardTests {
+    /// Every metric a panel queries is one the code exports (by its literal name, or a `sluice_quality_<rate>` gauge).
+    @Test func panelsQueryMetricsTheCodeExports() throws {
+        let root = DeployTests.root
+        let data = try Data(contentsOf: root.appendingPathComponent("docs/grafana-dashboard.json"))
+        let dashboard = try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any])
+        let panels = dashboard["panels"] as? [[String: Any]] ?? []
+        #expect(panels.count >= 12)
+        var sources = ""
+        for folder in ["Sources/SluicePipeline", "Sources/SluiceGateway", "Sources/SluiceKafka"] {
+            let directory = root.appendingPathComponent(folder)
+            for file in try FileManager.default.contentsOfDirectory(atPath: directory.path) where file.hasSuffix(".swift") {
+                sources += try String(contentsOf: directory.appendingPathComponent(file), encoding: .utf8)
+            }
+        }
+        let rates = ["drop_rate", "pii_rate", "quarantine_rate", "late_rate"]
+        /// The name occurs in the code as a whole word (a label literal, or a line of the exposition the code writes).
+        func exported(_ name: String) -> Bool {
+            var rest = sources[...]
+            while let range = rest.range(of: name) {
+                let next = rest[range.upperBound...].first
+                if next.map({ !($0.isLetter || $0.isNumber || $0 == "_") }) ?? true { return true }
+                rest = rest[range.upperBound...]
+            }
+            return false
+        }
+        for panel in panels {
+            for target in panel["targets"] as? [[String: Any]] ?? [] {
+                let expr = target["expr"] as? String ?? ""
+                let names = expr.split(whereSeparator: { !($0.isLetter || $0.isNumber || $0 == "_") }).filter { $0.hasPrefix("sluice_") }
+                #expect(!names.isEmpty, "\(panel["title"] ?? "") queries a Sluice metric")
+                for name in names {
+                    var base = String(name)
+                    for suffix in ["_bucket", "_sum", "_count"] where base.hasSuffix(suffix) && !exported(base) {
+                        base = String(base.dropLast(suffix.count))
+                    }
+                    let quality = base.hasPrefix("sluice_quality_") && rates.contains(String(base.dropFirst("sluice_quality_".count)))
+                    #expect(quality || exported(base), "\(base) in \(panel["title"] ?? "") is exported")
+                }
+            }
+        }
+    }
+}
