@@ -271,10 +271,24 @@ final class QualityMonitor {
     }
 }
 
+/// Where an assessment count belongs in a checkpoint: its window and source.
+struct QualityKey: Hashable, Sendable {
+    var window: Double
+    var source: String
+}
+
+/// One shadow-rule comparison of a checkpoint: the record's source and language, and both verdicts.
+struct ShadowKey: Hashable, Sendable {
+    var source: String
+    var language: String
+    var active: String
+    var shadow: String
+}
+
 /// The assessment's and shadow rules' rows of the index, written in the transaction of each checkpoint (so they
 /// count every record exactly once), and read back by `sluice quality report` and dataset versions.
 enum AssessmentStore {
-    static func write(quality: [String: SourceCounts], shadow: [String: Int], checkpoint: PartitionCheckpoint, in db: Database) throws {
+    static func write(quality: [QualityKey: SourceCounts], shadow: [ShadowKey: Int], checkpoint: PartitionCheckpoint, in db: Database) throws {
         if !quality.isEmpty {
             let insert = try db.cachedStatement(sql: """
                 INSERT INTO quality_counts (topic, partition, first_offset, window_start, source, records, dropped, with_pii, quarantined,
@@ -282,9 +296,8 @@ enum AssessmentStore {
                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                 """)
             let field = try db.cachedStatement(sql: "INSERT OR IGNORE INTO schema_fields (field, source, first_seen) VALUES (?, ?, ?)")
-            for (key, c) in quality.sorted(by: { $0.key < $1.key }) {
-                let parts = key.split(separator: "\t", maxSplits: 1, omittingEmptySubsequences: false)
-                let window = Double(parts[0]) ?? 0, source = parts.count > 1 ? String(parts[1]) : "unknown"
+            for (key, c) in quality {
+                let window = key.window, source = key.source
                 let languages = "{" + c.languages.sorted { $0.key < $1.key }.map { "\(JSONText.string($0.key)):\($0.value)" }.joined(separator: ",") + "}"
                 let fields = "[" + c.newFields.sorted().map(JSONText.string).joined(separator: ",") + "]"
                 try insert.execute(arguments: [
@@ -299,9 +312,8 @@ enum AssessmentStore {
             let insert = try db.cachedStatement(sql: """
                 INSERT INTO shadow_counts (topic, partition, first_offset, source, lang, active, shadow, n) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
                 """)
-            for (key, n) in shadow.sorted(by: { $0.key < $1.key }) {
-                let parts = key.split(separator: "\t", omittingEmptySubsequences: false).map(String.init)
-                try insert.execute(arguments: [checkpoint.topic, checkpoint.partition, checkpoint.firstOffset, parts[0], parts[1], parts[2], parts[3], n])
+            for (key, n) in shadow {
+                try insert.execute(arguments: [checkpoint.topic, checkpoint.partition, checkpoint.firstOffset, key.source, key.language, key.active, key.shadow, n])
             }
         }
     }

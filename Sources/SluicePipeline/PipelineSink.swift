@@ -60,10 +60,9 @@ final class PipelineSink: @unchecked Sendable {
         var rejected: [RejectedRecord] = []
         /// Positions in the dedup index of the documents this checkpoint keeps.
         var dedupEntries: [Int] = []
-        /// Assessment counts by "window start\tsource", and shadow-rule comparisons by
-        /// "source\tlanguage\tactive\tshadow", recorded with the checkpoint.
-        var quality: [String: SourceCounts] = [:]
-        var shadow: [String: Int] = [:]
+        /// Assessment counts by window and source, and shadow-rule comparisons, recorded with the checkpoint.
+        var quality: [QualityKey: SourceCounts] = [:]
+        var shadow: [ShadowKey: Int] = [:]
 
         init(writer: ShardWriter, skipBelow: Int64) {
             self.writer = writer
@@ -150,12 +149,11 @@ final class PipelineSink: @unchecked Sendable {
         guard let profile else { return }
         let seen = Date().timeIntervalSince1970
         let outcome = monitor.observe(profile, dropped: active != "kept" && active != "quarantine", quarantined: active == "quarantine", now: seen)
-        state.quality["\(outcome.window)\t\(profile.source ?? "unknown")", default: SourceCounts()].add(outcome.counts)
+        state.quality[QualityKey(window: outcome.window, source: profile.source ?? "unknown"), default: SourceCounts()].add(outcome.counts)
         for alert in outcome.alerts { raise(alert) }
-        if !outcome.alerts.isEmpty || qualityGauges.isEmpty { updateQualityGauges() }
         guard shadowEnabled else { return }
         let shadowVerdict = shadow ?? "kept"
-        state.shadow["\(profile.source ?? "unknown")\t\(profile.language ?? "unknown")\t\(active)\t\(shadowVerdict)", default: 0] += 1
+        state.shadow[ShadowKey(source: profile.source ?? "unknown", language: profile.language ?? "unknown", active: active, shadow: shadowVerdict), default: 0] += 1
         let kind = shadowVerdict == active ? "agree" : active == "kept" ? "would_drop" : shadowVerdict == "kept" ? "would_keep" : "other_reason"
         let key = kind + "\t" + (kind == "would_drop" ? shadowVerdict : kind == "would_keep" ? active : "")
         if let counter = shadowCounters[key] { return counter.increment() }
@@ -274,6 +272,7 @@ final class PipelineSink: @unchecked Sendable {
         markDeliveredAnnouncements()
         if current - lastDedupGauge > .seconds(5) {
             lastDedupGauge = current
+            updateQualityGauges()
             metrics.dedupDocuments.record(dedup.index.count)
             metrics.dedupBytes.record(dedup.index.memoryBytes)
         }

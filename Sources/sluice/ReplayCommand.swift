@@ -126,10 +126,7 @@ struct ReplayCommand: AsyncParsableCommand {
 
     /// Every record of a topic, from its beginning to the end it had when reading started.
     static func readAll(topic: String, configuration: KafkaConfiguration, logger: Logger) async throws -> [KafkaRecord] {
-        var settings = configuration
-        settings["enable.partition.eof"] = "true"
-        settings.setDefault("fetch.wait.max.ms", "100")
-        let consumer = try KafkaConsumer(configuration: settings, logger: logger)
+        let consumer = try reader(configuration, logger: logger)
         defer { Task { await consumer.close() } }
         let partitions: [Int32]
         do { partitions = try await consumer.partitions(of: topic) } catch { throw CommandError("cannot read \(topic): \(error)") }
@@ -147,16 +144,21 @@ struct ReplayCommand: AsyncParsableCommand {
     /// The records at `offsets` of one partition (those retention still holds).
     static func fetch(_ partition: TopicPartition, offsets: Set<Int64>, configuration: KafkaConfiguration, logger: Logger) async throws -> [KafkaRecord] {
         guard let first = offsets.min(), let last = offsets.max() else { return [] }
-        var settings = configuration
-        settings["enable.partition.eof"] = "true"
-        settings.setDefault("fetch.wait.max.ms", "100")
-        let consumer = try KafkaConsumer(configuration: settings, logger: logger)
+        let consumer = try reader(configuration, logger: logger)
         defer { Task { await consumer.close() } }
         let marks = try await consumer.watermarks(of: partition)
         let end = min(marks.high, last + 1)
         guard end > max(first, marks.low) else { return [] }
         try await consumer.assign([TopicPartitionOffset(topic: partition.topic, partition: partition.partition, offset: max(first, marks.low))])
         return try await collect(consumer, until: [partition: end]) { offsets.contains($0.offset) }
+    }
+
+    /// A group-less consumer that reports each partition's end.
+    private static func reader(_ configuration: KafkaConfiguration, logger: Logger) throws -> KafkaConsumer {
+        var settings = configuration
+        settings["enable.partition.eof"] = "true"
+        settings.setDefault("fetch.wait.max.ms", "100")
+        return try KafkaConsumer(configuration: settings, logger: logger)
     }
 
     private static func collect(
