@@ -59,8 +59,10 @@ test: deps test-deps test-venv
 	$(SWIFT) build --build-tests
 	SLUICE_TEST_PYTHON=$(TEST_VENV)/bin/python $(SWIFT) test --skip-build --parallel --num-workers 2
 
+# The whole platform for DEMO_DURATION (empty: until Ctrl-C); state in ./var, a second run continues from it.
+DEMO_DURATION ?= 2m
 demo: build
-	$(SWIFT) run --skip-build sluice demo --topics topics
+	$(SWIFT) run --skip-build sluice demo --var var $(if $(DEMO_DURATION),--duration $(DEMO_DURATION))
 
 bench: release
 	./Benchmarks/kafka-throughput.sh

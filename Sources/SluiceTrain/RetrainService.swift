@@ -206,8 +206,13 @@ public final class RetrainService: @unchecked Sendable {
         logger.notice("request \(request.id): \(roundSteps) steps on \(request.shards.count) new and \(replay.count) replayed shards")
         let candidateDirectory = registry.directory.appendingPathComponent(".candidate-\(request.id)")
         try? FileManager.default.removeItem(at: candidateDirectory)
-        let run = TrainingRun(trainer: trainer, data: .shards(shards, baseDirectory: settings.shardsRoot), output: candidateDirectory) { [logger] in
-            logger.info("\($0)")
+        // The latest progress line also goes to models/status.json, for dashboards and `sluice demo`.
+        let statusURL = registry.directory.appendingPathComponent("status.json")
+        let requestID = request.id
+        let run = TrainingRun(trainer: trainer, data: .shards(shards, baseDirectory: settings.shardsRoot), output: candidateDirectory) { [logger] line in
+            logger.info("\(line)")
+            let status: [String: Any] = ["request": requestID, "progress": line, "updated": ISO8601DateFormatter().string(from: Date())]
+            if let data = try? JSONSerialization.data(withJSONObject: status, options: [.sortedKeys]) { try? data.write(to: statusURL, options: .atomic) }
         }
         _ = try await run.run()
 

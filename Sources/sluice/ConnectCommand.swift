@@ -219,4 +219,10 @@ final class LockedFlag: @unchecked Sendable {
         defer { value = true }
         return !value
     }
+
+    var isSet: Bool {
+        lock.lock()
+        defer { lock.unlock() }
+        return value
+    }
 }

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 import SluicePipeline
 
 @main
@@ -19,4 +20,28 @@ struct Sluice: AsyncParsableCommand {
             EvalCommand.self, CurateCommand.self, PipelineCommand.self, ConnectCommand.self, ShardsCommand.self,
             TrainCommand.self, RetrainCommand.self, ServeCommand.self, QuantizeCommand.self, LineageCommand.self, DeleteCommand.self, ControlCommand.self, DatasetCommand.self, ReplayCommand.self, QualityCommand.self, ReviewCommand.self, BackupCommand.self, RestoreCommand.self,
         ])
+
+    static func main() async {
+        // A part of `sluice demo` stops (SIGTERM, so it checkpoints) when the demo that started it is gone, even
+        // when the demo was killed and could not stop it.
+        if let text = ProcessInfo.processInfo.environment["SLUICE_PARENT_PID"], let parent = Int32(text) {
+            let watchdog = Thread {
+                while getppid() == parent { Thread.sleep(forTimeInterval: 1) }
+                kill(getpid(), SIGTERM)
+                Thread.sleep(forTimeInterval: 30)
+                Foundation.exit(143)
+            }
+            watchdog.start()
+        }
+        do {
+            var command = try parseAsRoot()
+            if var asynchronous = command as? any AsyncParsableCommand {
+                try await asynchronous.run()
+            } else {
+                try command.run()
+            }
+        } catch {
+            exit(withError: error)
+        }
+    }
 }
