@@ -95,12 +95,14 @@ public struct SectionReader {
     }
 
     public func keys(_ fields: [String: Any], _ known: [String]) throws(ConfigError) {
+        ConfigSchema.recorder?.known(section, known)
         for key in fields.keys where !known.contains(key) {
             throw error(key, "unknown key; known: \(known.joined(separator: ", "))")
         }
     }
 
     public func int(_ fields: [String: Any], _ key: String, _ range: ClosedRange<Int>) throws(ConfigError) -> Int? {
+        ConfigSchema.recorder?.typed(section, key, "integer \(range.lowerBound)…\(range.upperBound == Int.max ? "" : "\(range.upperBound)")")
         guard let value = fields[key] else { return nil }
         guard let number = value as? Int, range.contains(number) else {
             throw error(key, "expected an integer in \(range.lowerBound)…\(range.upperBound == Int.max ? "" : "\(range.upperBound)")")
@@ -110,6 +112,8 @@ public struct SectionReader {
 
     /// A number (an integer or a decimal) in `range`.
     public func number(_ fields: [String: Any], _ key: String, _ range: ClosedRange<Double>) throws(ConfigError) -> Double? {
+        ConfigSchema.recorder?.typed(
+            section, key, "number \(range.lowerBound)…\(range.upperBound == .greatestFiniteMagnitude ? "" : "\(range.upperBound)")")
         guard let value = fields[key] else { return nil }
         guard !(value is Bool), let number = (value as? Double) ?? (value as? Int).map(Double.init), range.contains(number) else {
             throw error(key, "expected a number in \(range.lowerBound)…\(range.upperBound == .greatestFiniteMagnitude ? "" : "\(range.upperBound)")")
@@ -118,22 +122,56 @@ public struct SectionReader {
     }
 
     public func string(_ fields: [String: Any], _ key: String) throws(ConfigError) -> String? {
+        ConfigSchema.recorder?.typed(section, key, "string")
         guard let value = fields[key] else { return nil }
         guard let text = value as? String, !text.isEmpty else { throw error(key, "expected a non-empty string") }
         return text
     }
 
     public func bool(_ fields: [String: Any], _ key: String) throws(ConfigError) -> Bool? {
+        ConfigSchema.recorder?.typed(section, key, "true or false")
         guard let value = fields[key] else { return nil }
         guard let flag = value as? Bool else { throw error(key, "expected true or false") }
         return flag
     }
 
     public func choice(_ fields: [String: Any], _ key: String, _ options: [String]) throws(ConfigError) -> String? {
+        ConfigSchema.recorder?.typed(section, key, "one of " + options.joined(separator: ", "))
         guard let value = fields[key] else { return nil }
         guard let text = value as? String, options.contains(text) else {
             throw error(key, "expected one of \(options.joined(separator: ", "))")
         }
         return text
+    }
+}
+
+/// What configuration loaders accept, recorded as they read: the known keys of each section and the type of each
+/// key read through ``SectionReader``'s typed accessors. `sluice reference` probes every loader with this recorder
+/// set, so the configuration reference is generated from the code that reads the files and cannot drift from it.
+public final class ConfigSchema: @unchecked Sendable {
+    // @unchecked: the dictionaries are guarded by `lock`.
+    @TaskLocal public static var recorder: ConfigSchema?
+    private let lock = NSLock()
+    private var knownKeys: [String: [String]] = [:]
+    private var types: [String: String] = [:]
+
+    public init() {}
+
+    /// Section path ("" for the top level) → the keys it accepts, in the loader's order.
+    public var sections: [String: [String]] { lock.withLock { knownKeys } }
+    /// "section.key" (or "key" at the top level) → its type and range.
+    public var keyTypes: [String: String] { lock.withLock { types } }
+
+    /// Notes that `section` accepts `keys` (loaders that check their sections without ``SectionReader/keys(_:_:)``).
+    public func known(_ section: String, _ keys: [String]) {
+        lock.withLock {
+            var list = knownKeys[section] ?? []
+            for key in keys where !list.contains(key) { list.append(key) }
+            knownKeys[section] = list
+        }
+    }
+
+    func typed(_ section: String, _ key: String, _ description: String) {
+        lock.withLock { types[section.isEmpty ? key : "\(section).\(key)"] = description }
     }
 }

@@ -62,6 +62,8 @@ public struct CurateConfiguration: Sendable {
         return try load(sections: root, file: file, environment: environment)
     }
 
+    static let sectionNames = ["decode", "clean", "desensitize", "quality", "dedup", "perplexity", "shards", "shadow", "assessment", "quarantine"]
+
     /// Reads the stage and shard sections of an already parsed document; sections named in `skipping` belong to
     /// the caller (the streaming pipeline's `kafka`, `input`, …).
     static func load(
@@ -73,6 +75,7 @@ public struct CurateConfiguration: Sendable {
         let stageSections = root.filter { !skipping.contains($0.key) && $0.key != "shadow" && $0.key != "assessment" }
         configuration.definition = stageSections.isEmpty ? "" : canonical(stageSections)
         var reader = SectionReader(file: file)
+        ConfigSchema.recorder?.known("", skipping.sorted() + Self.sectionNames)
         for (section, value) in root where !skipping.contains(section) {
             guard let fields = value as? [String: Any] else {
                 throw ConfigError(file: file, path: section, reason: "expected a mapping")
@@ -201,7 +204,7 @@ public struct CurateConfiguration: Sendable {
             default:
                 throw ConfigError(
                     file: file, path: section,
-                    reason: "unknown section; known: \((skipping.sorted() + ["decode", "clean", "desensitize", "quality", "dedup", "perplexity", "shards", "shadow", "assessment", "quarantine"]).joined(separator: ", "))")
+                    reason: "unknown section; known: \((skipping.sorted() + Self.sectionNames).joined(separator: ", "))")
             }
         }
         return configuration

@@ -18,7 +18,7 @@ struct Sluice: AsyncParsableCommand {
         subcommands: [
             BrokerCommand.self, TopicsCommand.self, ProduceCommand.self, ConsumeCommand.self, DemoCommand.self,
             EvalCommand.self, CurateCommand.self, PipelineCommand.self, ConnectCommand.self, ShardsCommand.self,
-            TrainCommand.self, RetrainCommand.self, ServeCommand.self, QuantizeCommand.self, LineageCommand.self, DeleteCommand.self, ControlCommand.self, DatasetCommand.self, ReplayCommand.self, QualityCommand.self, ReviewCommand.self, BackupCommand.self, RestoreCommand.self,
+            TrainCommand.self, RetrainCommand.self, ServeCommand.self, QuantizeCommand.self, LineageCommand.self, DeleteCommand.self, ControlCommand.self, DatasetCommand.self, ReplayCommand.self, QualityCommand.self, ReviewCommand.self, BackupCommand.self, RestoreCommand.self, ReferenceCommand.self,
         ])
 
     static func main() async {
