@@ -18,6 +18,14 @@ struct DocsTests {
         }
     }
 
+    @Test func topicCatalogueIsGeneratedFromTheDeclarations() async throws {
+        let run = try await runProcess(sluiceExecutable.path, ["topics", "catalogue", "--dir", Self.repository.appendingPathComponent("topics").path])
+        #expect(run.status == 0, "\(run.stderr)")
+        let committed = try String(contentsOf: Self.repository.appendingPathComponent("docs/topics.md"), encoding: .utf8)
+        #expect(run.stdout == committed, "docs/topics.md is stale: regenerate it with `sluice topics catalogue > docs/topics.md`")
+        for topic in ["raw.web", "sluice.shards", "sluice.models", "sluice.dlq", "sluice.control"] { #expect(run.stdout.contains("## \(topic)\n")) }
+    }
+
     @Test func everyCommandIsInTheCommandPage() async throws {
         let help = try await runProcess(sluiceExecutable.path, ["--help"])
         let page = try String(contentsOf: Self.repository.appendingPathComponent("docs/cli.md"), encoding: .utf8)
