@@ -64,8 +64,9 @@ DEMO_DURATION ?= 2m
 demo: build
 	$(SWIFT) run --skip-build sluice demo --var var $(if $(DEMO_DURATION),--duration $(DEMO_DURATION))
 
+# The benchmark suite in release mode: one table with the peers and ratios, JSON in .build/bench (docs/benchmarks.md).
 bench: release
-	./Benchmarks/kafka-throughput.sh
+	python3 Benchmarks/suite.py
 
 clean:
 	rm -rf .build

@@ -112,6 +112,9 @@ struct StdinProducer: Sendable {
 
     private func readAll() -> Result {
         var result = Result()
+        // The topic's metadata first (blocking is fine on this thread): records enqueued before it is known wait
+        // for librdkafka's next one-second topic scan.
+        _ = try? producer.prepare(topic: topic)
         var reader = LineReader(descriptor: 0)
         var lineNumber = 0
         do {
