@@ -95,8 +95,10 @@ final class DemoRun: @unchecked Sendable {
     var gatewayPort = 0
     var metricsPort = 0
     var lockDescriptor: Int32 = -1
-    var previous: (time: ContinuousClock.Instant, raw: Double, pipelineIn: Double)?
-    var rates: (raw: Double, pipelineIn: Double) = (0, 0)
+    var previous: (time: ContinuousClock.Instant, raw: Double, passed: [Double])?
+    var rates: (raw: Double, passed: [Double]) = (0, [])
+    /// The chain's stages in order; a record that passes one goes on to the next.
+    static let stages = ["decode", "clean", "desensitize", "quality", "quarantine", "perplexity", "dedup", "shards"]
     var drawnLines = 0
     let interactive = isatty(1) == 1
 
@@ -313,11 +315,15 @@ final class DemoRun: @unchecked Sendable {
         let now = clock.now
         let rawTotal = Double(state.raw.values.reduce(0, +))
         let pipelineIn = state.metrics.map { PrometheusText.sum($0, "sluice_records_in_total") } ?? 0
-        if let previous, now > previous.time {
+        // Records that passed each stage: in, less the drops of that stage and the ones before it.
+        let drops = state.metrics.map { PrometheusText.byLabel($0, "sluice_records_dropped_total", "stage") } ?? [:]
+        var passed: [Double] = [pipelineIn]
+        for stage in Self.stages { passed.append(passed.last! - (drops[stage] ?? 0)) }
+        if let previous, now > previous.time, previous.passed.count == passed.count {
             let seconds = (now - previous.time).inSeconds
-            rates = (max(0, rawTotal - previous.raw) / seconds, max(0, pipelineIn - previous.pipelineIn) / seconds)
+            rates = (max(0, rawTotal - previous.raw) / seconds, zip(passed, previous.passed).map { max(0, $0 - $1) / seconds })
         }
-        previous = (now, rawTotal, pipelineIn)
+        previous = (now, rawTotal, passed)
 
         let elapsed = Int((now - started).inSeconds)
         var lines: [String] = []
@@ -326,13 +332,20 @@ final class DemoRun: @unchecked Sendable {
         let topics = state.raw.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: "  ")
         lines.append("  connectors  \(topics)  (+\(Int(rates.raw.rounded()))/s) · sluice.dlq \(state.dlq)")
         if let metrics = state.metrics {
-            let dropped = PrometheusText.byLabel(metrics, "sluice_records_dropped_total", "stage").sorted { $0.key < $1.key }
-                .map { "\($0.key) \(Int($0.value))" }.joined(separator: ", ")
+            // Records/s into each stage that ran (a stage without drops so far is shown when it has a rate).
+            var flow = "in \(Int((rates.passed.first ?? 0).rounded()))/s"
+            for (index, stage) in Self.stages.enumerated() where drops[stage] != nil || ["clean", "quality", "dedup"].contains(stage) {
+                flow += " → \(stage) \(Int((rates.passed.count > index ? rates.passed[index] : 0).rounded()))/s"
+            }
+            flow += " → kept \(Int((rates.passed.last ?? 0).rounded()))/s"
+            let dropped = drops.sorted { $0.key < $1.key }.map { "\($0.key) \(Int($0.value))" }.joined(separator: ", ")
+            lines.append("  pipeline    \(flow)")
             lines.append(
-                "  pipeline    in \(Int(pipelineIn)) (\(Int(rates.pipelineIn.rounded()))/s) · kept \(Int(PrometheusText.sum(metrics, "sluice_records_out_total")))"
-                    + " · dropped: \(dropped.isEmpty ? "none yet" : dropped) · shards sealed \(state.shardsAnnounced)")
+                "              totals: in \(Int(pipelineIn)), kept \(Int(PrometheusText.sum(metrics, "sluice_records_out_total")))"
+                    + ", dropped \(dropped.isEmpty ? "none yet" : dropped); shards sealed \(state.shardsAnnounced)")
         } else {
-            lines.append("  pipeline    starting… · shards sealed \(state.shardsAnnounced)")
+            lines.append("  pipeline    starting (joining its consumer group)…")
+            lines.append("              shards sealed \(state.shardsAnnounced)")
         }
         let versions = registry()
         var training = versions.last.map { String(format: "model v%d %@ (validation loss %.3f)", $0.version, $0.status, $0.validationLoss) } ?? "no model yet"
@@ -349,7 +362,7 @@ final class DemoRun: @unchecked Sendable {
         } else {
             lines.append("  gateway     waits for the first model")
         }
-        for event in events.suffix(4) { lines.append("  event       \(event)") }
+        for index in 0..<4 { lines.append(index < events.suffix(4).count ? "  event       \(Array(events.suffix(4))[index])" : "") }
 
         if interactive {
             var text = drawnLines > 0 ? "\u{1B}[\(drawnLines)F" : ""
@@ -357,7 +370,7 @@ final class DemoRun: @unchecked Sendable {
             Terminal.write(1, text)
             drawnLines = lines.count
         } else {
-            Terminal.out(lines.prefix(5).joined(separator: "\n"))
+            Terminal.out(lines.prefix(6).joined(separator: "\n"))
         }
     }
 

@@ -25,6 +25,9 @@ struct Sluice: AsyncParsableCommand {
         // A part of `sluice demo` stops (SIGTERM, so it checkpoints) when the demo that started it is gone, even
         // when the demo was killed and could not stop it.
         if let text = ProcessInfo.processInfo.environment["SLUICE_PARENT_PID"], let parent = Int32(text) {
+            // Its own process group: Ctrl-C in the demo's terminal reaches the demo only, which then stops the
+            // parts one by one in order (a second signal would make a part exit at once).
+            _ = setpgid(0, 0)
             let watchdog = Thread {
                 while getppid() == parent { Thread.sleep(forTimeInterval: 1) }
                 kill(getpid(), SIGTERM)

@@ -9,9 +9,11 @@ struct GenerationSchedulerTests {
         let scheduler = GenerationScheduler(model: model, version: "v", slots: 1, maxQueue: 0)
         defer { scheduler.stop() }
         let request = GenerationScheduler.Request(prompt: Array("a".utf8), maxTokens: 127, sampler: TokenSampler())
-        _ = try scheduler.submit(request)
+        // The first request's stream stays alive: a dropped stream cancels its request and frees the slot.
+        let first = try scheduler.submit(request)
         // One slot, taken (or about to be) by the first request, and no queue: the second is refused, not queued.
         #expect(throws: GatewayError.self) { _ = try scheduler.submit(request) }
+        withExtendedLifetime(first) {}
     }
 }
 
