@@ -121,6 +121,12 @@ final class DemoRun: @unchecked Sendable {
     }
 
     func run() async throws {
+        for (flag, path) in [("--topics", command.topics), ("--connectors", command.connectors)] {
+            var isDirectory: ObjCBool = false
+            guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue else {
+                throw CommandError("no directory \(path) (\(flag)): run the demo from the repository root, or pass \(flag) DIR")
+            }
+        }
         for directory in ["logs", "run", "shards", "model", "connect", "retrain", "config", "broker"] {
             try FileManager.default.createDirectory(at: root.appendingPathComponent(directory), withIntermediateDirectories: true)
         }
