@@ -72,6 +72,16 @@ def peer_result(arguments):
     raise RuntimeError(f"no RESULT line from {arguments}")
 
 
+def head_lines(source_path, target_path, count):
+    """Copies the first `count` lines (bytes as they are: the corpus holds invalid UTF-8 on purpose)."""
+    with open(source_path, "rb") as source, open(target_path, "wb") as target:
+        for index, line in enumerate(source):
+            if index >= count:
+                break
+            target.write(line)
+    return target_path
+
+
 def main():
     if not os.access(SLUICE, os.X_OK):
         sys.exit(f"{SLUICE} is missing: run `make release` (make bench does)")
@@ -84,18 +94,7 @@ def main():
         truth = os.path.join(work, "truth.jsonl")
         subprocess.run(["zstd", "-dqf", os.path.join(BENCH, "corpus.jsonl.zst"), "-o", corpus], check=True)
         subprocess.run(["zstd", "-dqf", os.path.join(BENCH, "truth.jsonl.zst"), "-o", truth], check=True)
-        subset = os.path.join(work, f"corpus-{PEER_LINES}.jsonl")
-        with open(corpus, "rb") as source, open(subset, "wb") as target:
-            for index, line in enumerate(source):
-                if index >= PEER_LINES:
-                    break
-                target.write(line)
-        subset_truth = os.path.join(work, f"truth-{PEER_LINES}.jsonl")
-        with open(truth, "rb") as source, open(subset_truth, "wb") as target:
-            for index, line in enumerate(source):
-                if index >= PEER_LINES:
-                    break
-                target.write(line)
+        subset = head_lines(corpus, os.path.join(work, f"corpus-{PEER_LINES}.jsonl"), PEER_LINES)
         lines = sum(1 for _ in open(corpus, "rb"))
         log(f"corpus: {lines} lines, {os.path.getsize(corpus) / 1e6:.1f} MB; peers: {'yes' if have_peers else 'no'} "
             f"({PEERS_VENV}); PyTorch: {'yes' if have_torch else 'no'}; kcat: {'yes' if have_kcat else 'no'}")

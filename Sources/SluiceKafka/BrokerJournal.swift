@@ -110,10 +110,10 @@ public final class BrokerJournal: @unchecked Sendable {
             try FileManager.default.createDirectory(at: directory.appendingPathComponent(topic), withIntermediateDirectories: true)
             for partition in 0..<partitions {
                 let url = partitionURL(topic: topic, partition: partition)
-                let next = (try readPartition(topic: topic, partition: partition).last?.offset).map { $0 + 1 } ?? 0
+                let next = try lastOffset(topic: topic, partition: partition).map { $0 + 1 } ?? 0
                 if !FileManager.default.fileExists(atPath: url.path) { _ = FileManager.default.createFile(atPath: url.path, contents: nil) }
-                let handle = try FileHandle(forWritingTo: url)
-                try handle.seekToEnd()
+                let handle = try FileHandle(forUpdating: url)
+                try Self.dropCutLine(handle)
                 let key = TopicPartition(topic: topic, partition: partition)
                 files[key] = handle
                 assignment.append(TopicPartitionOffset(topic: topic, partition: partition, offset: next))
@@ -183,6 +183,48 @@ public final class BrokerJournal: @unchecked Sendable {
 
     private func partitionURL(topic: String, partition: Int32) -> URL {
         directory.appendingPathComponent(topic).appendingPathComponent("\(partition).jsonl")
+    }
+
+    /// Truncates a last line that a killed process left without its newline, and leaves `handle` at the end, so
+    /// the next record starts a line of its own.
+    static func dropCutLine(_ handle: FileHandle) throws {
+        var end = try handle.seekToEnd()
+        while end > 0 {
+            let start = end - min(end, 4096)
+            try handle.seek(toOffset: start)
+            let chunk = try handle.read(upToCount: Int(end - start)) ?? Data()
+            if let newline = chunk.lastIndex(of: UInt8(ascii: "\n")) {
+                end = start + UInt64(newline - chunk.startIndex) + 1
+                break
+            }
+            end = start
+        }
+        try handle.truncate(atOffset: end)
+        try handle.seek(toOffset: end)
+    }
+
+    /// The offset of the last complete line of a partition's journal (its tail only is read).
+    func lastOffset(topic: String, partition: Int32) throws -> Int64? {
+        let url = partitionURL(topic: topic, partition: partition)
+        guard let handle = try? FileHandle(forReadingFrom: url) else { return nil }
+        defer { try? handle.close() }
+        let size = try handle.seekToEnd()
+        var window: UInt64 = 64 << 10
+        while true {
+            try handle.seek(toOffset: size - min(size, window))
+            let tail = try handle.readToEnd() ?? Data()
+            // Complete lines end with a newline; a line cut short by a killed process is skipped, as in restore.
+            let lines = tail.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: true)
+            let complete = tail.last == UInt8(ascii: "\n") ? lines : lines.dropLast()
+            let candidates = window >= size ? complete[...] : complete.dropFirst()  // the first may be partial
+            for line in candidates.reversed() {
+                if let object = try? JSONSerialization.jsonObject(with: Data(line)) as? [String: Any],
+                    let offset = (object["offset"] as? NSNumber)?.int64Value
+                { return offset }
+            }
+            if window >= size { return nil }
+            window *= 4
+        }
     }
 
     func readPartition(topic: String, partition: Int32) throws -> [JournaledRecord] {

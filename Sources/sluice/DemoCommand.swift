@@ -214,6 +214,7 @@ final class DemoRun: @unchecked Sendable {
         journal.stop()
         do { try await journalTask.value } catch { Terminal.err("warning: the broker journal stopped with \(error); the next run may miss records") }
         try await summarize(broker: broker)
+        admin?.close()
     }
 
     // MARK: Parts
@@ -296,12 +297,17 @@ final class DemoRun: @unchecked Sendable {
         var metrics: [String: Double]?
     }
 
+    /// One admin client for every progress snapshot of the run.
+    private var admin: KafkaAdmin?
+
     private func snapshot(broker: EmbeddedBroker) async -> Snapshot {
         var result = Snapshot()
-        var configuration = KafkaConfiguration()
-        configuration.bootstrapServers = broker.bootstrapServers
-        if let admin = try? KafkaAdmin(configuration: configuration, logger: logger) {
-            defer { admin.close() }
+        if admin == nil {
+            var configuration = KafkaConfiguration()
+            configuration.bootstrapServers = broker.bootstrapServers
+            admin = try? KafkaAdmin(configuration: configuration, logger: logger)
+        }
+        if let admin {
             for description in (try? await admin.listTopics(timeout: .seconds(2))) ?? [] {
                 var total: Int64 = 0
                 for partition in description.partitions {

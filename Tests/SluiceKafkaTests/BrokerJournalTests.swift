@@ -65,4 +65,41 @@ struct BrokerJournalTests {
             await #expect(throws: KafkaError.self) { _ = try await journal.restore(into: broker, configuration: testConfiguration(broker)) }
         }
     }
+
+    @Test func aLineCutShortByAKillIsDroppedBeforeFollowingAppends() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("sluice-journal-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let topic = uniqueName("cut")
+        try await withEmbeddedBroker { broker in
+            try broker.createTopic(topic, partitions: 1)
+            let journal = try BrokerJournal(directory: directory, logger: quietLogger)
+            try journal.register([topic: 1])
+            let configuration = testConfiguration(broker)
+            let producer = try KafkaProducer(configuration: configuration, logger: quietLogger)
+            _ = try await producer.send(ProducerMessage(topic: topic, partition: 0, value: Array("one".utf8)))
+            var follower = Task { try await journal.follow(configuration: configuration) }
+            try await Task.sleep(for: .milliseconds(500))
+            journal.stop()
+            try await follower.value
+            // A killed process left half a record behind.
+            let file = directory.appendingPathComponent("\(topic)/0.jsonl")
+            let handle = try FileHandle(forWritingTo: file)
+            try handle.seekToEnd()
+            try handle.write(contentsOf: Data(#"{"topic":"x","partition":0,"off"#.utf8))
+            try handle.close()
+            let again = try BrokerJournal(directory: directory, logger: quietLogger)
+            _ = try await producer.send(ProducerMessage(topic: topic, partition: 0, value: Array("two".utf8)))
+            await producer.shutdown()
+            follower = Task { try await again.follow(configuration: configuration) }
+            try await Task.sleep(for: .milliseconds(500))
+            again.stop()
+            try await follower.value
+            let lines = try String(contentsOf: file, encoding: .utf8).split(separator: "\n")
+            #expect(lines.count == 2 && lines[1].hasPrefix("{\"topic\":\"\(topic)\"") && lines[1].contains(#""offset":1"#), "\(lines)")
+        }
+        try await withEmbeddedBroker { broker in
+            let restored = try await BrokerJournal(directory: directory, logger: quietLogger).restore(into: broker, configuration: testConfiguration(broker))
+            #expect(restored.records == 2)
+        }
+    }
 }
