@@ -8,10 +8,11 @@ internal import SluiceTrain
 /// The offline batch driver behind `sluice curate`: JSON Lines in, shards + index + `rejected.jsonl` out, through
 /// the same stage chain as the streaming pipeline.
 ///
-/// Lines are read in batches; batch *n* runs decode → clean → desensitize → quality → shingling on worker
-/// *n mod workers* (each worker owns its stages, so the output depends only on the input and the worker count),
-/// and the results are consumed in input order by one thread that runs the dedup index, writes shards, and
-/// records each sealed shard with its dedup entries in one index transaction.
+/// Lines are read in batches; batch *n* runs decode → clean → desensitize → quality → shingling → sample encoding
+/// on worker *n mod workers* (each worker owns its stages, so the output depends only on the input and the worker
+/// count), and the results are consumed in input order by one thread that runs the dedup index, writes shards
+/// (their zstd frames compressed on a thread of their own), and records each sealed shard with its dedup entries in
+/// one index transaction.
 public final class Curator {
     public let configuration: CurateConfiguration
     public let output: URL
@@ -36,6 +37,9 @@ public final class Curator {
         public var shards = 0
         public var dropped: [String: [String: Int]] = [:]
         public var seconds = 0.0
+        /// CPU seconds per stage: the workers' stages summed over workers, then `dedup` and `write` (shards,
+        /// index, rejected log) on the writing thread.
+        public var stageSeconds: [(stage: String, seconds: Double)] = []
 
         mutating func drop(_ stage: String, _ reason: String) {
             dropped[stage, default: [:]][reason, default: 0] += 1
@@ -52,7 +56,13 @@ public final class Curator {
                 JSONText.string(stage) + ":{" + reasons.sorted { $0.key < $1.key }.map { JSONText.string($0.key) + ":\($0.value)" }
                     .joined(separator: ",") + "}"
             }.joined(separator: ",")
-            return out + "}}"
+            out += "}"
+            if !stageSeconds.isEmpty {
+                out += ",\"stage_seconds\":{"
+                out += stageSeconds.map { JSONText.string($0.stage) + String(format: ":%.3f", $0.seconds) }.joined(separator: ",")
+                out += "}"
+            }
+            return out + "}"
         }
     }
 
@@ -69,7 +79,9 @@ public final class Curator {
         try index.registerDataset(name: datasetName, input: input.name, config: nil, now: Date())
         let store = try DedupStore(writer: index.writer, configuration: configuration.dedup)
         var dedup = try Deduplicator(configuration.dedup, index: try store.load())
-        let writer = ShardWriter(directory: output, configuration: configuration.shards)
+        let compressor = FrameCompressor(level: configuration.shards.compressionLevel)
+        defer { compressor.close() }
+        let writer = ShardWriter(directory: output, configuration: configuration.shards, compressor: compressor)
         let rejected = try RejectedLog(url: output.appendingPathComponent("rejected.jsonl"))
         var summary = Summary()
         let clock = ContinuousClock()
@@ -83,24 +95,40 @@ public final class Curator {
             }
             configuration.modelSlot = ModelSlot(try ScoringModel.load(path, referencePerplexity: perplexity.referencePerplexity))
         }
-        let boxes = try (0..<workers).map { _ in StageBox(try WorkerStages(configuration)) }
+        let boxes = try (0..<workers).map { _ in
+            var stages = try WorkerStages(configuration)
+            stages.stageNanoseconds = [UInt64](repeating: 0, count: WorkerStages.timedStages.count)
+            return StageBox(stages)
+        }
+        var dedupNanoseconds: UInt64 = 0
+        var writeNanoseconds: UInt64 = 0
         let results = OrderedResults()
-        // Workers pull the next batch when they are free (a slow batch never idles the other worker).
-        let work = BatchQueue(capacity: workers * inFlightPerWorker)
-        let threads = boxes.map { box in
+        // Batch n goes to worker n mod workers: the clean stage's repeated-line evidence depends on which
+        // documents a worker saw before, so a fixed assignment keeps the output a function of the input alone.
+        let queues = boxes.map { _ in BatchQueue(capacity: inFlightPerWorker) }
+        let finished = DispatchSemaphore(value: 0)
+        let threads = zip(boxes, queues).map { box, work in
             let thread = Thread {
                 while let (number, batch) = work.take() { results.put(number, box.process(batch)) }
+                finished.signal()
             }
             thread.name = "sluice.curate.worker"
             thread.start()
             return thread
         }
-        defer { work.close() }
+        defer { for work in queues { work.close() } }
         _ = threads
         var submitted = 0
         var consumed = 0
 
         func consume(_ batch: [WorkerResult]) throws {
+            var mark = DispatchTime.now().uptimeNanoseconds
+            func lap(_ total: inout UInt64) {
+                let now = DispatchTime.now().uptimeNanoseconds
+                total &+= now &- mark
+                mark = now
+            }
+            defer { lap(&writeNanoseconds) }
             for result in batch {
                 summary.lines += 1
                 switch result {
@@ -112,7 +140,9 @@ public final class Curator {
                 case .kept(let line, var document, let fingerprint, let textBytes, let prepared, _):
                     summary.decoded += 1
                     summary.textBytes += textBytes
+                    lap(&writeNanoseconds)
                     let verdict = dedup.decide(&document, fingerprint: fingerprint)
+                    lap(&dedupNanoseconds)
                     if case .drop(let reason) = verdict {
                         summary.drop("dedup", reason)
                         let similarity = document.signals["dedup.similarity"] ?? 0
@@ -145,7 +175,7 @@ public final class Curator {
             let number = submitted
             submitted += 1
             // Waits while the queue is full, consuming finished batches meanwhile.
-            while !work.offer((number, batch), waitSeconds: 0.002) {
+            while !queues[number % workers].offer((number, batch), waitSeconds: 0.002) {
                 while let ready = results.take(consumed, wait: false) {
                     try consume(ready)
                     consumed += 1
@@ -165,6 +195,12 @@ public final class Curator {
         try rejected.close()
         try WIDSExport.write(index: index, to: output.appendingPathComponent("wids.json"))
         summary.seconds = (clock.now - started).inSeconds
+        for work in queues { work.close() }
+        for _ in threads { finished.wait() }  // the workers' timings are read after they stopped
+        var spent = [UInt64](repeating: 0, count: WorkerStages.timedStages.count)
+        for box in boxes { for (i, n) in (box.stages.stageNanoseconds ?? []).enumerated() { spent[i] &+= n } }
+        summary.stageSeconds = zip(WorkerStages.timedStages, spent).map { ($0, Double($1) / 1e9) }
+            + [("dedup", Double(dedupNanoseconds) / 1e9), ("write", Double(writeNanoseconds) / 1e9)]
         return summary
     }
 
@@ -233,9 +269,10 @@ struct WorkerStages {
     let quarantine: QuarantineConfiguration?
     /// The ``PipelineVersion`` stamped on every sample.
     let pipeline: String
-    /// When set, nanoseconds spent per stage (decode, clean, desensitize, quality, fingerprint) accumulate here.
+    /// When set, nanoseconds spent per stage (decode, clean, desensitize, quality, fingerprint, encode) accumulate
+    /// here.
     var stageNanoseconds: [UInt64]?
-    static let timedStages = ["decode", "clean", "desensitize", "quality", "fingerprint"]
+    static let timedStages = ["decode", "clean", "desensitize", "quality", "fingerprint", "encode"]
 
     private mutating func lap(_ stage: Int, _ mark: inout UInt64) {
         guard stageNanoseconds != nil else { return }
@@ -290,7 +327,7 @@ struct WorkerStages {
         if decoder.format != format { decoder.format = format }
         var mark = stageNanoseconds == nil ? 0 : DispatchTime.now().uptimeNanoseconds
         var document: Document
-        defer { lap(4, &mark) }
+        defer { lap(5, &mark) }
         let decoded = decoder.decode(bytes)
         lap(0, &mark)
         switch decoded {
@@ -352,6 +389,7 @@ struct WorkerStages {
             }
         }
         let print = fingerprinter.fingerprint(of: document)
+        lap(4, &mark)
         document.dedupText = nil  // compared already; not carried further
         // Tar members and the zstd frame are built here, on the worker; a duplicate's are thrown away by the
         // writing thread.

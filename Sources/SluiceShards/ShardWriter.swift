@@ -6,8 +6,8 @@ public import GRDB
 public enum ShardFormat: String, Sendable, CaseIterable {
     /// Uncompressed POSIX tar.
     case tar
-    /// A sequence of independent zstd frames, one per sample group (``ShardWriterConfiguration/samplesPerFrame``)
-    /// and one for the end blocks: a valid zstd stream of a valid tar, and random access by frame offset.
+    /// A sequence of independent zstd frames, one per sample group (``ShardWriterConfiguration/frameBytes``,
+    /// ``ShardWriterConfiguration/samplesPerFrame``) and one for the end blocks: a valid zstd stream of a valid tar, and random access by frame offset.
     case tarZstd = "tar.zst"
 
     public var fileExtension: String { rawValue }
@@ -18,8 +18,12 @@ public struct ShardWriterConfiguration: Sendable, Equatable {
     public var format: ShardFormat = .tarZstd
     /// zstd level, 1…19. Default 3.
     public var compressionLevel: Int32 = 3
-    /// Samples per zstd frame. Default 1 (random access costs one sample's decompression).
-    public var samplesPerFrame = 1
+    /// Samples per zstd frame at most. 1 compresses every sample alone (random access decompresses one sample;
+    /// larger files, slower writing). Default 1000: frames close by ``frameBytes``.
+    public var samplesPerFrame = 1000
+    /// A zstd frame closes once its tar members reach this many bytes. Default 64 KiB: about twice as fast to
+    /// compress as one frame per sample and a third smaller, while random access decompresses at most this much.
+    public var frameBytes = 64 << 10
     /// Seal when the uncompressed payload reaches this many bytes. Default 256 MiB.
     public var maximumPayloadBytes = 256 << 20
     /// Seal after this many samples; nil for no limit.
@@ -161,7 +165,6 @@ public final class SampleEncoder {
     // One owner thread.
     private let context: OpaquePointer
     public let configuration: ShardWriterConfiguration
-    private var chunk: [UInt8] = []
     private var scratch: [UInt8] = []
 
     public init(configuration: ShardWriterConfiguration) {
@@ -173,11 +176,15 @@ public final class SampleEncoder {
     deinit { ZSTD_freeCCtx(context) }
 
     public func prepare(_ sample: ShardSample, mtime: Int64) throws(ShardError) -> PreparedSample {
-        chunk.removeAll(keepingCapacity: true)
-        chunk.reserveCapacity(sample.text.count + sample.json.count + 4 * Tar.block)
+        // A new array of the exact size: the chunk travels with the result, and a reused buffer would hand every
+        // result the capacity of the largest sample seen so far.
         let textStart = ShardWriter.headerBytes(for: "\(sample.key).txt")
+        let jsonHeader = ShardWriter.headerBytes(for: "\(sample.key).json")
+        func padded(_ count: Int) -> Int { (count + Tar.block - 1) / Tar.block * Tar.block }
+        var chunk: [UInt8] = []
+        chunk.reserveCapacity(textStart + padded(sample.text.count) + jsonHeader + padded(sample.json.count))
         sample.text.withUnsafeBytes { Tar.appendMember(name: "\(sample.key).txt", data: $0, mtime: mtime, to: &chunk) }
-        let jsonStart = chunk.count + ShardWriter.headerBytes(for: "\(sample.key).json")
+        let jsonStart = chunk.count + jsonHeader
         sample.json.withUnsafeBytes { Tar.appendMember(name: "\(sample.key).json", data: $0, mtime: mtime, to: &chunk) }
         var frame: [UInt8]?
         if configuration.format == .tarZstd && configuration.samplesPerFrame == 1 {
@@ -224,6 +231,10 @@ public final class ShardWriter {
     public let configuration: ShardWriterConfiguration
     private var current: OpenShard?
     private let compressor: OpaquePointer
+    /// Compresses full frames off this thread, when given.
+    private let background: FrameCompressor?
+    /// Frames in the background compressor at most, per writer.
+    private let framesInFlight = 8
     private let token = String(UInt64.random(in: 0...UInt64.max), radix: 36)
 
     /// A class, so that appending to its arrays never copies them.
@@ -232,10 +243,19 @@ public final class ShardWriter {
         let handle: FileHandle
         let temporary: URL
         let digest = SHA256Digest()
+        /// Bytes written to the file, including those still in `output`.
         var written = 0
         var rawBytes = 0
         var samples: [SampleLocation] = []
-        var pending: [(ShardSample, Int64)] = []
+        /// The open frame's tar members and its samples, their member offsets relative to the frame.
+        var frame: [UInt8] = []
+        var frameSamples: [SampleLocation] = []
+        /// Frames being compressed in the background, in file order, with their samples.
+        var inFlight: [(ticket: Int, samples: [SampleLocation])] = []
+        /// Samples added, wherever they are.
+        var sampleCount = 0
+        /// Bytes waiting for one `write(2)`.
+        var output: [UInt8] = []
         let createdAt: Date
         let openedAtSeconds: Double
         var timestamps: ClosedRange<String>?
@@ -249,14 +269,20 @@ public final class ShardWriter {
         }
     }
 
-    public init(directory: URL, configuration: ShardWriterConfiguration = ShardWriterConfiguration()) {
+    /// `compressor` compresses full frames on its thread while this writer's caller goes on (nil: on the caller's
+    /// thread).
+    public init(directory: URL, configuration: ShardWriterConfiguration = ShardWriterConfiguration(), compressor: FrameCompressor? = nil) {
         self.directory = directory
         self.configuration = configuration
-        compressor = ZSTD_createCCtx()
+        self.compressor = ZSTD_createCCtx()
+        background = compressor
     }
 
     deinit {
-        if let current { try? FileManager.default.removeItem(at: current.temporary) }
+        if let current {
+            for frame in current.inFlight { _ = background?.take(frame.ticket, wait: true) }
+            try? FileManager.default.removeItem(at: current.temporary)
+        }
         ZSTD_freeCCtx(compressor)
     }
 
@@ -284,34 +310,61 @@ public final class ShardWriter {
     /// by a limit this sample reached, if any.
     public func add(_ sample: ShardSample, position: String, mtime: Int64, now: Double) throws(ShardError) -> SealedShard? {
         try begin(sample, position: position, now: now)
-        current!.pending.append((sample, mtime))
-        if current!.pending.count >= max(1, configuration.samplesPerFrame) { try flushFrame() }
+        let shard = current!
+        let textStart = shard.frame.count + Self.headerBytes(for: "\(sample.key).txt")
+        sample.text.withUnsafeBytes { Tar.appendMember(name: "\(sample.key).txt", data: $0, mtime: mtime, to: &shard.frame) }
+        let jsonStart = shard.frame.count + Self.headerBytes(for: "\(sample.key).json")
+        sample.json.withUnsafeBytes { Tar.appendMember(name: "\(sample.key).json", data: $0, mtime: mtime, to: &shard.frame) }
+        try placed(sample, textStart: textStart, jsonStart: jsonStart)
         return try sealIfFull(now: now)
     }
 
-    /// Adds a sample prepared by a ``SampleEncoder`` (same configuration): its members (`.tar`) or its frame
-    /// (`.tar.zst`, one sample per frame) are written as they are. See ``add(_:position:mtime:now:)``.
+    /// Adds a sample prepared by a ``SampleEncoder`` (same configuration): its members join the open frame
+    /// (`.tar.zst`) or the file (`.tar`), or its own frame is written as it is (one sample per frame). See
+    /// ``add(_:position:mtime:now:)``.
     public func add(_ prepared: PreparedSample, position: String, now: Double) throws(ShardError) -> SealedShard? {
-        let direct: (bytes: [UInt8], compressed: Bool)? =
-            switch configuration.format {
-            case .tar: (prepared.chunk, false)
-            case .tarZstd: prepared.frame.map { ($0, true) }
-            }
-        guard let direct, configuration.samplesPerFrame == 1 || !direct.compressed else {
-            return try add(prepared.sample, position: position, mtime: prepared.mtime, now: now)
-        }
         try begin(prepared.sample, position: position, now: now)
-        try flushFrame()  // samples added the other way, if any, keep their order
-        let offset = current!.written
-        try writeRaw(direct.bytes)
-        current!.samples.append(
-            SampleLocation(
-                key: prepared.sample.key, frameOffset: direct.compressed ? offset : 0,
-                frameLength: direct.compressed ? direct.bytes.count : 0,
-                textOffset: (direct.compressed ? 0 : offset) + prepared.textStart, textLength: prepared.sample.text.count,
-                jsonOffset: (direct.compressed ? 0 : offset) + prepared.jsonStart,
-                jsonLength: prepared.sample.json.count, sample: prepared.sample))
+        let shard = current!
+        let sample = prepared.sample
+        switch (configuration.format, prepared.frame) {
+        case (.tarZstd, let frame?):
+            try flushFrame()  // samples added the other way, if any, keep their order
+            try collect(all: true)
+            let offset = shard.written
+            frame.withUnsafeBytes { writeRaw($0) }
+            shard.samples.append(
+                SampleLocation(
+                    key: sample.key, frameOffset: offset, frameLength: frame.count, textOffset: prepared.textStart,
+                    textLength: sample.text.count, jsonOffset: prepared.jsonStart, jsonLength: sample.json.count, sample: sample))
+        case (.tarZstd, nil):
+            let base = shard.frame.count
+            shard.frame.append(contentsOf: prepared.chunk)
+            try placed(sample, textStart: base + prepared.textStart, jsonStart: base + prepared.jsonStart)
+        case (.tar, _):
+            let offset = shard.written
+            prepared.chunk.withUnsafeBytes { writeRaw($0) }
+            shard.samples.append(
+                SampleLocation(
+                    key: sample.key, frameOffset: 0, frameLength: 0, textOffset: offset + prepared.textStart,
+                    textLength: sample.text.count, jsonOffset: offset + prepared.jsonStart, jsonLength: sample.json.count,
+                    sample: sample))
+        }
+        try drainIfFull()
         return try sealIfFull(now: now)
+    }
+
+    /// Records a sample whose members were just appended to the open frame; closes the frame when it is full.
+    private func placed(_ sample: ShardSample, textStart: Int, jsonStart: Int) throws(ShardError) {
+        let shard = current!
+        shard.frameSamples.append(
+            SampleLocation(
+                key: sample.key, frameOffset: 0, frameLength: 0, textOffset: textStart, textLength: sample.text.count,
+                jsonOffset: jsonStart, jsonLength: sample.json.count, sample: sample))
+        if configuration.format == .tar || shard.frame.count >= configuration.frameBytes
+            || shard.frameSamples.count >= max(1, configuration.samplesPerFrame)
+        {
+            try flushFrame()
+        }
     }
 
     /// Opens a shard when none is, and counts the sample's payload and time.
@@ -320,6 +373,7 @@ public final class ShardWriter {
         if current == nil { try open(name: position, now: now) }
         let shard = current!
         shard.rawBytes += sample.text.count + sample.json.count
+        shard.sampleCount += 1
         if let ts = sample.timestamp {
             shard.timestamps = shard.timestamps.map { min($0.lowerBound, ts)...max($0.upperBound, ts) } ?? ts...ts
         }
@@ -328,7 +382,7 @@ public final class ShardWriter {
     private func sealIfFull(now: Double) throws(ShardError) -> SealedShard? {
         let shard = current!
         let full = shard.rawBytes >= configuration.maximumPayloadBytes
-            || (configuration.maximumSamples.map { shard.samples.count + shard.pending.count >= $0 } ?? false)
+            || (configuration.maximumSamples.map { shard.sampleCount >= $0 } ?? false)
             || (configuration.maximumAge.map { now - shard.openedAtSeconds >= $0 } ?? false)
         return full ? try seal(now: now) : nil
     }
@@ -337,9 +391,11 @@ public final class ShardWriter {
     public func seal(now: Double) throws(ShardError) -> SealedShard? {
         guard current != nil else { return nil }
         try flushFrame()
+        try collect(all: true)
         var end: [UInt8] = []
         Tar.appendEnd(to: &end)
-        try write(end, compressed: configuration.format == .tarZstd)
+        if configuration.format == .tarZstd { try writeCompressed(end) } else { end.withUnsafeBytes { writeRaw($0) } }
+        try drain()
         let shard = current!
         current = nil
         let fileName = "\(shard.name).\(configuration.format.fileExtension)"
@@ -373,31 +429,61 @@ public final class ShardWriter {
         current = OpenShard(name: name, handle: handle, temporary: temporary, createdAt: Date(), openedAtSeconds: now)
     }
 
-    /// Writes the pending samples as one tar chunk (one zstd frame when compressing) and records their places.
+    /// Writes the open frame: its members as they are (`.tar`) or as one zstd frame, and records its samples' places.
     private func flushFrame() throws(ShardError) {
-        guard let shard = current, !shard.pending.isEmpty else { return }
-        var chunk: [UInt8] = []
-        var places: [(ShardSample, Int, Int, Int, Int)] = []
-        let compressed = configuration.format == .tarZstd
-        let base = compressed ? 0 : shard.written
-        for (sample, mtime) in shard.pending {
-            let textStart = chunk.count + Self.headerBytes(for: "\(sample.key).txt")
-            sample.text.withUnsafeBytes { Tar.appendMember(name: "\(sample.key).txt", data: $0, mtime: mtime, to: &chunk) }
-            let jsonStart = chunk.count + Self.headerBytes(for: "\(sample.key).json")
-            sample.json.withUnsafeBytes { Tar.appendMember(name: "\(sample.key).json", data: $0, mtime: mtime, to: &chunk) }
-            places.append((sample, base + textStart, sample.text.count, base + jsonStart, sample.json.count))
+        guard let shard = current, !shard.frameSamples.isEmpty else { return }
+        let offset = shard.written
+        switch configuration.format {
+        case .tar:
+            shard.frame.withUnsafeBytes { writeRaw($0) }
+            for var location in shard.frameSamples {
+                location.textOffset += offset
+                location.jsonOffset += offset
+                shard.samples.append(location)
+            }
+        case .tarZstd:
+            if let background {
+                shard.inFlight.append((background.submit(shard.frame), shard.frameSamples))
+                shard.frame = []
+                shard.frame.reserveCapacity(configuration.frameBytes + 8 * Tar.block)
+                shard.frameSamples = []
+                try collect(all: false)
+                return
+            }
+            try writeCompressed(shard.frame)
+            place(shard.frameSamples, frameOffset: offset, frameLength: shard.written - offset)
         }
-        let frameOffset = shard.written
-        try write(chunk, compressed: compressed)
-        let frameLength = current!.written - frameOffset
-        for (sample, textOffset, textLength, jsonOffset, jsonLength) in places {
-            current!.samples.append(
-                SampleLocation(
-                    key: sample.key, frameOffset: compressed ? frameOffset : 0, frameLength: compressed ? frameLength : 0,
-                    textOffset: textOffset, textLength: textLength, jsonOffset: jsonOffset, jsonLength: jsonLength,
-                    sample: sample))
+        shard.frame.removeAll(keepingCapacity: true)
+        shard.frameSamples.removeAll(keepingCapacity: true)
+        try drainIfFull()
+    }
+
+    /// Writes the frames the background compressor finished, in order: all of them when `all`, else those done
+    /// (and the oldest, waiting, while too many are in flight).
+    private func collect(all: Bool) throws(ShardError) {
+        guard let background, let shard = current else { return }
+        while let first = shard.inFlight.first {
+            let wait = all || shard.inFlight.count > framesInFlight
+            guard let result = background.take(first.ticket, wait: wait) else { break }
+            shard.inFlight.removeFirst()
+            let frame: [UInt8]
+            switch result {
+            case .success(let bytes): frame = bytes
+            case .failure(let error): throw error
+            }
+            let offset = shard.written
+            frame.withUnsafeBytes { writeRaw($0) }
+            place(first.samples, frameOffset: offset, frameLength: frame.count)
         }
-        current!.pending.removeAll(keepingCapacity: true)
+        try drainIfFull()
+    }
+
+    private func place(_ locations: [SampleLocation], frameOffset: Int, frameLength: Int) {
+        for var location in locations {
+            location.frameOffset = frameOffset
+            location.frameLength = frameLength
+            current!.samples.append(location)
+        }
     }
 
     static func headerBytes(for name: String) -> Int {
@@ -405,28 +491,46 @@ public final class ShardWriter {
         return bytes.count > 100 || bytes.contains(where: { $0 >= 0x80 }) ? 3 * Tar.block : Tar.block
     }
 
-    static func compress(_ bytes: [UInt8], context: OpaquePointer, level: Int32) throws(ShardError) -> [UInt8] {
-        var frame = [UInt8](repeating: 0, count: ZSTD_compressBound(bytes.count))
-        let size = frame.withUnsafeMutableBytes { destination in
+    /// Compresses `bytes` as one frame straight into the output buffer.
+    private func writeCompressed(_ bytes: [UInt8]) throws(ShardError) {
+        let shard = current!
+        let start = shard.output.count
+        let bound = ZSTD_compressBound(bytes.count)
+        shard.output.append(contentsOf: repeatElement(0, count: bound))
+        let size = shard.output.withUnsafeMutableBytes { destination in
             bytes.withUnsafeBytes { source in
-                ZSTD_compressCCtx(context, destination.baseAddress, destination.count, source.baseAddress, source.count, level)
+                ZSTD_compressCCtx(
+                    compressor, destination.baseAddress! + start, bound, source.baseAddress, source.count,
+                    configuration.compressionLevel)
             }
         }
-        if ZSTD_isError(size) != 0 { throw ShardError.compression(String(cString: ZSTD_getErrorName(size))) }
-        frame.removeSubrange(size...)
-        return frame
+        if ZSTD_isError(size) != 0 {
+            shard.output.removeLast(bound)
+            throw ShardError.compression(String(cString: ZSTD_getErrorName(size)))
+        }
+        shard.output.removeLast(bound - size)
+        shard.output.withUnsafeBytes { shard.digest.update(UnsafeRawBufferPointer(rebasing: $0[start...])) }
+        shard.written += size
     }
 
-    private func write(_ bytes: [UInt8], compressed: Bool) throws(ShardError) {
-        let output = compressed ? try Self.compress(bytes, context: compressor, level: configuration.compressionLevel) : bytes
-        try writeRaw(output)
+    /// Buffers bytes for the file and hashes them.
+    private func writeRaw(_ bytes: UnsafeRawBufferPointer) {
+        let shard = current!
+        shard.digest.update(bytes)
+        shard.output.append(contentsOf: bytes)
+        shard.written += bytes.count
     }
 
-    private func writeRaw(_ output: [UInt8]) throws(ShardError) {
-        output.withUnsafeBytes { current!.digest.update($0) }
+    private func drainIfFull() throws(ShardError) {
+        if current!.output.count >= 1 << 20 { try drain() }
+    }
+
+    /// Writes the buffered bytes to the file.
+    private func drain() throws(ShardError) {
+        let shard = current!
         // POSIX write for the errno: "No space left on device" and "File too large" say what to fix.
-        let descriptor = current!.handle.fileDescriptor
-        let failure: Int32? = output.withUnsafeBytes { bytes in
+        let descriptor = shard.handle.fileDescriptor
+        let failure: Int32? = shard.output.withUnsafeBytes { bytes in
             var offset = 0
             while offset < bytes.count {
                 let written = Foundation.write(descriptor, bytes.baseAddress! + offset, bytes.count - offset)
@@ -438,10 +542,10 @@ public final class ShardWriter {
             }
             return nil
         }
+        shard.output.removeAll(keepingCapacity: true)
         if let failure {
             throw ShardError.make(
-                .io, "writing \(current!.temporary.lastPathComponent) in \(directory.path): \(String(cString: strerror(failure)))")
+                .io, "writing \(shard.temporary.lastPathComponent) in \(directory.path): \(String(cString: strerror(failure)))")
         }
-        current!.written += output.count
     }
 }

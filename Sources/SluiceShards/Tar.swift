@@ -9,18 +9,25 @@ enum Tar {
 
     /// Appends one member (header, PAX header when the name needs one, data, padding).
     static func appendMember(name: String, data: UnsafeRawBufferPointer, mtime: Int64, to output: inout [UInt8]) {
-        let nameBytes = Array(name.utf8)
-        if nameBytes.count > 100 || nameBytes.contains(where: { $0 >= 0x80 }) {
-            var record = Array(" path=".utf8) + nameBytes + [0x0A]
-            // The length prefix counts itself: find the fixed point.
-            var length = record.count + 1
-            while String(length).utf8.count + record.count != length { length = String(length).utf8.count + record.count }
-            record = Array(String(length).utf8) + record
-            appendHeader(name: Array("PaxHeaders/\(nameBytes.count)".utf8), size: record.count, mtime: mtime, type: UInt8(ascii: "x"), to: &output)
-            output.append(contentsOf: record)
-            pad(&output)
+        var name = name
+        name.withUTF8 { nameBytes in
+            if nameBytes.count > 100 || nameBytes.contains(where: { $0 >= 0x80 }) {
+                var record = Array(" path=".utf8) + nameBytes + [0x0A]
+                // The length prefix counts itself: find the fixed point.
+                var length = record.count + 1
+                while String(length).utf8.count + record.count != length { length = String(length).utf8.count + record.count }
+                record = Array(String(length).utf8) + record
+                let paxName = Array("PaxHeaders/\(nameBytes.count)".utf8)
+                paxName.withUnsafeBufferPointer {
+                    appendHeader(name: $0, size: record.count, mtime: mtime, type: UInt8(ascii: "x"), to: &output)
+                }
+                output.append(contentsOf: record)
+                pad(&output)
+            }
+            appendHeader(
+                name: UnsafeBufferPointer(rebasing: nameBytes.prefix(100)), size: data.count, mtime: mtime,
+                type: UInt8(ascii: "0"), to: &output)
         }
-        appendHeader(name: Array(nameBytes.prefix(100)), size: data.count, mtime: mtime, type: UInt8(ascii: "0"), to: &output)
         output.append(contentsOf: data)
         pad(&output)
     }
@@ -34,30 +41,40 @@ enum Tar {
         if remainder != 0 { output.append(contentsOf: repeatElement(0, count: block - remainder)) }
     }
 
-    private static func appendHeader(name: [UInt8], size: Int, mtime: Int64, type: UInt8, to output: inout [UInt8]) {
-        var header = [UInt8](repeating: 0, count: block)
-        func put(_ bytes: [UInt8], at offset: Int) {
-            for (i, b) in bytes.enumerated() { header[offset + i] = b }
+    /// One ustar header, written in place: mode 0644, uid/gid 0, owner and group `sluice`.
+    private static func appendHeader(name: UnsafeBufferPointer<UInt8>, size: Int, mtime: Int64, type: UInt8, to output: inout [UInt8]) {
+        let start = output.count
+        output.append(contentsOf: repeatElement(0, count: block))
+        output.withUnsafeMutableBufferPointer { all in
+            let header = UnsafeMutableBufferPointer(rebasing: all[start..<(start + block)])
+            func put(_ text: StaticString, at offset: Int) {
+                for i in 0..<text.utf8CodeUnitCount { header[offset + i] = text.utf8Start[i] }
+            }
+            /// `value` in octal, zero-padded to `width - 1` digits, then NUL (sizes and times fit: 8 GiB, year 2242).
+            func octal(_ value: Int64, width: Int, at offset: Int) {
+                var rest = UInt64(max(0, value))
+                for i in stride(from: width - 2, through: 0, by: -1) {
+                    header[offset + i] = UInt8(ascii: "0") + UInt8(rest & 7)
+                    rest >>= 3
+                }
+                header[offset + width - 1] = 0
+            }
+            for (i, b) in name.enumerated() { header[i] = b }
+            octal(0o644, width: 8, at: 100)
+            octal(0, width: 8, at: 108)
+            octal(0, width: 8, at: 116)
+            octal(Int64(size), width: 12, at: 124)
+            octal(mtime, width: 12, at: 136)
+            for i in 148..<156 { header[i] = 0x20 }
+            header[156] = type
+            put("ustar\u{0}00", at: 257)
+            put("sluice", at: 265)
+            put("sluice", at: 297)
+            var checksum = 0
+            for b in header { checksum += Int(b) }
+            octal(Int64(checksum), width: 7, at: 148)
+            header[155] = 0x20
         }
-        func octal(_ value: Int64, width: Int) -> [UInt8] {
-            let digits = String(value, radix: 8)
-            return Array((String(repeating: "0", count: max(0, width - 1 - digits.count)) + digits).utf8) + [0]
-        }
-        put(name, at: 0)
-        put(octal(0o644, width: 8), at: 100)
-        put(octal(0, width: 8), at: 108)
-        put(octal(0, width: 8), at: 116)
-        put(octal(Int64(size), width: 12), at: 124)
-        put(octal(mtime, width: 12), at: 136)
-        put(Array(repeating: 0x20, count: 8), at: 148)
-        header[156] = type
-        put(Array("ustar".utf8) + [0], at: 257)
-        put(Array("00".utf8), at: 263)
-        put(Array("sluice".utf8), at: 265)
-        put(Array("sluice".utf8), at: 297)
-        let checksum = header.reduce(0) { $0 + Int($1) }
-        put(octal(Int64(checksum), width: 7) + [0x20], at: 148)
-        output.append(contentsOf: header)
     }
 
     /// One member read back.
