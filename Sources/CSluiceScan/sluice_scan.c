@@ -82,3 +82,42 @@ size_t sluice_json_plain_run_utf8(const uint8_t *bytes, size_t count, int *inval
         index += length;
     }
 }
+
+void sluice_count_cjk_alnum(const uint8_t *bytes, size_t count, size_t *cjk, size_t *alnum) {
+    size_t index = 0;
+    size_t cjk_total = 0, alnum_total = 0;
+#if defined(__SSE2__)
+    /* Unsigned range tests as signed compares after a bias of 0x80: (b - lo) < width. */
+    const __m128i bias = _mm_set1_epi8((char)0x80);
+    const __m128i cjk_lo = _mm_set1_epi8((char)0xE3), cjk_width = _mm_set1_epi8(11);
+    const __m128i letter_lo = _mm_set1_epi8(0x61), letter_width = _mm_set1_epi8(26);
+    const __m128i digit_lo = _mm_set1_epi8(0x30), digit_width = _mm_set1_epi8(10);
+    const __m128i fold = _mm_set1_epi8(0x20);
+    while (index + 16 <= count) {
+        /* Up to 255 blocks per round, so that byte counters cannot overflow. */
+        __m128i cjk_counts = _mm_setzero_si128(), alnum_counts = _mm_setzero_si128();
+        size_t rounds = 0;
+        while (index + 16 <= count && rounds < 255) {
+            __m128i v = _mm_loadu_si128((const __m128i *)(bytes + index));
+            __m128i c = _mm_cmplt_epi8(_mm_xor_si128(_mm_sub_epi8(v, cjk_lo), bias), _mm_xor_si128(cjk_width, bias));
+            __m128i l = _mm_cmplt_epi8(_mm_xor_si128(_mm_sub_epi8(_mm_or_si128(v, fold), letter_lo), bias), _mm_xor_si128(letter_width, bias));
+            __m128i d = _mm_cmplt_epi8(_mm_xor_si128(_mm_sub_epi8(v, digit_lo), bias), _mm_xor_si128(digit_width, bias));
+            cjk_counts = _mm_sub_epi8(cjk_counts, c);
+            alnum_counts = _mm_sub_epi8(alnum_counts, _mm_or_si128(l, d));
+            index += 16;
+            rounds++;
+        }
+        __m128i zero = _mm_setzero_si128();
+        __m128i cs = _mm_sad_epu8(cjk_counts, zero), as = _mm_sad_epu8(alnum_counts, zero);
+        cjk_total += (size_t)_mm_cvtsi128_si32(cs) + (size_t)_mm_extract_epi16(cs, 4);
+        alnum_total += (size_t)_mm_cvtsi128_si32(as) + (size_t)_mm_extract_epi16(as, 4);
+    }
+#endif
+    for (; index < count; index++) {
+        uint8_t b = bytes[index];
+        cjk_total += (uint8_t)(b - 0xE3) < 11;
+        alnum_total += (uint8_t)((b | 0x20) - 0x61) < 26 || (uint8_t)(b - 0x30) < 10;
+    }
+    *cjk = cjk_total;
+    *alnum = alnum_total;
+}

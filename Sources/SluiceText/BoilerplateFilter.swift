@@ -12,19 +12,22 @@ struct BoilerplateFilter: Sendable {
     private let phrases: [[UInt8]]
     /// One bit per lowercased two-byte prefix that starts some phrase: one lookup per position.
     private var prefixBits = [UInt64](repeating: 0, count: 1024)
+    /// The phrases (indices into `phrases`) by their lowercased two-byte prefix: a hit compares only those.
+    private var phrasesByPrefix: [Int: [Int]] = [:]
     private let maximumLineBytes: Int
     private let menuLines: Bool
     private let repeatThreshold: Int
     private var sketch: [UInt16]
-    private var seenInDocument: Set<UInt64> = []
+    private var seenInDocument = ScratchSet()
 
     private static let sketchBits = 18
 
     init(phrases: [String], maximumLineBytes: Int, menuLines: Bool, repeatThreshold: Int) {
         self.phrases = phrases.map { Array($0.utf8).map(ByteClass.lower) }.filter { !$0.isEmpty }
-        for phrase in self.phrases where phrase.count >= 2 {
+        for (index, phrase) in self.phrases.enumerated() where phrase.count >= 2 {
             let pair = Int(phrase[0]) << 8 | Int(phrase[1])
             prefixBits[pair >> 6] |= 1 << UInt64(pair & 63)
+            phrasesByPrefix[pair, default: []].append(index)
         }
         self.maximumLineBytes = maximumLineBytes
         self.menuLines = menuLines
@@ -34,7 +37,7 @@ struct BoilerplateFilter: Sendable {
 
     /// Call once before the lines of each document.
     mutating func startDocument() {
-        if !seenInDocument.isEmpty { seenInDocument.removeAll(keepingCapacity: true) }
+        seenInDocument.reset()
     }
 
     /// Whether the trimmed line `bytes[range]` is boilerplate. Counts it as seen in this document.
@@ -69,7 +72,7 @@ struct BoilerplateFilter: Sendable {
                     }
                 } else if !(isAlnum && previousIsAlnum) {
                     let pair = Int(ByteClass.lower(raw)) << 8 | Int(ByteClass.lower(bytes[i + 1]))
-                    if bits[pair >> 6] & (1 << UInt64(pair & 63)) != 0 && matchesPhrase(bytes, at: i, end: end) {
+                    if bits[pair >> 6] & (1 << UInt64(pair & 63)) != 0 && matchesPhrase(bytes, at: i, end: end, prefix: pair) {
                         return (true, separators)
                     }
                 }
@@ -80,8 +83,10 @@ struct BoilerplateFilter: Sendable {
         }
     }
 
-    private func matchesPhrase(_ bytes: UnsafeBufferPointer<UInt8>, at i: Int, end: Int) -> Bool {
-        for phrase in phrases where i + phrase.count <= end {
+    private func matchesPhrase(_ bytes: UnsafeBufferPointer<UInt8>, at i: Int, end: Int, prefix: Int) -> Bool {
+        for index in phrasesByPrefix[prefix] ?? [] {
+            let phrase = phrases[index]
+            guard i + phrase.count <= end else { continue }
             var k = 0
             while k < phrase.count && ByteClass.lower(bytes[i + k]) == phrase[k] { k += 1 }
             if k == phrase.count { return true }
@@ -165,7 +170,7 @@ struct BoilerplateFilter: Sendable {
         let mask = (1 << Self.sketchBits) - 1
         let first = Int(truncatingIfNeeded: hash) & mask
         let second = (1 << Self.sketchBits) + (Int(truncatingIfNeeded: hash >> 32) & mask)
-        if seenInDocument.insert(hash).inserted {
+        if seenInDocument.insert(hash) {
             if sketch[first] < .max { sketch[first] += 1 }
             if sketch[second] < .max { sketch[second] += 1 }
         }

@@ -28,12 +28,14 @@ enum LineCleanup {
                 lineStart = lineEnd + 1
                 continue
             }
+            var basisLine = 0  // where this line starts in the basis
             if let basis {
                 if !basis.pointee.isEmpty {
                     basis.pointee.append(0x0A)
                     if basisPendingBlank { basis.pointee.append(0x0A) }
                 }
                 basisPendingBlank = false
+                basisLine = basis.pointee.count
                 basis.pointee.append(contentsOf: UnsafeBufferPointer(rebasing: input[lineStart..<contentStart]))
                 appendCollapsed(input, contentStart..<contentEnd, to: &basis.pointee)
             }
@@ -45,7 +47,10 @@ enum LineCleanup {
                     if pendingBlank { output.append(0x0A) }
                 }
                 pendingBlank = false
-                if collapsesWhitespace {
+                if collapsesWhitespace, let basis {
+                    // The same line, already collapsed into the basis.
+                    basis.pointee.withUnsafeBufferPointer { output.append(contentsOf: UnsafeBufferPointer(rebasing: $0[basisLine...])) }
+                } else if collapsesWhitespace {
                     output.append(contentsOf: UnsafeBufferPointer(rebasing: input[lineStart..<contentStart]))
                     appendCollapsed(input, contentStart..<contentEnd, to: &output)
                 } else {

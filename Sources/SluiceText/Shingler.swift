@@ -1,4 +1,5 @@
 internal import CXXHash
+internal import CSluiceScan
 
 /// Turns a text into the 64-bit hashes of its shingles, the sets that MinHash compares.
 ///
@@ -52,24 +53,10 @@ public struct Shingler: Sendable {
     /// Whether CJK characters are at least a quarter of CJK characters plus ASCII letters and digits (lead bytes
     /// 0xE3–0xE9 and 0xEA–0xED cover U+3000–U+D7FF).
     static func isCharacterMode(_ bytes: UnsafeBufferPointer<UInt8>) -> Bool {
-        // Branch-free counts in 32-bit chunks, so the compiler can vectorize the byte loop.
+        guard let base = bytes.baseAddress else { return false }
         var cjk = 0
         var alnum = 0
-        var start = 0
-        while start < bytes.count {
-            let end = min(bytes.count, start + 4096)
-            var chunkCJK: UInt32 = 0
-            var chunkAlnum: UInt32 = 0
-            for i in start..<end {
-                let b = bytes[i]
-                chunkCJK &+= (b &- 0xE3) < 11 ? 1 : 0
-                chunkAlnum &+= ((b | 0x20) &- 0x61) < 26 ? 1 : 0
-                chunkAlnum &+= (b &- 0x30) < 10 ? 1 : 0
-            }
-            cjk += Int(chunkCJK)
-            alnum += Int(chunkAlnum)
-            start = end
-        }
+        sluice_count_cjk_alnum(base, bytes.count, &cjk, &alnum)
         return cjk > 0 && cjk * 4 >= cjk + alnum
     }
 

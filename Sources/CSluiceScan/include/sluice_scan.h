@@ -16,4 +16,8 @@ size_t sluice_json_plain_run_utf8(const uint8_t *bytes, size_t count, int *inval
 /* Offset of the first NUL byte, or `count` when there is none (memchr). */
 size_t sluice_first_nul(const uint8_t *bytes, size_t count);
 
+/* Counts, over `count` bytes, the lead bytes 0xE3…0xED (CJK and Hangul, U+3000…U+D7FF) into *cjk and the ASCII
+   letters and digits into *alnum. SSE2, sixteen bytes at a time. */
+void sluice_count_cjk_alnum(const uint8_t *bytes, size_t count, size_t *cjk, size_t *alnum);
+
 #endif
