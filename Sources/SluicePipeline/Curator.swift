@@ -82,6 +82,9 @@ public final class Curator {
         let compressor = FrameCompressor(level: configuration.shards.compressionLevel)
         defer { compressor.close() }
         let writer = ShardWriter(directory: output, configuration: configuration.shards, compressor: compressor)
+        // The open shard's rows go into the index as its frames are written, in a transaction committed at the seal.
+        let recorder = ShardRecorder(index: index, dataset: datasetName)
+        defer { recorder.close() }
         let rejected = try RejectedLog(url: output.appendingPathComponent("rejected.jsonl"))
         var summary = Summary()
         let clock = ContinuousClock()
@@ -128,7 +131,10 @@ public final class Curator {
                 total &+= now &- mark
                 mark = now
             }
-            defer { lap(&writeNanoseconds) }
+            defer {
+                recorder.update(from: writer)
+                lap(&writeNanoseconds)
+            }
             for result in batch {
                 summary.lines += 1
                 switch result {
@@ -163,7 +169,7 @@ public final class Curator {
 
         func record(_ sealed: SealedShard) throws {
             let entries = dedup.index.pendingEntries
-            try index.record(sealed, dataset: datasetName) { db in try DedupStore.write(entries, in: db) }
+            try recorder.finish(sealed) { db in try DedupStore.write(entries, in: db) }
             dedup.index.commitPending()
             summary.shards += 1
             summary.storedBytes += sealed.storedBytes

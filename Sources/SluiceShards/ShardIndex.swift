@@ -154,59 +154,69 @@ public final class ShardIndex: Sendable {
     ) throws(ShardError) {
         try ShardError.wrap("recording shard \(shard.name)") {
             try writer.write { db in
-                try db.execute(
-                    sql: """
-                        INSERT INTO shards (name, dataset, path, format, samples, raw_bytes, stored_bytes, sha256,
-                            created_at, sealed_at, ts_min, ts_max)
-                        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                        """,
-                    arguments: [
-                        shard.name, dataset, shard.fileName, shard.format.rawValue, shard.samples.count,
-                        shard.rawBytes, shard.storedBytes, shard.sha256, ShardTime.format(shard.createdAt),
-                        ShardTime.format(shard.sealedAt), shard.timestampRange?.lowerBound,
-                        shard.timestampRange?.upperBound,
-                    ])
-                for range in offsets {
-                    try db.execute(
-                        sql: "INSERT INTO shard_offsets (shard, topic, partition, first_offset, last_offset) VALUES (?, ?, ?, ?, ?)",
-                        arguments: [shard.name, range.topic, range.partition, range.first, range.last])
-                }
-                let insert = try db.cachedStatement(
-                    sql: """
-                        INSERT INTO samples (key, shard, frame_offset, frame_length, text_offset, text_length,
-                            json_offset, json_length, id, source, lang, score,
-                            src_topic, src_partition, src_offset, url, pipeline, decisions, sha256)
-                        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                        """)
-                let rows = BulkInsert(insert, in: db)
-                for sample in shard.samples {
-                    rows.bind(1, sample.key)
-                    rows.bind(2, shard.name)
-                    rows.bind(3, sample.frameOffset)
-                    rows.bind(4, sample.frameLength)
-                    rows.bind(5, sample.textOffset)
-                    rows.bind(6, sample.textLength)
-                    rows.bind(7, sample.jsonOffset)
-                    rows.bind(8, sample.jsonLength)
-                    rows.bind(9, sample.id)
-                    rows.bind(10, sample.source)
-                    rows.bind(11, sample.language)
-                    rows.bind(12, sample.score)
-                    let lineage = sample.lineage
-                    rows.bind(13, lineage?.topic)
-                    rows.bind(14, lineage?.partition)
-                    rows.bind(15, lineage?.offset)
-                    rows.bind(16, lineage?.url)
-                    rows.bind(17, lineage?.pipeline)
-                    rows.bind(18, lineage?.decisions)
-                    if let hash = lineage?.contentHash {
-                        hash.withUnsafeBytes { rows.bind(19, blob: $0) }
-                    } else {
-                        rows.bind(19, nil as String?)
-                    }
-                    try rows.step()
-                }
+                try Self.insertShard(shard, dataset: dataset, offsets: offsets, in: db)
+                try Self.insertSamples(shard.samples[...], shard: shard.name, in: db)
                 try extra(db)
+            }
+        }
+    }
+
+    static func insertShard(_ shard: SealedShard, dataset: String, offsets: [ShardOffsetRange], in db: Database) throws {
+        try db.execute(
+            sql: """
+                INSERT INTO shards (name, dataset, path, format, samples, raw_bytes, stored_bytes, sha256,
+                    created_at, sealed_at, ts_min, ts_max)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                """,
+            arguments: [
+                shard.name, dataset, shard.fileName, shard.format.rawValue, shard.samples.count,
+                shard.rawBytes, shard.storedBytes, shard.sha256, ShardTime.format(shard.createdAt),
+                ShardTime.format(shard.sealedAt), shard.timestampRange?.lowerBound,
+                shard.timestampRange?.upperBound,
+            ])
+        for range in offsets {
+            try db.execute(
+                sql: "INSERT INTO shard_offsets (shard, topic, partition, first_offset, last_offset) VALUES (?, ?, ?, ?, ?)",
+                arguments: [shard.name, range.topic, range.partition, range.first, range.last])
+        }
+    }
+
+    static func insertSamples(_ samples: ArraySlice<SampleLocation>, shard: String, in db: Database) throws {
+        let insert = try db.cachedStatement(
+            sql: """
+                INSERT INTO samples (key, shard, frame_offset, frame_length, text_offset, text_length,
+                    json_offset, json_length, id, source, lang, score,
+                    src_topic, src_partition, src_offset, url, pipeline, decisions, sha256)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                """)
+        let rows = BulkInsert(insert, in: db)
+        try samples.withUnsafeBufferPointer { all in
+            for index in 0..<all.count {
+                let sample = all.baseAddress! + index  // no copy of the row's fields
+                rows.bind(1, sample.pointee.key)
+                rows.bind(2, shard)
+                rows.bind(3, sample.pointee.frameOffset)
+                rows.bind(4, sample.pointee.frameLength)
+                rows.bind(5, sample.pointee.textOffset)
+                rows.bind(6, sample.pointee.textLength)
+                rows.bind(7, sample.pointee.jsonOffset)
+                rows.bind(8, sample.pointee.jsonLength)
+                rows.bind(9, sample.pointee.id)
+                rows.bind(10, sample.pointee.source)
+                rows.bind(11, sample.pointee.language)
+                rows.bind(12, sample.pointee.score)
+                if let lineage = sample.pointee.lineage {
+                    rows.bind(13, lineage.topic)
+                    rows.bind(14, lineage.partition)
+                    rows.bind(15, lineage.offset)
+                    rows.bind(16, lineage.url)
+                    rows.bind(17, lineage.pipeline)
+                    rows.bind(18, lineage.decisions)
+                    if let hash = lineage.contentHash {
+                        hash.withUnsafeBytes { rows.bind(19, blob: $0) }
+                    }
+                }
+                try rows.step()
             }
         }
     }

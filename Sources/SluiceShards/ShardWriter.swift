@@ -305,6 +305,12 @@ public final class ShardWriter {
     /// Whether a shard is open.
     public var isOpen: Bool { current != nil }
 
+    /// The open shard's name and its samples from `start` on whose frames are written (their places are final).
+    public func placedSamples(from start: Int) -> (shard: String, samples: ArraySlice<SampleLocation>)? {
+        guard let current, start <= current.samples.count else { return nil }
+        return (current.name, current.samples[start...])
+    }
+
     /// Adds a sample. `position` names a shard this sample opens; `now` is the driver's clock (seconds) for the
     /// age limit, `mtime` the members' modification time (Unix seconds, deterministic). Returns the shard sealed
     /// by a limit this sample reached, if any.

@@ -16,8 +16,10 @@ internal import CSluiceScan
 public struct Shingler: Sendable {
     /// Tokens per shingle. Default 5.
     public let size: Int
+    /// Scratch space: a word's folded bytes, and the text's token hashes (`tokenCount` of them).
     private var word: [UInt8] = []
     private var tokens: [UInt64] = []
+    private var tokenCount = 0
 
     public init(size: Int = 5) {
         precondition(size >= 1 && size <= 16, "shingle size must be 1…16")
@@ -32,13 +34,14 @@ public struct Shingler: Sendable {
     public mutating func shingles(_ text: UnsafeBufferPointer<UInt8>, into hashes: inout [UInt64]) -> ShingleSet {
         tokenize(text)
         hashes.removeAll(keepingCapacity: true)
+        let count = tokenCount
         var exact: UInt64 = 0x9E37_79B9_7F4A_7C15
-        for token in tokens { exact = mix(exact &* 0x1000_0000_01B3 ^ token) }
-        guard !tokens.isEmpty else { return ShingleSet(tokenCount: 0, exactHash: 0) }
+        guard count > 0 else { return ShingleSet(tokenCount: 0, exactHash: 0) }
         tokens.withUnsafeBytes { raw in
-            let count = tokens.count
+            let tokens = raw.bindMemory(to: UInt64.self)
+            for index in 0..<count { exact = mix(exact &* 0x1000_0000_01B3 ^ tokens[index]) }
             if count < size {
-                hashes.append(XXH3_64bits(raw.baseAddress, raw.count))
+                hashes.append(XXH3_64bits(raw.baseAddress, count * 8))
                 return
             }
             hashes.reserveCapacity(count - size + 1)
@@ -47,7 +50,7 @@ public struct Shingler: Sendable {
                 hashes.append(XXH3_64bits(raw.baseAddress! + start * 8, width))
             }
         }
-        return ShingleSet(tokenCount: tokens.count, exactHash: exact)
+        return ShingleSet(tokenCount: count, exactHash: exact)
     }
 
     /// Whether CJK characters are at least a quarter of CJK characters plus ASCII letters and digits (lead bytes
@@ -61,11 +64,31 @@ public struct Shingler: Sendable {
     }
 
     private mutating func tokenize(_ bytes: UnsafeBufferPointer<UInt8>) {
-        tokens.removeAll(keepingCapacity: true)
-        word.removeAll(keepingCapacity: true)
-        if Self.isCharacterMode(bytes) {
-            tokenizeCharacters(bytes)
-            return
+        // At most one token per byte, and a word's folded bytes never outgrow the text's: room for everything up
+        // front, written through pointers.
+        if tokens.count < bytes.count + 1 { tokens = [UInt64](repeating: 0, count: bytes.count + 1 + bytes.count / 2) }
+        if word.count < bytes.count + 4 { word = [UInt8](repeating: 0, count: bytes.count + 4 + bytes.count / 2) }
+        let characterMode = Self.isCharacterMode(bytes)
+        tokenCount = tokens.withUnsafeMutableBufferPointer { tokens in
+            word.withUnsafeMutableBufferPointer { word in
+                characterMode
+                    ? Self.tokenizeCharacters(bytes, into: tokens) : Self.tokenizeWords(bytes, into: tokens, word: word)
+            }
+        }
+    }
+
+    /// Word mode: a run of letters or digits is one token (its folded bytes hashed), a CJK character another.
+    private static func tokenizeWords(
+        _ bytes: UnsafeBufferPointer<UInt8>, into tokens: UnsafeMutableBufferPointer<UInt64>,
+        word: UnsafeMutableBufferPointer<UInt8>
+    ) -> Int {
+        var count = 0
+        var length = 0
+        @inline(__always) func flushWord() {
+            guard length > 0 else { return }
+            tokens[count] = XXH3_64bits(word.baseAddress, length)
+            count += 1
+            length = 0
         }
         let n = bytes.count
         var i = 0
@@ -73,58 +96,90 @@ public struct Shingler: Sendable {
             let b = bytes[i]
             if b < 0x80 {
                 if ByteClass.isAlnum(b) || b == UInt8(ascii: "_") {
-                    word.append(ByteClass.lower(b))
+                    word[length] = ByteClass.lower(b)
+                    length += 1
                 } else {
                     flushWord()
                 }
                 i += 1
                 continue
             }
-            let (scalar, length) = decodeUTF8(bytes, at: i)
-            i += length
-            switch Self.classify(scalar) {
+            let (scalar, scalarLength) = decodeUTF8(bytes, at: i)
+            i += scalarLength
+            switch classify(scalar) {
             case .cjk:
                 flushWord()
-                tokens.append(Self.mix(UInt64(scalar) | 0xC1C0_0000_0000))
+                tokens[count] = mix(UInt64(scalar) | 0xC1C0_0000_0000)
+                count += 1
             case .letter(let folded):
                 if folded < 0x80 {
-                    word.append(UInt8(folded))
+                    word[length] = UInt8(folded)
+                    length += 1
                 } else {
-                    appendUTF8(folded, to: &word)
+                    length += writeUTF8(folded, to: word.baseAddress! + length)
                 }
             case .separator:
                 flushWord()
             }
         }
         flushWord()
+        return count
     }
 
     /// Character mode: every letter, digit and CJK character is a token.
-    private mutating func tokenizeCharacters(_ bytes: UnsafeBufferPointer<UInt8>) {
+    private static func tokenizeCharacters(
+        _ bytes: UnsafeBufferPointer<UInt8>, into tokens: UnsafeMutableBufferPointer<UInt64>
+    ) -> Int {
+        var count = 0
         let n = bytes.count
         var i = 0
         while i < n {
             let b = bytes[i]
             if b < 0x80 {
-                if ByteClass.isAlnum(b) { tokens.append(Self.mix(UInt64(ByteClass.lower(b)) | 0xC1C0_0000_0000)) }
+                if ByteClass.isAlnum(b) {
+                    tokens[count] = mix(UInt64(ByteClass.lower(b)) | 0xC1C0_0000_0000)
+                    count += 1
+                }
                 i += 1
                 continue
             }
             let (scalar, length) = decodeUTF8(bytes, at: i)
             i += length
-            switch Self.classify(scalar) {
-            case .cjk: tokens.append(Self.mix(UInt64(scalar) | 0xC1C0_0000_0000))
-            case .letter(let folded): tokens.append(Self.mix(UInt64(folded) | 0xC1C0_0000_0000))
+            switch classify(scalar) {
+            case .cjk:
+                tokens[count] = mix(UInt64(scalar) | 0xC1C0_0000_0000)
+                count += 1
+            case .letter(let folded):
+                tokens[count] = mix(UInt64(folded) | 0xC1C0_0000_0000)
+                count += 1
             case .separator: break
             }
         }
+        return count
     }
 
-    private mutating func flushWord() {
-        guard !word.isEmpty else { return }
-        let hash = word.withUnsafeBytes { XXH3_64bits($0.baseAddress, $0.count) }
-        tokens.append(hash)
-        word.removeAll(keepingCapacity: true)
+    /// Writes `scalar` as UTF-8 at `out`; returns its length.
+    private static func writeUTF8(_ scalar: UInt32, to out: UnsafeMutablePointer<UInt8>) -> Int {
+        switch scalar {
+        case 0..<0x80:
+            out[0] = UInt8(scalar)
+            return 1
+        case 0x80..<0x800:
+            out[0] = UInt8(0xC0 | scalar >> 6)
+            out[1] = UInt8(0x80 | scalar & 0x3F)
+            return 2
+        case 0x800..<0x10000:
+            out[0] = UInt8(0xE0 | scalar >> 12)
+            out[1] = UInt8(0x80 | scalar >> 6 & 0x3F)
+            out[2] = UInt8(0x80 | scalar & 0x3F)
+            return 3
+        default:
+            out[0] = UInt8(0xF0 | scalar >> 18)
+            out[1] = UInt8(0x80 | scalar >> 12 & 0x3F)
+            out[2] = UInt8(0x80 | scalar >> 6 & 0x3F)
+            out[3] = UInt8(0x80 | scalar & 0x3F)
+            return 4
+        }
     }
 
     enum ScalarClass: Equatable {

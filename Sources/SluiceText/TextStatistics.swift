@@ -55,8 +55,11 @@ struct TextMeasurer: Sendable {
     var shortLineLength = 30
     private var lineSeen = ScratchSet()
     private var paragraphSeen = ScratchSet()
+    /// The words of the text measured last: their hashes and lengths, `wordCount` of them (the arrays are
+    /// scratch space, at least one entry per byte).
     private var wordHashes: [UInt64] = []
     private var wordLengths: [Int32] = []
+    private var wordCount = 0
     private var rolling: [UInt64] = []
     private var counter = ScratchCounter()
     /// FNV-style running hash of a word's lowercased bytes, finished by ``finishWord(_:_:)``: no byte buffer.
@@ -174,8 +177,23 @@ struct TextMeasurer: Sendable {
     // MARK: Words and characters
 
     private mutating func measureWords(_ bytes: UnsafeBufferPointer<UInt8>, _ s: inout TextStatistics) {
-        wordHashes.removeAll(keepingCapacity: true)
-        wordLengths.removeAll(keepingCapacity: true)
+        // At most one word per byte: room for all of them up front, written through pointers.
+        if wordHashes.count < bytes.count + 1 {
+            wordHashes = [UInt64](repeating: 0, count: bytes.count + 1 + bytes.count / 2)
+            wordLengths = [Int32](repeating: 0, count: wordHashes.count)
+        }
+        wordCount = wordHashes.withUnsafeMutableBufferPointer { hashes in
+            wordLengths.withUnsafeMutableBufferPointer { lengths in
+                Self.measureWords(bytes, &s, hashes: hashes, lengths: lengths)
+            }
+        }
+    }
+
+    private static func measureWords(
+        _ bytes: UnsafeBufferPointer<UInt8>, _ s: inout TextStatistics, hashes: UnsafeMutableBufferPointer<UInt64>,
+        lengths: UnsafeMutableBufferPointer<Int32>
+    ) -> Int {
+        var count = 0
         var wordState = Self.wordSeed
         var wordBytes = 0
         var trimmedState = Self.wordSeed
@@ -205,8 +223,9 @@ struct TextMeasurer: Sendable {
             // Without trailing punctuation ("laborum." → "laborum") when there is some.
             let loremHash = trimmedBytes > 0 && trimmedBytes < wordBytes ? Self.finishWord(trimmedState, trimmedBytes) : hash
             if Self.loremFilter[Int(loremHash & 1023)], Self.loremVocabulary.contains(loremHash) { s.loremWords += 1 }
-            wordHashes.append(hash)
-            wordLengths.append(Int32(wordCharacters))
+            hashes[count] = hash
+            lengths[count] = Int32(wordCharacters)
+            count += 1
             wordState = Self.wordSeed
             wordBytes = 0
             trimmedState = Self.wordSeed
@@ -281,8 +300,9 @@ struct TextMeasurer: Sendable {
                 s.alphabeticWords += 1
                 s.nonSymbolWords += 1
                 s.nonSymbolWordCharacters += 1
-                wordHashes.append(Shingler.mix(UInt64(scalar)))
-                wordLengths.append(1)
+                hashes[count] = Shingler.mix(UInt64(scalar))
+                lengths[count] = 1
+                count += 1
                 continue
             case .letter:
                 if scalar >= 0x80 && scalar <= 0xFF { s.latin1 += 1 } else { s.otherLetters += 1 }
@@ -307,6 +327,7 @@ struct TextMeasurer: Sendable {
         }
         endWord(&s)
         s.stopWords = (stopMask & 0xFF).nonzeroBitCount + (stopMask >> 8).nonzeroBitCount
+        return count
     }
 
     /// The words of the standard lorem-ipsum filler, hashed.
@@ -336,12 +357,12 @@ struct TextMeasurer: Sendable {
     // MARK: Repetition of word n-grams
 
     private mutating func measureNGrams(_ s: inout TextStatistics, spaced: Bool) {
-        let count = wordHashes.count
+        let count = wordCount
         guard count >= 2, s.characters > 0 else { return }
         let total = Double(s.characters)
         // rolling[i] holds the hash of the n-gram starting at word i, extended by one word per round (n = 2…10).
         rolling.removeAll(keepingCapacity: true)
-        rolling.append(contentsOf: wordHashes)
+        rolling.append(contentsOf: wordHashes[0..<count])
         for n in 2...10 where count >= n {
             let positions = count - n + 1
             wordHashes.withUnsafeBufferPointer { hashes in
@@ -380,6 +401,8 @@ struct TextMeasurer: Sendable {
                     }
                 }
                 s.duplicatedNGram[n - 5] = Double(repeated) / total
+                // No n-gram repeats, so no longer one can (it would repeat its first n words): the rest stay 0.
+                if repeated == 0 { break }
             }
         }
     }
