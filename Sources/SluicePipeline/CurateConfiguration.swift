@@ -14,7 +14,7 @@ public import SluiceTrain
 /// desensitize: { policy: placeholder, policies: { cn_id: drop }, pseudonym_key_env: SLUICE_PSEUDONYM_KEY }
 /// quality:     { preset: sluice, shadow: false }
 /// dedup:       { hashes: 112, bands: 28, rows: 4, threshold: 0.65 }
-/// shards:      { format: tar.zst, level: 3, max_payload_mb: 256, max_samples: 100000, samples_per_frame: 1 }
+/// shards:      { format: tar.zst, level: 3, max_payload_mb: 256, max_samples: 100000, frame_kb: 64 }
 /// ```
 public struct CurateConfiguration: Sendable {
     public var decoder = EnvelopeDecoder()
@@ -144,7 +144,7 @@ public struct CurateConfiguration: Sendable {
                 }
                 do { try configuration.dedup.validate() } catch { throw reader.error("", "\(error)") }
             case "shards":
-                try reader.keys(fields, ["format", "level", "max_payload_mb", "max_samples", "samples_per_frame", "max_age_seconds"])
+                try reader.keys(fields, ["format", "level", "max_payload_mb", "max_samples", "samples_per_frame", "frame_kb", "max_age_seconds"])
                 if let v = try reader.choice(fields, "format", ShardFormat.allCases.map(\.rawValue)) {
                     configuration.shards.format = ShardFormat(rawValue: v)!
                 }
@@ -152,6 +152,7 @@ public struct CurateConfiguration: Sendable {
                 if let v = try reader.int(fields, "max_payload_mb", 1...65_536) { configuration.shards.maximumPayloadBytes = v << 20 }
                 if let v = try reader.int(fields, "max_samples", 1...Int.max) { configuration.shards.maximumSamples = v }
                 if let v = try reader.int(fields, "samples_per_frame", 1...100_000) { configuration.shards.samplesPerFrame = v }
+                if let v = try reader.int(fields, "frame_kb", 1...65_536) { configuration.shards.frameBytes = v << 10 }
                 if let v = try reader.int(fields, "max_age_seconds", 1...Int.max) { configuration.shards.maximumAge = Double(v) }
             case "perplexity":
                 try reader.keys(fields, ["model", "models_topic", "max_ratio", "max_bytes", "reference_perplexity"])

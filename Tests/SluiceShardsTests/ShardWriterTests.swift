@@ -131,6 +131,92 @@ struct ShardWriterTests {
         }
     }
 
+    /// Frames group samples up to `frameBytes`: prepared and plain samples, compressed on the caller's thread or
+    /// in the background, land in the same bytes, and every sample is read back by key from its frame.
+    @Test(arguments: [false, true])
+    func framesGroupSamplesUpToTheirSize(background: Bool) throws {
+        try withTemporaryDirectory { directory in
+            var configuration = ShardWriterConfiguration()
+            configuration.frameBytes = 4096
+            let compressor = background ? FrameCompressor(level: configuration.compressionLevel) : nil
+            defer { compressor?.close() }
+            let writer = ShardWriter(directory: directory, configuration: configuration, compressor: compressor)
+            let encoder = SampleEncoder(configuration: configuration)
+            let index = try ShardIndex(path: directory.appendingPathComponent("index.sqlite").path)
+            try index.registerDataset(name: "test", input: nil, config: nil, now: Date())
+            let all = samples(60)
+            for (i, sample) in all.enumerated() {
+                // Every third sample the plain way, the others prepared (as the workers do).
+                let sealed =
+                    i % 3 == 0
+                    ? try writer.add(sample, position: "test+0000000001", mtime: 1_700_000_000, now: 0)
+                    : try writer.add(try encoder.prepare(sample, mtime: 1_700_000_000), position: "test+0000000001", now: 0)
+                #expect(sealed == nil)
+            }
+            let shard = try #require(try writer.seal(now: 0))
+            try index.record(shard, dataset: "test")
+            let frames = Set(shard.samples.map(\.frameOffset))
+            // Each sample is 2 KiB of tar members (two headers, two padded members): two per 4 KiB frame.
+            #expect(frames.count >= 25 && frames.count <= 30, "\(frames.count) frames for 60 samples")
+            #expect(Dictionary(grouping: shard.samples, by: \.frameOffset).values.allSatisfy { $0.count <= 2 })
+            #expect(shard.samples.allSatisfy { $0.frameLength > 0 })
+            let url = directory.appendingPathComponent(shard.fileName)
+            #expect(try ShardReader.samples(of: url).map(\.text) == all.map(\.text))
+            for sample in all {
+                let (found, location) = try #require(try index.location(ofKey: sample.key))
+                let one = try ShardReader.sample(at: location, in: directory.appendingPathComponent(found.fileName), format: .tarZstd)
+                #expect(one.text == sample.text && one.json == sample.json)
+            }
+            #expect(try ShardVerifier.verify(directory: directory).problems.isEmpty)
+            // One sample per frame is still available, compressed by the encoder.
+            configuration.samplesPerFrame = 1
+            let single = ShardWriter(directory: directory, configuration: configuration)
+            let singleEncoder = SampleEncoder(configuration: configuration)
+            for sample in all.prefix(4) {
+                _ = try single.add(try singleEncoder.prepare(sample, mtime: 0), position: "single+0000000001", now: 0)
+            }
+            let one = try #require(try single.seal(now: 0))
+            #expect(Set(one.samples.map(\.frameOffset)).count == 4)
+            #expect(try ShardReader.samples(of: directory.appendingPathComponent(one.fileName)).map(\.text) == all.prefix(4).map(\.text))
+        }
+    }
+
+    /// The recorder writes an open shard's rows as they come and commits them with the shard's row at the seal;
+    /// rows of a shard never sealed are rolled back.
+    @Test func theRecorderCommitsAtTheSealAndRollsBackAnUnsealedShard() throws {
+        try withTemporaryDirectory { directory in
+            let index = try ShardIndex(path: directory.appendingPathComponent("index.sqlite").path)
+            try index.registerDataset(name: "test", input: nil, config: nil, now: Date())
+            var configuration = ShardWriterConfiguration()
+            configuration.frameBytes = 2048
+            let writer = ShardWriter(directory: directory, configuration: configuration)
+            let recorder = ShardRecorder(index: index, dataset: "test")
+            for sample in samples(30) {
+                _ = try writer.add(sample, position: "test+0000000001", mtime: 0, now: 0)
+                recorder.update(from: writer)
+            }
+            // Rows already went in, uncommitted: a reader sees nothing yet.
+            #expect(try index.location(ofKey: samples(1)[0].key) == nil)
+            let shard = try #require(try writer.seal(now: 0))
+            try recorder.finish(shard)
+            #expect(try index.shards().map(\.name) == ["test+0000000001"])
+            for sample in samples(30) { #expect(try index.location(ofKey: sample.key)?.shard.name == "test+0000000001") }
+            // A second shard whose writer dies before the seal: its rows never become visible.
+            let more = (0..<5).map { i in
+                ShardSample(key: "later\(i)", text: Array("later \(i)".utf8), json: Array("{}".utf8), id: "later-\(i)")
+            }
+            for sample in more {
+                _ = try writer.add(sample, position: "test+0000000031", mtime: 0, now: 0)
+                recorder.update(from: writer)
+            }
+            recorder.close()
+            Thread.sleep(forTimeInterval: 0.2)
+            #expect(try index.location(ofKey: "later0") == nil)
+            #expect(try index.shards().count == 1)
+            try index.registerDataset(name: "after", input: nil, config: nil, now: Date())  // the writer is free again
+        }
+    }
+
     private func shell(_ command: String) throws -> (status: Int32, stdout: String, stderr: String) {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/bin/sh")
