@@ -97,6 +97,8 @@ public final class Curator {
                 throw TrainError("perplexity.model must name a model for sluice curate (models_topic is for the streaming pipeline)")
             }
             configuration.modelSlot = ModelSlot(try ScoringModel.load(path, referencePerplexity: perplexity.referencePerplexity))
+        } else {
+            stopIdleBLASThreads()  // their start-up spinning would take CPU from the stages
         }
         let boxes = try (0..<workers).map { _ in
             var stages = try WorkerStages(configuration)
@@ -403,6 +405,10 @@ struct WorkerStages {
         guard let prepared = try? encoder.prepare(sample, mtime: SampleJSON.mtime(document.timestamp)) else {
             return .rejected(line: number, id: document.id, stage: "shards", reason: "encode_failed", detail: ("", textBytes), profile: profile)
         }
+        // The text lives on in the sample's members; the writing thread decides on hashes, id and signals.
+        if document.rawTextHash == nil { document.rawTextHash = ContentHash(document.text).value }
+        document.text = []
+        document.metaJSON = nil
         return .kept(line: number, document, print, textBytes: textBytes, prepared: prepared, profile: profile)
     }
 

@@ -150,6 +150,9 @@ public struct SampleLocation: Sendable, Equatable {
 
 /// A sample already turned into its tar members (and, for `.tar.zst` with one sample per frame, its zstd
 /// frame), so that the expensive part of writing runs on the worker that produced the sample.
+///
+/// `sample` keeps what the index records; its text and JSON live on only in the members (their lengths are kept),
+/// so that the writing thread does not carry or free them twice.
 public struct PreparedSample: @unchecked Sendable {
     // @unchecked: plain value arrays, built on one thread and handed over once.
     public var sample: ShardSample
@@ -157,6 +160,8 @@ public struct PreparedSample: @unchecked Sendable {
     var frame: [UInt8]?
     var textStart: Int
     var jsonStart: Int
+    var textLength: Int
+    var jsonLength: Int
     var mtime: Int64
 }
 
@@ -176,6 +181,9 @@ public final class SampleEncoder {
     deinit { ZSTD_freeCCtx(context) }
 
     public func prepare(_ sample: ShardSample, mtime: Int64) throws(ShardError) -> PreparedSample {
+        var light = sample
+        light.text = []
+        light.json = []
         // A new array of the exact size: the chunk travels with the result, and a reused buffer would hand every
         // result the capacity of the largest sample seen so far.
         let textStart = ShardWriter.headerBytes(for: "\(sample.key).txt")
@@ -198,9 +206,13 @@ public final class SampleEncoder {
             }
             if ZSTD_isError(size) != 0 { throw ShardError.compression(String(cString: ZSTD_getErrorName(size))) }
             frame = Array(scratch[0..<size])
-            return PreparedSample(sample: sample, chunk: [], frame: frame, textStart: textStart, jsonStart: jsonStart, mtime: mtime)
+            return PreparedSample(
+                sample: light, chunk: [], frame: frame, textStart: textStart, jsonStart: jsonStart,
+                textLength: sample.text.count, jsonLength: sample.json.count, mtime: mtime)
         }
-        return PreparedSample(sample: sample, chunk: chunk, frame: nil, textStart: textStart, jsonStart: jsonStart, mtime: mtime)
+        return PreparedSample(
+            sample: light, chunk: chunk, frame: nil, textStart: textStart, jsonStart: jsonStart,
+            textLength: sample.text.count, jsonLength: sample.json.count, mtime: mtime)
     }
 }
 
@@ -315,13 +327,14 @@ public final class ShardWriter {
     /// age limit, `mtime` the members' modification time (Unix seconds, deterministic). Returns the shard sealed
     /// by a limit this sample reached, if any.
     public func add(_ sample: ShardSample, position: String, mtime: Int64, now: Double) throws(ShardError) -> SealedShard? {
-        try begin(sample, position: position, now: now)
+        try begin(sample, payload: sample.text.count + sample.json.count, position: position, now: now)
         let shard = current!
         let textStart = shard.frame.count + Self.headerBytes(for: "\(sample.key).txt")
         sample.text.withUnsafeBytes { Tar.appendMember(name: "\(sample.key).txt", data: $0, mtime: mtime, to: &shard.frame) }
         let jsonStart = shard.frame.count + Self.headerBytes(for: "\(sample.key).json")
         sample.json.withUnsafeBytes { Tar.appendMember(name: "\(sample.key).json", data: $0, mtime: mtime, to: &shard.frame) }
-        try placed(sample, textStart: textStart, jsonStart: jsonStart)
+        try placed(
+            sample, textStart: textStart, textLength: sample.text.count, jsonStart: jsonStart, jsonLength: sample.json.count)
         return try sealIfFull(now: now)
     }
 
@@ -329,7 +342,7 @@ public final class ShardWriter {
     /// (`.tar.zst`) or the file (`.tar`), or its own frame is written as it is (one sample per frame). See
     /// ``add(_:position:mtime:now:)``.
     public func add(_ prepared: PreparedSample, position: String, now: Double) throws(ShardError) -> SealedShard? {
-        try begin(prepared.sample, position: position, now: now)
+        try begin(prepared.sample, payload: prepared.textLength + prepared.jsonLength, position: position, now: now)
         let shard = current!
         let sample = prepared.sample
         switch (configuration.format, prepared.frame) {
@@ -341,18 +354,21 @@ public final class ShardWriter {
             shard.samples.append(
                 SampleLocation(
                     key: sample.key, frameOffset: offset, frameLength: frame.count, textOffset: prepared.textStart,
-                    textLength: sample.text.count, jsonOffset: prepared.jsonStart, jsonLength: sample.json.count, sample: sample))
+                    textLength: prepared.textLength, jsonOffset: prepared.jsonStart, jsonLength: prepared.jsonLength,
+                    sample: sample))
         case (.tarZstd, nil):
             let base = shard.frame.count
             shard.frame.append(contentsOf: prepared.chunk)
-            try placed(sample, textStart: base + prepared.textStart, jsonStart: base + prepared.jsonStart)
+            try placed(
+                sample, textStart: base + prepared.textStart, textLength: prepared.textLength,
+                jsonStart: base + prepared.jsonStart, jsonLength: prepared.jsonLength)
         case (.tar, _):
             let offset = shard.written
             prepared.chunk.withUnsafeBytes { writeRaw($0) }
             shard.samples.append(
                 SampleLocation(
                     key: sample.key, frameOffset: 0, frameLength: 0, textOffset: offset + prepared.textStart,
-                    textLength: sample.text.count, jsonOffset: offset + prepared.jsonStart, jsonLength: sample.json.count,
+                    textLength: prepared.textLength, jsonOffset: offset + prepared.jsonStart, jsonLength: prepared.jsonLength,
                     sample: sample))
         }
         try drainIfFull()
@@ -360,12 +376,12 @@ public final class ShardWriter {
     }
 
     /// Records a sample whose members were just appended to the open frame; closes the frame when it is full.
-    private func placed(_ sample: ShardSample, textStart: Int, jsonStart: Int) throws(ShardError) {
+    private func placed(_ sample: ShardSample, textStart: Int, textLength: Int, jsonStart: Int, jsonLength: Int) throws(ShardError) {
         let shard = current!
         shard.frameSamples.append(
             SampleLocation(
-                key: sample.key, frameOffset: 0, frameLength: 0, textOffset: textStart, textLength: sample.text.count,
-                jsonOffset: jsonStart, jsonLength: sample.json.count, sample: sample))
+                key: sample.key, frameOffset: 0, frameLength: 0, textOffset: textStart, textLength: textLength,
+                jsonOffset: jsonStart, jsonLength: jsonLength, sample: sample))
         if configuration.format == .tar || shard.frame.count >= configuration.frameBytes
             || shard.frameSamples.count >= max(1, configuration.samplesPerFrame)
         {
@@ -374,11 +390,11 @@ public final class ShardWriter {
     }
 
     /// Opens a shard when none is, and counts the sample's payload and time.
-    private func begin(_ sample: ShardSample, position: String, now: Double) throws(ShardError) {
+    private func begin(_ sample: ShardSample, payload: Int, position: String, now: Double) throws(ShardError) {
         precondition(!sample.key.contains(".") && !sample.key.contains("/"), "sample keys contain no dots or slashes")
         if current == nil { try open(name: position, now: now) }
         let shard = current!
-        shard.rawBytes += sample.text.count + sample.json.count
+        shard.rawBytes += payload
         shard.sampleCount += 1
         if let ts = sample.timestamp {
             shard.timestamps = shard.timestamps.map { min($0.lowerBound, ts)...max($0.upperBound, ts) } ?? ts...ts

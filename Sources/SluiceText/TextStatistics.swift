@@ -99,10 +99,10 @@ struct TextMeasurer: Sendable {
         var paragraphCharacters = 0
         func endParagraph(_ s: inout TextStatistics) {
             guard paragraphCharacters > 0 else { return }
-            s.paragraphs += 1
+            s.paragraphs &+= 1
             if !paragraphSeen.insert(paragraphHash) {
-                s.duplicateParagraphs += 1
-                s.duplicateParagraphCharacters += paragraphCharacters
+                s.duplicateParagraphs &+= 1
+                s.duplicateParagraphCharacters &+= paragraphCharacters
             }
             paragraphHash = 0
             paragraphCharacters = 0
@@ -111,25 +111,25 @@ struct TextMeasurer: Sendable {
             let end = indexOf(0x0A, in: bytes, from: start) ?? n
             var lo = start
             var hi = end
-            while lo < hi && ByteClass.isSpace(bytes[lo]) { lo += 1 }
+            while lo < hi && ByteClass.isSpace(bytes[lo]) { lo &+= 1 }
             while hi > lo && ByteClass.isSpace(bytes[hi - 1]) { hi -= 1 }
             if lo == hi {
                 endParagraph(&s)
             } else {
                 let line = UnsafeBufferPointer(rebasing: bytes[lo..<hi])
                 let characters = scalarCount(line)
-                s.lines += 1
-                if characters <= shortLineLength { s.shortLines += 1 }
-                if isBullet(line) { s.bulletLines += 1 }
-                if endsWithEllipsis(line) { s.endEllipsisLines += 1 }
-                if endsWithTerminalPunctuation(line) { s.terminalPunctuationLines += 1 }
+                s.lines &+= 1
+                if characters <= shortLineLength { s.shortLines &+= 1 }
+                if isBullet(line) { s.bulletLines &+= 1 }
+                if endsWithEllipsis(line) { s.endEllipsisLines &+= 1 }
+                if endsWithTerminalPunctuation(line) { s.terminalPunctuationLines &+= 1 }
                 let hash = XXH3_64bits(line.baseAddress, line.count)
                 if !lineSeen.insert(hash) {
-                    s.duplicateLines += 1
-                    s.duplicateLineCharacters += characters
+                    s.duplicateLines &+= 1
+                    s.duplicateLineCharacters &+= characters
                 }
                 paragraphHash = Shingler.mix(paragraphHash ^ hash)
-                paragraphCharacters += characters + 1
+                paragraphCharacters &+= characters + 1
             }
             start = end + 1
         }
@@ -208,11 +208,11 @@ struct TextMeasurer: Sendable {
 
         func endWord(_ s: inout TextStatistics) {
             guard wordBytes > 0 else { return }
-            s.words += 1
-            if wordHasAlpha { s.alphabeticWords += 1 }
+            s.words &+= 1
+            if wordHasAlpha { s.alphabeticWords &+= 1 }
             if wordHasNonSymbol {
-                s.nonSymbolWords += 1
-                s.nonSymbolWordCharacters += wordCharacters
+                s.nonSymbolWords &+= 1
+                s.nonSymbolWordCharacters &+= wordCharacters
             }
             let hash = Self.finishWord(wordState, wordBytes)
             if wordBytes >= 2 && wordBytes <= 4 {
@@ -222,10 +222,10 @@ struct TextMeasurer: Sendable {
             }
             // Without trailing punctuation ("laborum." → "laborum") when there is some.
             let loremHash = trimmedBytes > 0 && trimmedBytes < wordBytes ? Self.finishWord(trimmedState, trimmedBytes) : hash
-            if Self.loremFilter[Int(loremHash & 1023)], Self.loremVocabulary.contains(loremHash) { s.loremWords += 1 }
+            if Self.loremFilter[Int(loremHash & 1023)], Self.loremVocabulary.contains(loremHash) { s.loremWords &+= 1 }
             hashes[count] = hash
             lengths[count] = Int32(wordCharacters)
-            count += 1
+            count &+= 1
             wordState = Self.wordSeed
             wordBytes = 0
             trimmedState = Self.wordSeed
@@ -239,10 +239,10 @@ struct TextMeasurer: Sendable {
         var i = 0
         while i < n {
             let (scalar, length) = bytes[i] < 0x80 ? (UInt32(bytes[i]), 1) : decodeUTF8(bytes, at: i)
-            i += length
-            s.characters += 1
+            i &+= length
+            s.characters &+= 1
             if scalar == previous && (scalar >= 0x80 || ByteClass.isAlnum(UInt8(truncatingIfNeeded: scalar))) {
-                run += 1
+                run &+= 1
                 s.longestLetterRun = max(s.longestLetterRun, run)
             } else {
                 run = 1
@@ -252,24 +252,24 @@ struct TextMeasurer: Sendable {
                 endWord(&s)
                 continue
             }
-            s.visibleCharacters += 1
+            s.visibleCharacters &+= 1
             if scalar < 0x80 {
                 let b = UInt8(scalar)
                 let lowered = ByteClass.lower(b)
                 if ByteClass.isLetter(b) {
-                    s.latinLetters += 1
+                    s.latinLetters &+= 1
                     wordHasAlpha = true
                     wordHasNonSymbol = true
                 } else if ByteClass.isDigit(b) {
                     wordHasNonSymbol = true
                 } else if b == UInt8(ascii: "#") {
-                    s.hashes += 1
+                    s.hashes &+= 1
                 } else if b == UInt8(ascii: "{") {
                     s.curlyBracket = true
                 } else if b == UInt8(ascii: ".") || b == UInt8(ascii: "!") || b == UInt8(ascii: "?") {
-                    if i >= n || ByteClass.isSpace(bytes[i]) { s.sentences += 1 }
+                    if i >= n || ByteClass.isSpace(bytes[i]) { s.sentences &+= 1 }
                     if b == UInt8(ascii: ".") && i + 1 < n && bytes[i] == 0x2E && bytes[i + 1] == 0x2E && (i < 2 || bytes[i - 2] != 0x2E) {
-                        s.ellipses += 1
+                        s.ellipses &+= 1
                     }
                 } else if b == UInt8(ascii: "_") {
                     wordHasNonSymbol = true
@@ -277,53 +277,53 @@ struct TextMeasurer: Sendable {
                 loremState = Self.advanceLorem(loremState, lowered)
                 if loremState == 11 { s.lorem = true }
                 wordState = Self.feed(wordState, lowered)
-                wordBytes += 1
+                wordBytes &+= 1
                 if ByteClass.isAlnum(b) {
                     trimmedState = wordState
                     trimmedBytes = wordBytes
                 }
-                wordCharacters += 1
+                wordCharacters &+= 1
                 continue
             }
             loremState = 0
             switch Shingler.classify(scalar) {
             case .cjk:
                 endWord(&s)
-                s.cjk += 1
+                s.cjk &+= 1
                 if ChineseCharacters.isCommon(scalar) {
-                    s.cjkCommon += 1
+                    s.cjkCommon &+= 1
                     if ChineseCharacters.mayBeStop(scalar), let index = ChineseCharacters.stopIndex[scalar] {
                         stopMask |= 1 << UInt32(8 + index)
                     }
                 }
-                s.words += 1
-                s.alphabeticWords += 1
-                s.nonSymbolWords += 1
-                s.nonSymbolWordCharacters += 1
+                s.words &+= 1
+                s.alphabeticWords &+= 1
+                s.nonSymbolWords &+= 1
+                s.nonSymbolWordCharacters &+= 1
                 hashes[count] = Shingler.mix(UInt64(scalar))
                 lengths[count] = 1
-                count += 1
+                count &+= 1
                 continue
             case .letter:
-                if scalar >= 0x80 && scalar <= 0xFF { s.latin1 += 1 } else { s.otherLetters += 1 }
+                if scalar >= 0x80 && scalar <= 0xFF { s.latin1 &+= 1 } else { s.otherLetters &+= 1 }
                 wordHasAlpha = true
                 wordHasNonSymbol = true
             case .separator:
                 switch scalar {
                 case 0x80...0xBF, 0x20AC, 0x201A, 0x0192, 0x201E, 0x2020, 0x2021, 0x02C6, 0x2030, 0x0160, 0x2039,
                     0x0152, 0x017D, 0x2122, 0x0161, 0x203A, 0x0153, 0x017E, 0x0178:
-                    s.latin1 += 1  // cp1252 punctuation that mojibake is full of (not ‘’“”, which real text uses)
+                    s.latin1 &+= 1  // cp1252 punctuation that mojibake is full of (not ‘’“”, which real text uses)
                 default:
                     break
                 }
-                if scalar == 0x2026 { s.ellipses += 1 }
-                if scalar == 0x3002 || scalar == 0xFF01 || scalar == 0xFF1F { s.sentences += 1 }
+                if scalar == 0x2026 { s.ellipses &+= 1 }
+                if scalar == 0x3002 || scalar == 0xFF01 || scalar == 0xFF1F { s.sentences &+= 1 }
             }
             // The scalar's UTF-8 bytes, as they stand in the text.
             let start = i - length
             for k in start..<i { wordState = Self.feed(wordState, bytes[k]) }
-            wordBytes += length
-            wordCharacters += 1
+            wordBytes &+= length
+            wordCharacters &+= 1
         }
         endWord(&s)
         s.stopWords = (stopMask & 0xFF).nonzeroBitCount + (stopMask >> 8).nonzeroBitCount

@@ -45,6 +45,10 @@ func monotonicNanoseconds() -> UInt64 { DispatchTime.now().uptimeNanoseconds }
 /// Sets how many threads OpenBLAS uses for one product.
 func setBLASThreads(_ threads: Int) { openblas_set_num_threads(Int32(max(1, threads))) }
 
+/// Stops OpenBLAS's worker threads, which it starts when the binary loads and which spin for a while before they
+/// sleep: for commands that never multiply matrices. A later product starts them again.
+public func stopIdleBLASThreads() { _ = blas_thread_shutdown_() }
+
 enum Kernels {
     // MARK: Transcendentals
 
