@@ -156,13 +156,50 @@ public struct SampleLocation: Sendable, Equatable {
 public struct PreparedSample: @unchecked Sendable {
     // @unchecked: plain value arrays, built on one thread and handed over once.
     public var sample: ShardSample
-    var chunk: [UInt8]
+    /// The tar members: `chunkRange` of `arena`'s bytes (the members of many samples share one allocation).
+    var arena: ChunkArena?
+    var chunkRange: Range<Int>
     var frame: [UInt8]?
     var textStart: Int
     var jsonStart: Int
     var textLength: Int
     var jsonLength: Int
     var mtime: Int64
+
+    func withChunk<R>(_ body: (UnsafeRawBufferPointer) -> R) -> R {
+        guard let arena else { return body(UnsafeRawBufferPointer(start: nil, count: 0)) }
+        return withExtendedLifetime(arena) {
+            body(UnsafeRawBufferPointer(start: arena.base + chunkRange.lowerBound, count: chunkRange.count))
+        }
+    }
+}
+
+/// The tar members of many prepared samples in one allocation, freed together once the last of them is written:
+/// one allocation and one free per few megabytes instead of one per sample, on whichever threads.
+///
+/// Raw memory of a fixed size, not an array: the encoder's thread appends while another reads earlier ranges.
+final class ChunkArena: @unchecked Sendable {
+    // @unchecked: bytes below `count` are written once, before the sample that owns them is handed over through
+    // a lock; only the encoder's thread appends.
+    let base: UnsafeMutableRawPointer
+    let capacity: Int
+    private(set) var count = 0
+    static let defaultCapacity = 4 << 20
+
+    init(capacity: Int) {
+        self.capacity = capacity
+        base = UnsafeMutableRawPointer.allocate(byteCount: max(1, capacity), alignment: 16)
+    }
+
+    deinit { base.deallocate() }
+
+    /// Copies `bytes` in; nil when they do not fit.
+    func append(_ bytes: UnsafeRawBufferPointer) -> Range<Int>? {
+        guard count + bytes.count <= capacity else { return nil }
+        if let source = bytes.baseAddress { (base + count).copyMemory(from: source, byteCount: bytes.count) }
+        count += bytes.count
+        return (count - bytes.count)..<count
+    }
 }
 
 /// Builds ``PreparedSample``s; one per worker thread (it owns a zstd context).
@@ -171,6 +208,8 @@ public final class SampleEncoder {
     private let context: OpaquePointer
     public let configuration: ShardWriterConfiguration
     private var scratch: [UInt8] = []
+    private var members: [UInt8] = []
+    private var arena = ChunkArena(capacity: ChunkArena.defaultCapacity)
 
     public init(configuration: ShardWriterConfiguration) {
         self.configuration = configuration
@@ -184,34 +223,36 @@ public final class SampleEncoder {
         var light = sample
         light.text = []
         light.json = []
-        // A new array of the exact size: the chunk travels with the result, and a reused buffer would hand every
-        // result the capacity of the largest sample seen so far.
-        let textStart = ShardWriter.headerBytes(for: "\(sample.key).txt")
+        let textHeader = ShardWriter.headerBytes(for: "\(sample.key).txt")
         let jsonHeader = ShardWriter.headerBytes(for: "\(sample.key).json")
         func padded(_ count: Int) -> Int { (count + Tar.block - 1) / Tar.block * Tar.block }
-        var chunk: [UInt8] = []
-        chunk.reserveCapacity(textStart + padded(sample.text.count) + jsonHeader + padded(sample.json.count))
-        sample.text.withUnsafeBytes { Tar.appendMember(name: "\(sample.key).txt", data: $0, mtime: mtime, to: &chunk) }
-        let jsonStart = chunk.count + jsonHeader
-        sample.json.withUnsafeBytes { Tar.appendMember(name: "\(sample.key).json", data: $0, mtime: mtime, to: &chunk) }
-        var frame: [UInt8]?
+        members.removeAll(keepingCapacity: true)
+        members.reserveCapacity(textHeader + padded(sample.text.count) + jsonHeader + padded(sample.json.count))
+        sample.text.withUnsafeBytes { Tar.appendMember(name: "\(sample.key).txt", data: $0, mtime: mtime, to: &members) }
+        let jsonStart = members.count + jsonHeader
+        sample.json.withUnsafeBytes { Tar.appendMember(name: "\(sample.key).json", data: $0, mtime: mtime, to: &members) }
         if configuration.format == .tarZstd && configuration.samplesPerFrame == 1 {
             // Compress into a reused buffer and keep an exact-size copy: no zeroed worst-case buffer per sample.
-            let bound = ZSTD_compressBound(chunk.count)
+            let bound = ZSTD_compressBound(members.count)
             if scratch.count < bound { scratch = [UInt8](repeating: 0, count: bound) }
             let size = scratch.withUnsafeMutableBytes { destination in
-                chunk.withUnsafeBytes { source in
+                members.withUnsafeBytes { source in
                     ZSTD_compress2(context, destination.baseAddress, destination.count, source.baseAddress, source.count)
                 }
             }
             if ZSTD_isError(size) != 0 { throw ShardError.compression(String(cString: ZSTD_getErrorName(size))) }
-            frame = Array(scratch[0..<size])
             return PreparedSample(
-                sample: light, chunk: [], frame: frame, textStart: textStart, jsonStart: jsonStart,
-                textLength: sample.text.count, jsonLength: sample.json.count, mtime: mtime)
+                sample: light, arena: nil, chunkRange: 0..<0, frame: Array(scratch[0..<size]), textStart: textHeader,
+                jsonStart: jsonStart, textLength: sample.text.count, jsonLength: sample.json.count, mtime: mtime)
+        }
+        // A full arena stays with the samples already in it; a new one takes over.
+        var range = members.withUnsafeBytes { arena.append($0) }
+        if range == nil {
+            arena = ChunkArena(capacity: max(ChunkArena.defaultCapacity, members.count))
+            range = members.withUnsafeBytes { arena.append($0) }
         }
         return PreparedSample(
-            sample: light, chunk: chunk, frame: nil, textStart: textStart, jsonStart: jsonStart,
+            sample: light, arena: arena, chunkRange: range!, frame: nil, textStart: textHeader, jsonStart: jsonStart,
             textLength: sample.text.count, jsonLength: sample.json.count, mtime: mtime)
     }
 }
@@ -358,13 +399,13 @@ public final class ShardWriter {
                     sample: sample))
         case (.tarZstd, nil):
             let base = shard.frame.count
-            shard.frame.append(contentsOf: prepared.chunk)
+            prepared.withChunk { shard.frame.append(contentsOf: $0) }
             try placed(
                 sample, textStart: base + prepared.textStart, textLength: prepared.textLength,
                 jsonStart: base + prepared.jsonStart, jsonLength: prepared.jsonLength)
         case (.tar, _):
             let offset = shard.written
-            prepared.chunk.withUnsafeBytes { writeRaw($0) }
+            prepared.withChunk { writeRaw($0) }
             shard.samples.append(
                 SampleLocation(
                     key: sample.key, frameOffset: 0, frameLength: 0, textOffset: offset + prepared.textStart,
