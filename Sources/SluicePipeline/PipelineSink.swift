@@ -123,6 +123,7 @@ final class PipelineSink: @unchecked Sendable {
         self.health = health
         self.logger = logger
         started = clock.now
+        compressor = FrameCompressor(level: configuration.stages.shards.compressionLevel)
         metrics = Metrics()
         metrics.dedupDocuments.record(dedup.index.count)
         let known = (try? index.assessmentBaseline()) ?? (fields: [], sources: [], languages: [])
@@ -136,6 +137,11 @@ final class PipelineSink: @unchecked Sendable {
         shadowEnabled = configuration.stages.shadowRules != nil
     }
 
+    deinit { compressor.close() }
+
+    /// Compresses every partition's zstd frames on one thread with one context: a context per open shard would
+    /// hold a megabyte or two of tables each.
+    private let compressor: FrameCompressor
     /// The data-quality assessment's rolling windows and alerts.
     private let monitor: QualityMonitor
     /// The shadow rule set's dedup (its own in-memory index over the same documents), and whether shadow rules run.
@@ -222,7 +228,8 @@ final class PipelineSink: @unchecked Sendable {
             var shards = configuration.stages.shards
             shards.maximumAge = nil  // the sink seals by age itself, also when no record arrives
             let state = PartitionState(
-                writer: ShardWriter(directory: configuration.outputDirectory, configuration: shards), skipBelow: mark)
+                writer: ShardWriter(directory: configuration.outputDirectory, configuration: shards, compressor: compressor),
+                skipBelow: mark)
             let known = [marks[partition.topic]?[partition.partition], committed[partition] ?? nil].compactMap { $0 }
             state.expectedStart = known.max()
             partitions[partition] = state

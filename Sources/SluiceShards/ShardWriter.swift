@@ -585,7 +585,8 @@ public final class ShardWriter {
     }
 
     private func drainIfFull() throws(ShardError) {
-        if current!.output.count >= 1 << 20 { try drain() }
+        // 256 KiB: few writes, and little memory when a pipeline keeps a shard open per partition.
+        if current!.output.count >= 256 << 10 { try drain() }
     }
 
     /// Writes the buffered bytes to the file.
