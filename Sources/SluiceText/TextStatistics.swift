@@ -238,6 +238,52 @@ struct TextMeasurer: Sendable {
         let n = bytes.count
         var i = 0
         while i < n {
+            if ByteClass.isAlnum(bytes[i]) {
+                // A run of ASCII letters and digits (most of English text): the same bookkeeping as the general
+                // path below, without its dispatch per character.
+                var j = i
+                var state = wordState
+                var lorem = loremState
+                var letters = 0
+                var last = previous
+                var repeats = run
+                var longest = s.longestLetterRun
+                while j < n {
+                    let b = bytes[j]
+                    let isLetter = ByteClass.isLetter(b)
+                    guard isLetter || ByteClass.isDigit(b) else { break }
+                    if UInt32(b) == last {
+                        repeats &+= 1
+                        if repeats > longest { longest = repeats }
+                    } else {
+                        repeats = 1
+                    }
+                    last = UInt32(b)
+                    let lowered = isLetter ? b | 0x20 : b
+                    lorem = Self.advanceLorem(lorem, lowered)
+                    if lorem == 11 { s.lorem = true }
+                    state = Self.feed(state, lowered)
+                    if isLetter { letters &+= 1 }
+                    j &+= 1
+                }
+                let count = j &- i
+                s.characters &+= count
+                s.visibleCharacters &+= count
+                s.latinLetters &+= letters
+                s.longestLetterRun = longest
+                if letters > 0 { wordHasAlpha = true }
+                wordHasNonSymbol = true
+                wordState = state
+                wordBytes &+= count
+                trimmedState = state
+                trimmedBytes = wordBytes
+                wordCharacters &+= count
+                loremState = lorem
+                previous = last
+                run = repeats
+                i = j
+                continue
+            }
             let (scalar, length) = bytes[i] < 0x80 ? (UInt32(bytes[i]), 1) : decodeUTF8(bytes, at: i)
             i &+= length
             s.characters &+= 1
@@ -250,6 +296,8 @@ struct TextMeasurer: Sendable {
             previous = scalar
             if scalar == 0x20 || scalar == 0x0A || scalar == 0x09 || scalar == 0x0D || scalar == 0x3000 {
                 endWord(&s)
+                // "lorem ipsum" spans a space: the matcher sees it (any other space character breaks the phrase).
+                loremState = scalar == 0x20 ? Self.advanceLorem(loremState, 0x20) : 0
                 continue
             }
             s.visibleCharacters &+= 1

@@ -27,6 +27,16 @@ struct QualityFilterTests {
         return (verdict, document)
     }
 
+    /// C4's rule: "lorem ipsum" anywhere in the lowercased text drops the document, however little of it there is;
+    /// the phrase split by another space character or inside other words' letters does not count.
+    @Test func loremIpsumAnywhereDropsTheDocument() {
+        let placeholder = article + " The designer left Lorem Ipsum in the last paragraph of the brochure."
+        #expect(judge(placeholder).0 == .drop(reason: "lorem_ipsum"))
+        #expect(judge(article + " The designer left lorem\tipsum in the brochure.").0 == .keep)
+        #expect(judge(article + " The designer left loremipsum in the brochure.").0 == .keep)
+        #expect(judge(article).0 == .keep)
+    }
+
     @Test func keepsCleanEnglishAndChineseProse() {
         let (english, englishDocument) = judge(article)
         #expect(english == .keep)
