@@ -121,3 +121,24 @@ void sluice_count_cjk_alnum(const uint8_t *bytes, size_t count, size_t *cjk, siz
     *cjk = cjk_total;
     *alnum = alnum_total;
 }
+
+int sluice_has_tab_or_double_space(const uint8_t *bytes, size_t count) {
+    size_t index = 0;
+#if defined(__SSE2__)
+    const __m128i tab = _mm_set1_epi8('\t');
+    const __m128i space = _mm_set1_epi8(' ');
+    /* Each block of 16 is compared with itself shifted by one byte (loaded at index + 1). */
+    while (index + 17 <= count) {
+        __m128i v = _mm_loadu_si128((const __m128i *)(bytes + index));
+        __m128i w = _mm_loadu_si128((const __m128i *)(bytes + index + 1));
+        __m128i hit = _mm_or_si128(_mm_cmpeq_epi8(v, tab), _mm_and_si128(_mm_cmpeq_epi8(v, space), _mm_cmpeq_epi8(w, space)));
+        if (_mm_movemask_epi8(hit) != 0) return 1;
+        index += 16;
+    }
+#endif
+    for (; index < count; index++) {
+        if (bytes[index] == '\t') return 1;
+        if (bytes[index] == ' ' && index + 1 < count && bytes[index + 1] == ' ') return 1;
+    }
+    return 0;
+}

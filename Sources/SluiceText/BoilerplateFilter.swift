@@ -63,6 +63,12 @@ struct BoilerplateFilter: Sendable {
             while i + 1 < end {
                 let raw = bytes[i]
                 let isAlnum = ByteClass.isAlnum(raw)
+                if isAlnum && previousIsAlnum {
+                    // Inside a word nothing starts: skip to its end.
+                    i &+= 1
+                    while i &+ 1 < end && ByteClass.isAlnum(bytes[i]) { i &+= 1 }
+                    continue
+                }
                 if raw == 0x20 {
                     let next = bytes[i + 1]
                     if next == UInt8(ascii: "|") || next == UInt8(ascii: "/") || next == UInt8(ascii: ">") || next == 0xC2

@@ -1,3 +1,5 @@
+internal import CSluiceScan
+
 /// The line pass of the clean stage: trims line ends, collapses runs of spaces and tabs inside a line (leading
 /// indentation is kept, so code stays readable), drops boilerplate lines, and keeps at most one blank line between
 /// paragraphs, none at the start or end.
@@ -63,17 +65,9 @@ enum LineCleanup {
     }
 
     private static func appendCollapsed(_ input: UnsafeBufferPointer<UInt8>, _ range: Range<Int>, to output: inout [UInt8]) {
-        // Most lines have nothing to collapse: copy them whole.
-        var clean = true
-        var k = range.lowerBound
-        while k + 1 < range.upperBound {
-            let b = input[k]
-            if b == 0x09 || (b == 0x20 && ByteClass.isBlank(input[k + 1])) {
-                clean = false
-                break
-            }
-            k += 1
-        }
+        // Most lines have nothing to collapse (no tab, no two spaces in a row): copy them whole. The range is
+        // trimmed, so whatever it holds is inside the line.
+        let clean = sluice_has_tab_or_double_space(input.baseAddress! + range.lowerBound, range.count) == 0
         if clean {
             output.append(contentsOf: UnsafeBufferPointer(rebasing: input[range]))
             return

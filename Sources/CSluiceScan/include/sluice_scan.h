@@ -20,4 +20,7 @@ size_t sluice_first_nul(const uint8_t *bytes, size_t count);
    letters and digits into *alnum. SSE2, sixteen bytes at a time. */
 void sluice_count_cjk_alnum(const uint8_t *bytes, size_t count, size_t *cjk, size_t *alnum);
 
+/* Whether `bytes` holds a tab or two spaces in a row (a line with whitespace to collapse). SSE2. */
+int sluice_has_tab_or_double_space(const uint8_t *bytes, size_t count);
+
 #endif
