@@ -107,7 +107,7 @@ public final class Curator {
         }
         var dedupNanoseconds: UInt64 = 0
         var writeNanoseconds: UInt64 = 0
-        let results = OrderedResults()
+        let results = NumberedResults<[WorkerResult]>()
         // Batch n goes to worker n mod workers: the clean stage's repeated-line evidence depends on which
         // documents a worker saw before, so a fixed assignment keeps the output a function of the input alone.
         let queues = boxes.map { _ in BatchQueue(capacity: inFlightPerWorker) }
@@ -255,7 +255,7 @@ final class StageBox: @unchecked Sendable {
 
 /// What a worker produced for one line.
 enum WorkerResult: @unchecked Sendable {
-    // @unchecked: values are built on a worker and handed over once through OrderedResults' lock.
+    // @unchecked: values are built on a worker and handed over once through NumberedResults' lock.
     case rejected(line: Int, id: String?, stage: String, reason: String, detail: (json: String, textBytes: Int), profile: RecordProfile? = nil)
     case kept(line: Int, Document, Deduplicator.Fingerprint, textBytes: Int, prepared: PreparedSample, profile: RecordProfile? = nil)
 }
@@ -463,29 +463,5 @@ final class BatchQueue: @unchecked Sendable {
         closed = true
         condition.broadcast()
         condition.unlock()
-    }
-}
-
-/// Batches consumed in submission order.
-final class OrderedResults: @unchecked Sendable {
-    // @unchecked: every access goes through `condition`.
-    private let condition = NSCondition()
-    private var ready: [Int: [WorkerResult]] = [:]
-
-    func put(_ number: Int, _ results: [WorkerResult]) {
-        condition.lock()
-        ready[number] = results
-        condition.broadcast()
-        condition.unlock()
-    }
-
-    func take(_ number: Int, wait: Bool) -> [WorkerResult]? {
-        condition.lock()
-        defer { condition.unlock() }
-        while ready[number] == nil {
-            guard wait else { return nil }
-            condition.wait()
-        }
-        return ready.removeValue(forKey: number)
     }
 }

@@ -38,7 +38,7 @@ public final class StreamingPipeline: @unchecked Sendable {
     private let workerQueues: [DispatchQueue]
     private let inFlight: AsyncLimiter
     /// Worker results by batch number, taken in order by the sink.
-    private let results = OrderedResults()
+    private let results = NumberedResults<[WorkerResult]>()
     private let topicFormats: TopicFormats
     private let taskLock = NSLock()
     private var consumeTask: Task<Void, any Error>?

@@ -10,7 +10,7 @@ public final class FrameCompressor: @unchecked Sendable {
     // @unchecked: every mutable field is touched under `condition`; the zstd context only by the thread.
     private let condition = NSCondition()
     private var waiting: [(Int, [UInt8])] = []
-    private var done: [Int: Result<[UInt8], ShardError>] = [:]
+    private let done = NumberedResults<Result<[UInt8], ShardError>>()
     private var next = 0
     private var closed = false
     private let level: Int32
@@ -36,13 +36,7 @@ public final class FrameCompressor: @unchecked Sendable {
 
     /// The frame numbered `ticket`, once compressed (waiting for it when `wait`); nil when not done and not waiting.
     func take(_ ticket: Int, wait: Bool) -> Result<[UInt8], ShardError>? {
-        condition.lock()
-        defer { condition.unlock() }
-        while done[ticket] == nil {
-            guard wait else { return nil }
-            condition.wait()
-        }
-        return done.removeValue(forKey: ticket)
+        done.take(ticket, wait: wait)
     }
 
     /// Stops the thread after the frames already submitted.
@@ -76,10 +70,7 @@ public final class FrameCompressor: @unchecked Sendable {
             let result: Result<[UInt8], ShardError> =
                 ZSTD_isError(size) != 0
                 ? .failure(.compression(String(cString: ZSTD_getErrorName(size)))) : .success(Array(scratch[0..<size]))
-            condition.lock()
-            done[ticket] = result
-            condition.broadcast()
-            condition.unlock()
+            done.put(ticket, result)
         }
     }
 }

@@ -13,6 +13,13 @@ public final class ShardRecorder: @unchecked Sendable {
     private enum Item {
         case samples(shard: String, [SampleLocation])
         case finish(SealedShard, [ShardOffsetRange], @Sendable (Database) throws -> Void)
+
+        var shard: String {
+            switch self {
+            case .samples(let shard, _): shard
+            case .finish(let sealed, _, _): sealed.name
+            }
+        }
     }
 
     private let index: ShardIndex
@@ -87,28 +94,9 @@ public final class ShardRecorder: @unchecked Sendable {
             var reachedFinish = false
             var failure: ShardError?
             do {
-                try index.writer.writeWithoutTransaction { db in
-                    try db.inTransaction {
-                        // The shard's row comes last, at the seal; its samples reference it.
-                        try db.execute(sql: "PRAGMA defer_foreign_keys = ON")
-                        var item = first
-                        while true {
-                            switch item {
-                            case .samples(let shard, let samples):
-                                try ShardIndex.insertSamples(samples[...], shard: shard, in: db)
-                            case .finish(let sealed, let offsets, let extra):
-                                reachedFinish = true
-                                try ShardIndex.insertShard(sealed, dataset: dataset, offsets: offsets, in: db)
-                                try extra(db)
-                                return .commit
-                            }
-                            guard let following = next() else { return .rollback }
-                            item = following
-                        }
-                    }
-                }
+                try ShardError.wrap("recording shard \(first.shard)") { try record(from: first, reachedFinish: &reachedFinish) }
             } catch {
-                failure = (error as? ShardError) ?? ShardError.make(.io, "recording a shard in the index: \(error)")
+                failure = error
             }
             if failure != nil && !reachedFinish {
                 // Skip the rest of this shard's items up to its seal, which reports the failure.
@@ -121,6 +109,30 @@ public final class ShardRecorder: @unchecked Sendable {
             if let failure { failures[finished] = failure }
             condition.broadcast()
             condition.unlock()
+        }
+    }
+
+    /// One shard's transaction: its items from `first` until its seal commits it (or the recorder closes).
+    private func record(from first: Item, reachedFinish: inout Bool) throws {
+        try index.writer.writeWithoutTransaction { db in
+            try db.inTransaction {
+                // The shard's row comes last, at the seal; its samples reference it.
+                try db.execute(sql: "PRAGMA defer_foreign_keys = ON")
+                var item = first
+                while true {
+                    switch item {
+                    case .samples(let shard, let samples):
+                        try ShardIndex.insertSamples(samples[...], shard: shard, in: db)
+                    case .finish(let sealed, let offsets, let extra):
+                        reachedFinish = true
+                        try ShardIndex.insertShard(sealed, dataset: dataset, offsets: offsets, in: db)
+                        try extra(db)
+                        return .commit
+                    }
+                    guard let following = next() else { return .rollback }
+                    item = following
+                }
+            }
         }
     }
 }

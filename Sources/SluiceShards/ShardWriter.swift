@@ -223,14 +223,8 @@ public final class SampleEncoder {
         var light = sample
         light.text = []
         light.json = []
-        let textHeader = ShardWriter.headerBytes(for: "\(sample.key).txt")
-        let jsonHeader = ShardWriter.headerBytes(for: "\(sample.key).json")
-        func padded(_ count: Int) -> Int { (count + Tar.block - 1) / Tar.block * Tar.block }
         members.removeAll(keepingCapacity: true)
-        members.reserveCapacity(textHeader + padded(sample.text.count) + jsonHeader + padded(sample.json.count))
-        sample.text.withUnsafeBytes { Tar.appendMember(name: "\(sample.key).txt", data: $0, mtime: mtime, to: &members) }
-        let jsonStart = members.count + jsonHeader
-        sample.json.withUnsafeBytes { Tar.appendMember(name: "\(sample.key).json", data: $0, mtime: mtime, to: &members) }
+        let (textStart, jsonStart) = ShardWriter.appendMembers(of: sample, mtime: mtime, to: &members)
         if configuration.format == .tarZstd && configuration.samplesPerFrame == 1 {
             // Compress into a reused buffer and keep an exact-size copy: no zeroed worst-case buffer per sample.
             let bound = ZSTD_compressBound(members.count)
@@ -242,7 +236,7 @@ public final class SampleEncoder {
             }
             if ZSTD_isError(size) != 0 { throw ShardError.compression(String(cString: ZSTD_getErrorName(size))) }
             return PreparedSample(
-                sample: light, arena: nil, chunkRange: 0..<0, frame: Array(scratch[0..<size]), textStart: textHeader,
+                sample: light, arena: nil, chunkRange: 0..<0, frame: Array(scratch[0..<size]), textStart: textStart,
                 jsonStart: jsonStart, textLength: sample.text.count, jsonLength: sample.json.count, mtime: mtime)
         }
         // A full arena stays with the samples already in it; a new one takes over.
@@ -252,7 +246,7 @@ public final class SampleEncoder {
             range = members.withUnsafeBytes { arena.append($0) }
         }
         return PreparedSample(
-            sample: light, arena: arena, chunkRange: range!, frame: nil, textStart: textHeader, jsonStart: jsonStart,
+            sample: light, arena: arena, chunkRange: range!, frame: nil, textStart: textStart, jsonStart: jsonStart,
             textLength: sample.text.count, jsonLength: sample.json.count, mtime: mtime)
     }
 }
@@ -369,11 +363,7 @@ public final class ShardWriter {
     /// by a limit this sample reached, if any.
     public func add(_ sample: ShardSample, position: String, mtime: Int64, now: Double) throws(ShardError) -> SealedShard? {
         try begin(sample, payload: sample.text.count + sample.json.count, position: position, now: now)
-        let shard = current!
-        let textStart = shard.frame.count + Self.headerBytes(for: "\(sample.key).txt")
-        sample.text.withUnsafeBytes { Tar.appendMember(name: "\(sample.key).txt", data: $0, mtime: mtime, to: &shard.frame) }
-        let jsonStart = shard.frame.count + Self.headerBytes(for: "\(sample.key).json")
-        sample.json.withUnsafeBytes { Tar.appendMember(name: "\(sample.key).json", data: $0, mtime: mtime, to: &shard.frame) }
+        let (textStart, jsonStart) = Self.appendMembers(of: sample, mtime: mtime, to: &current!.frame)
         try placed(
             sample, textStart: textStart, textLength: sample.text.count, jsonStart: jsonStart, jsonLength: sample.json.count)
         return try sealIfFull(now: now)
@@ -558,6 +548,15 @@ public final class ShardWriter {
             location.frameLength = frameLength
             current!.samples.append(location)
         }
+    }
+
+    /// Appends a sample's `<key>.txt` and `<key>.json` members to `output`; returns where their data starts in it.
+    static func appendMembers(of sample: ShardSample, mtime: Int64, to output: inout [UInt8]) -> (textStart: Int, jsonStart: Int) {
+        let textStart = output.count + headerBytes(for: "\(sample.key).txt")
+        sample.text.withUnsafeBytes { Tar.appendMember(name: "\(sample.key).txt", data: $0, mtime: mtime, to: &output) }
+        let jsonStart = output.count + headerBytes(for: "\(sample.key).json")
+        sample.json.withUnsafeBytes { Tar.appendMember(name: "\(sample.key).json", data: $0, mtime: mtime, to: &output) }
+        return (textStart, jsonStart)
     }
 
     static func headerBytes(for name: String) -> Int {

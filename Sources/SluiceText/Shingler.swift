@@ -158,30 +158,6 @@ public struct Shingler: Sendable {
         return count
     }
 
-    /// Writes `scalar` as UTF-8 at `out`; returns its length.
-    private static func writeUTF8(_ scalar: UInt32, to out: UnsafeMutablePointer<UInt8>) -> Int {
-        switch scalar {
-        case 0..<0x80:
-            out[0] = UInt8(scalar)
-            return 1
-        case 0x80..<0x800:
-            out[0] = UInt8(0xC0 | scalar >> 6)
-            out[1] = UInt8(0x80 | scalar & 0x3F)
-            return 2
-        case 0x800..<0x10000:
-            out[0] = UInt8(0xE0 | scalar >> 12)
-            out[1] = UInt8(0x80 | scalar >> 6 & 0x3F)
-            out[2] = UInt8(0x80 | scalar & 0x3F)
-            return 3
-        default:
-            out[0] = UInt8(0xF0 | scalar >> 18)
-            out[1] = UInt8(0x80 | scalar >> 12 & 0x3F)
-            out[2] = UInt8(0x80 | scalar >> 6 & 0x3F)
-            out[3] = UInt8(0x80 | scalar & 0x3F)
-            return 4
-        }
-    }
-
     enum ScalarClass: Equatable {
         case cjk
         /// A letter or digit of a space-separated script, case-folded where cheap.
