@@ -142,3 +142,45 @@ int sluice_has_tab_or_double_space(const uint8_t *bytes, size_t count) {
     }
     return 0;
 }
+
+/* The eleven bytes of "lorem ipsum" at `at`, ASCII letters compared without case. */
+static int sluice_lorem_at(const uint8_t *at) {
+    static const char pattern[] = "lorem ipsum";
+    for (int k = 0; k < 11; k++) {
+        uint8_t byte = at[k];
+        if (k == 5) {
+            if (byte != ' ') return 0;
+        } else if ((uint8_t)(byte | 0x20) != (uint8_t)pattern[k]) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+int sluice_has_lorem_ipsum(const uint8_t *bytes, size_t count) {
+    if (count < 11) return 0;
+    size_t last = count - 11; /* the last position a match can start at */
+    size_t index = 0;
+#if defined(__SSE2__)
+    /* Candidates: an 'l' or 'L' with a space five bytes on; each is checked in full. */
+    const __m128i lower = _mm_set1_epi8(0x20);
+    const __m128i ell = _mm_set1_epi8('l');
+    const __m128i space = _mm_set1_epi8(' ');
+    while (index + 16 <= last + 1) {
+        __m128i starts = _mm_or_si128(_mm_loadu_si128((const __m128i *)(bytes + index)), lower);
+        __m128i gaps = _mm_loadu_si128((const __m128i *)(bytes + index + 5));
+        unsigned mask = (unsigned)_mm_movemask_epi8(
+            _mm_and_si128(_mm_cmpeq_epi8(starts, ell), _mm_cmpeq_epi8(gaps, space)));
+        while (mask) {
+            unsigned bit = (unsigned)__builtin_ctz(mask);
+            if (sluice_lorem_at(bytes + index + bit)) return 1;
+            mask &= mask - 1;
+        }
+        index += 16;
+    }
+#endif
+    for (; index <= last; index++) {
+        if ((bytes[index] | 0x20) == 'l' && sluice_lorem_at(bytes + index)) return 1;
+    }
+    return 0;
+}

@@ -125,6 +125,7 @@ public final class Curator {
         _ = threads
         var submitted = 0
         var consumed = 0
+        var dedupSent = dedup.index.count
 
         func consume(_ batch: [WorkerResult]) throws {
             var mark = DispatchTime.now().uptimeNanoseconds
@@ -135,6 +136,12 @@ public final class Curator {
             }
             defer {
                 recorder.update(from: writer)
+                // The open shard's dedup entries join its transaction as they come, not all at the seal.
+                if dedup.index.count > dedupSent {
+                    let entries = dedup.index.entries(from: dedupSent)
+                    dedupSent = dedup.index.count
+                    recorder.append { db in try DedupStore.write(entries, in: db) }
+                }
                 lap(&writeNanoseconds)
             }
             for result in batch {
@@ -170,9 +177,10 @@ public final class Curator {
         }
 
         func record(_ sealed: SealedShard) throws {
-            let entries = dedup.index.pendingEntries
+            let entries = dedup.index.entries(from: dedupSent)
             try recorder.finish(sealed) { db in try DedupStore.write(entries, in: db) }
             dedup.index.commitPending()
+            dedupSent = dedup.index.count
             summary.shards += 1
             summary.storedBytes += sealed.storedBytes
         }

@@ -12,11 +12,13 @@ public final class ShardRecorder: @unchecked Sendable {
     // writing thread.
     private enum Item {
         case samples(shard: String, [SampleLocation])
+        case rows(@Sendable (Database) throws -> Void)
         case finish(SealedShard, [ShardOffsetRange], @Sendable (Database) throws -> Void)
 
         var shard: String {
             switch self {
             case .samples(let shard, _): shard
+            case .rows: "(open shard)"
             case .finish(let sealed, _, _): sealed.name
             }
         }
@@ -45,6 +47,12 @@ public final class ShardRecorder: @unchecked Sendable {
         guard let (shard, samples) = writer.placedSamples(from: sent), !samples.isEmpty else { return }
         sent += samples.count
         enqueue(.samples(shard: shard, Array(samples)))
+    }
+
+    /// Hands over other rows of the open shard (the dedup entries of its documents): they are written in its
+    /// transaction as they come, and commit or roll back with it, so the seal does not have to write them all at once.
+    public func append(_ rows: @escaping @Sendable (Database) throws -> Void) {
+        enqueue(.rows(rows))
     }
 
     /// Records `sealed`: the samples not handed over yet, its row and offset ranges, and `extra` (the dedup entries
@@ -123,6 +131,8 @@ public final class ShardRecorder: @unchecked Sendable {
                     switch item {
                     case .samples(let shard, let samples):
                         try ShardIndex.insertSamples(samples[...], shard: shard, in: db)
+                    case .rows(let rows):
+                        try rows(db)
                     case .finish(let sealed, let offsets, let extra):
                         reachedFinish = true
                         try ShardIndex.insertShard(sealed, dataset: dataset, offsets: offsets, in: db)

@@ -51,53 +51,70 @@ public struct DedupIndex: Sendable {
     /// `rawHash` is the hash of the text as received (identical copies), `exactHash` of the normalized text;
     /// a document without tokens has an empty signature and is matched by its hashes only.
     public mutating func lookupOrAdd(id: String?, rawHash: UInt64, exactHash: UInt64, signature: [UInt32]) -> Match {
-        let rawMatch = raw.value(for: rawHash).flatMap { rawHashes[Int($0)] == rawHash ? $0 : nil }
-        let exactMatch = exact.value(for: exactHash).flatMap { exactHashes[Int($0)] == exactHash ? $0 : nil }
-        if let index = rawMatch ?? exactMatch {
-            let other = self.id(at: Int(index))
-            if id != nil && other == id {
-                lastReplay = Int(index)
-                return .replay
-            }
-            return .exact(id: other)
-        }
-        var best: (index: Int, similarity: Double)?
-        var replay: Int?
         let k = configuration.hashCount
-        let short = Self.truncate(signature)
-        short.withUnsafeBufferPointer { signature in
-            guard signature.count == k else { return }
-            signatures.withUnsafeBufferPointer { all in
-                withUnsafeTemporaryAllocation(of: UInt32.self, capacity: 2 * configuration.bands) { checked in
-                    var checkedCount = 0
-                    func consider(_ candidate: UInt32) {
-                        for c in 0..<checkedCount where checked[c] == candidate { return }
-                        checked[checkedCount] = candidate
-                        checkedCount += 1
-                        if let id, idEquals(Int(candidate), id) {
-                            replay = Int(candidate)
-                            return
-                        }
-                        let start = Int(candidate) * k
-                        let similarity = Self.similarity(signature, UnsafeBufferPointer(rebasing: all[start..<start + k]))
-                        if similarity >= configuration.threshold && similarity > (best?.similarity ?? -1) {
-                            best = (Int(candidate), similarity)
-                        }
-                    }
-                    for band in 0..<configuration.bands {
-                        let key = bandKey(signature, band)
-                        if let candidate = bands[band].value(for: key) { consider(candidate) }
+        let bandCount = configuration.bands
+        scratch.removeAll(keepingCapacity: true)
+        for value in signature { scratch.append(UInt16(truncatingIfNeeded: value >> 16)) }
+        let hasSignature = scratch.count == k
+        return withUnsafeTemporaryAllocation(of: UInt64.self, capacity: bandCount) { keys in
+            // Every probe below misses the cache in tables of megabytes; start all the loads first.
+            raw.prefetch(rawHash)
+            exact.prefetch(exactHash)
+            if hasSignature {
+                scratch.withUnsafeBufferPointer { short in
+                    for band in 0..<bandCount {
+                        keys[band] = bandKey(short, band)
+                        bands[band].prefetch(keys[band])
                     }
                 }
             }
+            let rawMatch = raw.value(for: rawHash).flatMap { rawHashes[Int($0)] == rawHash ? $0 : nil }
+            let exactMatch = exact.value(for: exactHash).flatMap { exactHashes[Int($0)] == exactHash ? $0 : nil }
+            if let index = rawMatch ?? exactMatch {
+                let other = self.id(at: Int(index))
+                if id != nil && other == id {
+                    lastReplay = Int(index)
+                    return .replay
+                }
+                return .exact(id: other)
+            }
+            var best: (index: Int, similarity: Double)?
+            var replay: Int?
+            if hasSignature {
+                scratch.withUnsafeBufferPointer { signature in
+                    signatures.withUnsafeBufferPointer { all in
+                        withUnsafeTemporaryAllocation(of: UInt32.self, capacity: 2 * bandCount) { checked in
+                            var checkedCount = 0
+                            func consider(_ candidate: UInt32) {
+                                for c in 0..<checkedCount where checked[c] == candidate { return }
+                                checked[checkedCount] = candidate
+                                checkedCount += 1
+                                if let id, idEquals(Int(candidate), id) {
+                                    replay = Int(candidate)
+                                    return
+                                }
+                                let start = Int(candidate) * k
+                                let similarity = Self.similarity(
+                                    signature, UnsafeBufferPointer(rebasing: all[start..<start + k]))
+                                if similarity >= configuration.threshold && similarity > (best?.similarity ?? -1) {
+                                    best = (Int(candidate), similarity)
+                                }
+                            }
+                            for band in 0..<bandCount {
+                                if let candidate = bands[band].value(for: keys[band]) { consider(candidate) }
+                            }
+                        }
+                    }
+                }
+            }
+            if let best { return .near(id: self.id(at: best.index), similarity: best.similarity) }
+            if let replay {
+                lastReplay = replay
+                return .replay
+            }
+            add(id: id ?? "", rawHash: rawHash, exactHash: exactHash, signature: scratch)
+            return .none
         }
-        if let best { return .near(id: self.id(at: best.index), similarity: best.similarity) }
-        if let replay {
-            lastReplay = replay
-            return .replay
-        }
-        add(id: id ?? "", rawHash: rawHash, exactHash: exactHash, signature: short)
-        return .none
     }
 
     /// One document as the durable store keeps it.
@@ -118,7 +135,14 @@ public struct DedupIndex: Sendable {
 
     /// The pending documents, in the order they were added.
     public var pendingEntries: [Entry] {
-        (committedCount..<count).map { entry(at: $0) }
+        entries(from: committedCount)
+    }
+
+    /// The documents from position `start` (at least ``committedCount``) on, in the order they were added: the
+    /// pending documents not handed to the store yet, for a store that writes them as they come.
+    public func entries(from start: Int) -> [Entry] {
+        precondition(start >= committedCount && start <= count, "entries(from:) outside the pending documents")
+        return (start..<count).map { entry(at: $0) }
     }
 
     /// The document at `index` (0 ..< count).
@@ -216,10 +240,6 @@ public struct DedupIndex: Sendable {
             return Shingler.mix(packed ^ (UInt64(band + 1) &* 0x9E37_79B9_7F4A_7C15))
         }
         return XXH3_64bits_withSeed(UnsafeRawPointer(signature.baseAddress! + start), rows * 2, UInt64(band))
-    }
-
-    static func truncate(_ signature: [UInt32]) -> [UInt16] {
-        signature.map { UInt16(truncatingIfNeeded: $0 >> 16) }
     }
 
     static func similarity(_ a: UnsafeBufferPointer<UInt16>, _ b: UnsafeBufferPointer<UInt16>) -> Double {

@@ -1,4 +1,5 @@
 internal import CXXHash
+internal import CSluiceScan
 
 /// What the quality rules measure, in one pass over lines and one over words.
 ///
@@ -84,6 +85,7 @@ struct TextMeasurer: Sendable {
         var s = TextStatistics()
         measureLines(bytes, &s)
         measureWords(bytes, &s)
+        s.lorem = sluice_has_lorem_ipsum(bytes.baseAddress, bytes.count) != 0
         if s.words >= nGramMinimumWords { measureNGrams(&s, spaced: spacedNGrams) }
         return s
     }
@@ -204,7 +206,6 @@ struct TextMeasurer: Sendable {
         var wordCharacters = 0
         var run = 0
         var previous: UInt32 = 0
-        var loremState = 0
 
         func endWord(_ s: inout TextStatistics) {
             guard wordBytes > 0 else { return }
@@ -243,7 +244,6 @@ struct TextMeasurer: Sendable {
                 // path below, without its dispatch per character.
                 var j = i
                 var state = wordState
-                var lorem = loremState
                 var letters = 0
                 var last = previous
                 var repeats = run
@@ -260,8 +260,6 @@ struct TextMeasurer: Sendable {
                     }
                     last = UInt32(b)
                     let lowered = isLetter ? b | 0x20 : b
-                    lorem = Self.advanceLorem(lorem, lowered)
-                    if lorem == 11 { s.lorem = true }
                     state = Self.feed(state, lowered)
                     if isLetter { letters &+= 1 }
                     j &+= 1
@@ -278,7 +276,6 @@ struct TextMeasurer: Sendable {
                 trimmedState = state
                 trimmedBytes = wordBytes
                 wordCharacters &+= count
-                loremState = lorem
                 previous = last
                 run = repeats
                 i = j
@@ -296,8 +293,6 @@ struct TextMeasurer: Sendable {
             previous = scalar
             if scalar == 0x20 || scalar == 0x0A || scalar == 0x09 || scalar == 0x0D || scalar == 0x3000 {
                 endWord(&s)
-                // "lorem ipsum" spans a space: the matcher sees it (any other space character breaks the phrase).
-                loremState = scalar == 0x20 ? Self.advanceLorem(loremState, 0x20) : 0
                 continue
             }
             s.visibleCharacters &+= 1
@@ -322,8 +317,6 @@ struct TextMeasurer: Sendable {
                 } else if b == UInt8(ascii: "_") {
                     wordHasNonSymbol = true
                 }
-                loremState = Self.advanceLorem(loremState, lowered)
-                if loremState == 11 { s.lorem = true }
                 wordState = Self.feed(wordState, lowered)
                 wordBytes &+= 1
                 if ByteClass.isAlnum(b) {
@@ -333,7 +326,6 @@ struct TextMeasurer: Sendable {
                 wordCharacters &+= 1
                 continue
             }
-            loremState = 0
             switch Shingler.classify(scalar) {
             case .cjk:
                 endWord(&s)
@@ -393,14 +385,6 @@ struct TextMeasurer: Sendable {
         for hash in loremVocabulary { filter[Int(hash & 1023)] = true }
         return filter
     }()
-
-    /// A tiny matcher for "lorem ipsum" (lowercased ASCII), state 11 = matched.
-    @inline(__always)
-    private static func advanceLorem(_ state: Int, _ b: UInt8) -> Int {
-        let pattern: StaticString = "lorem ipsum"
-        if b == pattern.utf8Start[state] { return state + 1 == 11 ? 11 : state + 1 }
-        return b == UInt8(ascii: "l") ? 1 : 0
-    }
 
     // MARK: Repetition of word n-grams
 

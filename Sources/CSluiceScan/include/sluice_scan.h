@@ -23,4 +23,12 @@ void sluice_count_cjk_alnum(const uint8_t *bytes, size_t count, size_t *cjk, siz
 /* Whether `bytes` holds a tab or two spaces in a row (a line with whitespace to collapse). SSE2. */
 int sluice_has_tab_or_double_space(const uint8_t *bytes, size_t count);
 
+/* Whether `bytes` holds "lorem ipsum", ASCII letters in any case (C4's `"lorem ipsum" in text.lower()`: no other
+   character lowercases to one of these letters next to the others). SSE2 finds candidates sixteen at a time. */
+int sluice_has_lorem_ipsum(const uint8_t *bytes, size_t count);
+
+/* Asks the CPU to start loading the cache line at `address` (for reading; no effect on results). Lookups that
+   touch many tables issue all their loads first, so the cache misses overlap instead of following one another. */
+static inline void sluice_prefetch(const void *address) { __builtin_prefetch(address, 0, 3); }
+
 #endif
