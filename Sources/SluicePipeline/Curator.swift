@@ -127,7 +127,7 @@ public final class Curator {
         var consumed = 0
         var dedupSent = dedup.index.count
 
-        func consume(_ batch: [WorkerResult]) throws {
+        func consume(_ batch: inout [WorkerResult]) throws {
             var mark = DispatchTime.now().uptimeNanoseconds
             func lap(_ total: inout UInt64) {
                 let now = DispatchTime.now().uptimeNanoseconds
@@ -144,7 +144,10 @@ public final class Curator {
                 }
                 lap(&writeNanoseconds)
             }
-            for result in batch {
+            // Each result is moved out (reversed, then popped from the end) rather than copied out of the array:
+            // a copy retains every string and array it holds, and the array's release then releases them again.
+            batch.reverse()
+            while let result = batch.popLast() {
                 summary.lines += 1
                 switch result {
                 case .rejected(let line, let id, let stage, let reason, let detail, _):
@@ -192,19 +195,19 @@ public final class Curator {
             submitted += 1
             // Waits while the queue is full, consuming finished batches meanwhile.
             while !queues[number % workers].offer((number, batch), waitSeconds: 0.002) {
-                while let ready = results.take(consumed, wait: false) {
-                    try consume(ready)
+                while var ready = results.take(consumed, wait: false) {
+                    try consume(&ready)
                     consumed += 1
                 }
             }
-            while let ready = results.take(consumed, wait: false) {
-                try consume(ready)
+            while var ready = results.take(consumed, wait: false) {
+                try consume(&ready)
                 consumed += 1
             }
         }
         while consumed < submitted {
-            let ready = results.take(consumed, wait: true)!
-            try consume(ready)
+            var ready = results.take(consumed, wait: true)!
+            try consume(&ready)
             consumed += 1
         }
         if let sealed = try writer.seal(now: (clock.now - started).inSeconds) { try record(sealed) }

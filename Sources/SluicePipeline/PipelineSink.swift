@@ -480,7 +480,7 @@ final class PipelineSink: @unchecked Sendable {
                 health.noteSeal()
                 logger.info(
                     "shard sealed",
-                    metadata: ["shard": "\(shard.fileName)", "samples": "\(shard.samples.count)", "reason": "\(reason)",
+                    metadata: ["shard": "\(shard.fileName)", "samples": "\(shard.sampleCount)", "reason": "\(reason)",
                                "offsets": "\(first)..<\(checkpoint.nextOffset)"])
             }
             lastCheckpointAt = clock.now

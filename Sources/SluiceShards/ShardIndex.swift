@@ -169,7 +169,7 @@ public final class ShardIndex: Sendable {
                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                 """,
             arguments: [
-                shard.name, dataset, shard.fileName, shard.format.rawValue, shard.samples.count,
+                shard.name, dataset, shard.fileName, shard.format.rawValue, shard.sampleCount,
                 shard.rawBytes, shard.storedBytes, shard.sha256, ShardTime.format(shard.createdAt),
                 ShardTime.format(shard.sealedAt), shard.timestampRange?.lowerBound,
                 shard.timestampRange?.upperBound,

@@ -8,8 +8,8 @@ public import GRDB
 /// no longer stops the writing thread for the tens of thousands of rows a large shard has. The recorder holds the
 /// index's writer while a shard is open: the caller writes the index only through it meanwhile.
 public final class ShardRecorder: @unchecked Sendable {
-    // @unchecked: `items`, `closed`, `finished` and `failures` are touched under `condition`; `sent` only by the
-    // writing thread.
+    // @unchecked: `items`, `closed`, `finished` and `failures` are touched under `condition`; `finishing` only by
+    // the writing thread.
     private enum Item {
         case samples(shard: String, [SampleLocation])
         case rows(@Sendable (Database) throws -> Void)
@@ -31,7 +31,6 @@ public final class ShardRecorder: @unchecked Sendable {
     private var closed = false
     private var finished = 0
     private var failures: [Int: ShardError] = [:]
-    private var sent = 0
     private var finishing = 0
 
     public init(index: ShardIndex, dataset: String) {
@@ -42,11 +41,11 @@ public final class ShardRecorder: @unchecked Sendable {
         thread.start()
     }
 
-    /// Hands over the samples `writer` placed in its open shard since the last call.
+    /// Takes over the samples `writer` placed in its open shard since the last call (they leave the writer, so
+    /// the sealed shard's ``SealedShard/samples`` holds only the rest).
     public func update(from writer: ShardWriter) {
-        guard let (shard, samples) = writer.placedSamples(from: sent), !samples.isEmpty else { return }
-        sent += samples.count
-        enqueue(.samples(shard: shard, Array(samples)))
+        guard let (shard, samples) = writer.takePlacedSamples(), !samples.isEmpty else { return }
+        enqueue(.samples(shard: shard, samples))
     }
 
     /// Hands over other rows of the open shard (the dedup entries of its documents): they are written in its
@@ -61,8 +60,7 @@ public final class ShardRecorder: @unchecked Sendable {
     public func finish(
         _ sealed: SealedShard, offsets: [ShardOffsetRange] = [], extra: @escaping @Sendable (Database) throws -> Void = { _ in }
     ) throws(ShardError) {
-        if sent < sealed.samples.count { enqueue(.samples(shard: sealed.name, Array(sealed.samples[sent...]))) }
-        sent = 0
+        if !sealed.samples.isEmpty { enqueue(.samples(shard: sealed.name, sealed.samples)) }
         finishing += 1
         let ticket = finishing
         enqueue(.finish(sealed, offsets, extra))

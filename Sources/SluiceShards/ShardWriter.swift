@@ -256,7 +256,11 @@ public struct SealedShard: Sendable {
     public var name: String
     public var fileName: String
     public var format: ShardFormat
+    /// The samples not handed over before the seal (``ShardWriter/takePlacedSamples()``): all of them unless the
+    /// caller took some.
     public var samples: [SampleLocation]
+    /// All the shard's samples, those taken before the seal included.
+    public var sampleCount: Int
     public var rawBytes: Int
     public var storedBytes: Int
     public var sha256: String
@@ -293,14 +297,22 @@ public final class ShardWriter {
         /// Bytes written to the file, including those still in `output`.
         var written = 0
         var rawBytes = 0
+        /// The samples not taken yet, in file order: sample number `n` (0-based in the shard) is
+        /// `samples[n - taken]`. Those below `placed` have their final places; the others are in the open frame
+        /// or a frame in flight and are patched in place once their frame is written (no copies of their fields).
         var samples: [SampleLocation] = []
-        /// The open frame's tar members and its samples, their member offsets relative to the frame.
+        var taken = 0
+        var placed = 0
+        /// The open frame's tar members; its samples are numbers `frameStart...`, their member offsets relative to
+        /// the frame.
         var frame: [UInt8] = []
-        var frameSamples: [SampleLocation] = []
-        /// Frames being compressed in the background, in file order, with their samples.
-        var inFlight: [(ticket: Int, samples: [SampleLocation])] = []
+        var frameStart = 0
+        /// Frames being compressed in the background, in file order, with their samples' numbers.
+        var inFlight: [(ticket: Int, samples: Range<Int>)] = []
         /// Samples added, wherever they are.
         var sampleCount = 0
+        /// Samples in `samples` or taken: one past the last sample number.
+        var end: Int { taken + samples.count }
         /// Bytes waiting for one `write(2)`.
         var output: [UInt8] = []
         let createdAt: Date
@@ -352,10 +364,18 @@ public final class ShardWriter {
     /// Whether a shard is open.
     public var isOpen: Bool { current != nil }
 
-    /// The open shard's name and its samples from `start` on whose frames are written (their places are final).
-    public func placedSamples(from start: Int) -> (shard: String, samples: ArraySlice<SampleLocation>)? {
-        guard let current, start <= current.samples.count else { return nil }
-        return (current.name, current.samples[start...])
+    /// Hands over the open shard's samples whose frames are written (their places are final) and not taken before,
+    /// moving them out: the sealed shard's ``SealedShard/samples`` then holds only the rest. For a caller that
+    /// records samples while the shard is still open (``ShardRecorder``).
+    public func takePlacedSamples() -> (shard: String, samples: [SampleLocation])? {
+        guard let shard = current, shard.placed > shard.taken else { return nil }
+        var head = shard.samples  // moved out whole: no copies of the elements' fields
+        shard.samples = []
+        let count = shard.placed - shard.taken
+        shard.samples = Array(head[count...])  // the unplaced tail (a few frames at most) stays
+        head.removeSubrange(count...)
+        shard.taken = shard.placed
+        return (shard.name, head)
     }
 
     /// Adds a sample. `position` names a shard this sample opens; `now` is the driver's clock (seconds) for the
@@ -387,6 +407,8 @@ public final class ShardWriter {
                     key: sample.key, frameOffset: offset, frameLength: frame.count, textOffset: prepared.textStart,
                     textLength: prepared.textLength, jsonOffset: prepared.jsonStart, jsonLength: prepared.jsonLength,
                     sample: sample))
+            shard.placed = shard.end
+            shard.frameStart = shard.end
         case (.tarZstd, nil):
             let base = shard.frame.count
             prepared.withChunk { shard.frame.append(contentsOf: $0) }
@@ -394,6 +416,7 @@ public final class ShardWriter {
                 sample, textStart: base + prepared.textStart, textLength: prepared.textLength,
                 jsonStart: base + prepared.jsonStart, jsonLength: prepared.jsonLength)
         case (.tar, _):
+            try flushFrame()
             let offset = shard.written
             prepared.withChunk { writeRaw($0) }
             shard.samples.append(
@@ -401,6 +424,8 @@ public final class ShardWriter {
                     key: sample.key, frameOffset: 0, frameLength: 0, textOffset: offset + prepared.textStart,
                     textLength: prepared.textLength, jsonOffset: offset + prepared.jsonStart, jsonLength: prepared.jsonLength,
                     sample: sample))
+            shard.placed = shard.end
+            shard.frameStart = shard.end
         }
         try drainIfFull()
         return try sealIfFull(now: now)
@@ -409,12 +434,12 @@ public final class ShardWriter {
     /// Records a sample whose members were just appended to the open frame; closes the frame when it is full.
     private func placed(_ sample: ShardSample, textStart: Int, textLength: Int, jsonStart: Int, jsonLength: Int) throws(ShardError) {
         let shard = current!
-        shard.frameSamples.append(
+        shard.samples.append(
             SampleLocation(
                 key: sample.key, frameOffset: 0, frameLength: 0, textOffset: textStart, textLength: textLength,
                 jsonOffset: jsonStart, jsonLength: jsonLength, sample: sample))
         if configuration.format == .tar || shard.frame.count >= configuration.frameBytes
-            || shard.frameSamples.count >= max(1, configuration.samplesPerFrame)
+            || shard.end - shard.frameStart >= max(1, configuration.samplesPerFrame)
         {
             try flushFrame()
         }
@@ -479,6 +504,7 @@ public final class ShardWriter {
         }
         return SealedShard(
             name: shard.name, fileName: fileName, format: configuration.format, samples: shard.samples,
+            sampleCount: shard.end,
             rawBytes: shard.rawBytes, storedBytes: shard.written, sha256: shard.digest.finish(),
             createdAt: shard.createdAt, sealedAt: Date(), timestampRange: shard.timestamps)
     }
@@ -495,30 +521,30 @@ public final class ShardWriter {
 
     /// Writes the open frame: its members as they are (`.tar`) or as one zstd frame, and records its samples' places.
     private func flushFrame() throws(ShardError) {
-        guard let shard = current, !shard.frameSamples.isEmpty else { return }
+        guard let shard = current, shard.end > shard.frameStart else { return }
         let offset = shard.written
+        let numbers = shard.frameStart..<shard.end
+        shard.frameStart = shard.end
         switch configuration.format {
         case .tar:
             shard.frame.withUnsafeBytes { writeRaw($0) }
-            for var location in shard.frameSamples {
-                location.textOffset += offset
-                location.jsonOffset += offset
-                shard.samples.append(location)
+            for index in (numbers.lowerBound - shard.taken)..<(numbers.upperBound - shard.taken) {
+                shard.samples[index].textOffset += offset
+                shard.samples[index].jsonOffset += offset
             }
+            shard.placed = numbers.upperBound
         case .tarZstd:
             if let background {
-                shard.inFlight.append((background.submit(shard.frame), shard.frameSamples))
+                shard.inFlight.append((background.submit(shard.frame), numbers))
                 shard.frame = []
                 shard.frame.reserveCapacity(configuration.frameBytes + 8 * Tar.block)
-                shard.frameSamples = []
                 try collect(all: false)
                 return
             }
             try writeCompressed(shard.frame)
-            place(shard.frameSamples, frameOffset: offset, frameLength: shard.written - offset)
+            place(numbers, frameOffset: offset, frameLength: shard.written - offset)
         }
         shard.frame.removeAll(keepingCapacity: true)
-        shard.frameSamples.removeAll(keepingCapacity: true)
         try drainIfFull()
     }
 
@@ -542,12 +568,14 @@ public final class ShardWriter {
         try drainIfFull()
     }
 
-    private func place(_ locations: [SampleLocation], frameOffset: Int, frameLength: Int) {
-        for var location in locations {
-            location.frameOffset = frameOffset
-            location.frameLength = frameLength
-            current!.samples.append(location)
+    /// Gives the samples `numbers` of the open shard their frame's place, in place.
+    private func place(_ numbers: Range<Int>, frameOffset: Int, frameLength: Int) {
+        let shard = current!
+        for index in (numbers.lowerBound - shard.taken)..<(numbers.upperBound - shard.taken) {
+            shard.samples[index].frameOffset = frameOffset
+            shard.samples[index].frameLength = frameLength
         }
+        shard.placed = numbers.upperBound
     }
 
     /// Appends a sample's `<key>.txt` and `<key>.json` members to `output`; returns where their data starts in it.

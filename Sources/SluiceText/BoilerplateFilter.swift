@@ -9,11 +9,16 @@ internal import CXXHash
 /// document, in fixed memory (1 MiB). It makes the decision depend on what came before: the first documents keep
 /// a line that later ones lose. Set ``CleanerConfiguration/repeatedLineThreshold`` to 0 for order-free output.
 struct BoilerplateFilter: Sendable {
-    private let phrases: [[UInt8]]
+    /// The lowercased phrases, one after another; phrase `p` is `phraseBytes[phraseStarts[p]..<phraseStarts[p + 1]]`.
+    private var phraseBytes: [UInt8] = []
+    private var phraseStarts: [Int] = [0]
     /// One bit per lowercased two-byte prefix that starts some phrase: one lookup per position.
     private var prefixBits = [UInt64](repeating: 0, count: 1024)
-    /// The phrases (indices into `phrases`) by their lowercased two-byte prefix: a hit compares only those.
-    private var phrasesByPrefix: [Int: [Int]] = [:]
+    /// The phrases by their lowercased two-byte prefix, flat: prefix `pair`'s are
+    /// `prefixPhrases[prefixStarts[pair]..<prefixStarts[pair + 1]]` (a hit compares only those, with no lookup
+    /// in a dictionary).
+    private var prefixStarts: [UInt16] = []
+    private var prefixPhrases: [UInt16] = []
     private let maximumLineBytes: Int
     private let menuLines: Bool
     private let repeatThreshold: Int
@@ -23,12 +28,21 @@ struct BoilerplateFilter: Sendable {
     private static let sketchBits = 18
 
     init(phrases: [String], maximumLineBytes: Int, menuLines: Bool, repeatThreshold: Int) {
-        self.phrases = phrases.map { Array($0.utf8).map(ByteClass.lower) }.filter { !$0.isEmpty }
-        for (index, phrase) in self.phrases.enumerated() where phrase.count >= 2 {
+        let lowered = phrases.map { Array($0.utf8).map(ByteClass.lower) }.filter { $0.count >= 2 }.prefix(Int(UInt16.max))
+        var byPrefix = [[UInt16]](repeating: [], count: 65_536)
+        for (index, phrase) in lowered.enumerated() {
+            phraseBytes.append(contentsOf: phrase)
+            phraseStarts.append(phraseBytes.count)
             let pair = Int(phrase[0]) << 8 | Int(phrase[1])
             prefixBits[pair >> 6] |= 1 << UInt64(pair & 63)
-            phrasesByPrefix[pair, default: []].append(index)
+            byPrefix[pair].append(UInt16(index))
         }
+        prefixStarts.reserveCapacity(65_537)
+        for group in byPrefix {
+            prefixStarts.append(UInt16(prefixPhrases.count))
+            prefixPhrases.append(contentsOf: group)
+        }
+        prefixStarts.append(UInt16(prefixPhrases.count))
         self.maximumLineBytes = maximumLineBytes
         self.menuLines = menuLines
         self.repeatThreshold = repeatThreshold
@@ -90,14 +104,20 @@ struct BoilerplateFilter: Sendable {
     }
 
     private func matchesPhrase(_ bytes: UnsafeBufferPointer<UInt8>, at i: Int, end: Int, prefix: Int) -> Bool {
-        for index in phrasesByPrefix[prefix] ?? [] {
-            let phrase = phrases[index]
-            guard i + phrase.count <= end else { continue }
-            var k = 0
-            while k < phrase.count && ByteClass.lower(bytes[i + k]) == phrase[k] { k += 1 }
-            if k == phrase.count { return true }
+        prefixPhrases.withUnsafeBufferPointer { candidates in
+            phraseBytes.withUnsafeBufferPointer { phraseBytes in
+                for slot in Int(prefixStarts[prefix])..<Int(prefixStarts[prefix + 1]) {
+                    let index = Int(candidates[slot])
+                    let start = phraseStarts[index]
+                    let count = phraseStarts[index + 1] - start
+                    guard i + count <= end else { continue }
+                    var k = 2  // the prefix matched already
+                    while k < count && ByteClass.lower(bytes[i + k]) == phraseBytes[start + k] { k += 1 }
+                    if k == count { return true }
+                }
+                return false
+            }
         }
-        return false
     }
 
     /// Three or more items between menu separators, each short and without sentence punctuation at its end.
