@@ -149,7 +149,7 @@ public final class Curator {
             batch.reverse()
             while let result = batch.popLast() {
                 summary.lines += 1
-                switch result {
+                switch consume result {
                 case .rejected(let line, let id, let stage, let reason, let detail, _):
                     if stage != "decode" { summary.decoded += 1 }
                     summary.textBytes += detail.textBytes

@@ -19,7 +19,7 @@ public struct DedupIndex: Sendable {
     private var rawHashes: [UInt64] = []
     private var exact = HashSlotTable()
     private var raw = HashSlotTable()
-    private var bands: [HashSlotTable]
+    private var bands: BandSlotTables
     /// Documents below this number are durable.
     public private(set) var committedCount = 0
     /// The position of the document the last `.replay` answer matched.
@@ -27,7 +27,7 @@ public struct DedupIndex: Sendable {
 
     public init(_ configuration: MinHashConfiguration) {
         self.configuration = configuration
-        bands = (0..<configuration.bands).map { _ in HashSlotTable() }
+        bands = BandSlotTables(bands: configuration.bands)
     }
 
     /// Documents in the index, durable and pending.
@@ -64,7 +64,7 @@ public struct DedupIndex: Sendable {
                 scratch.withUnsafeBufferPointer { short in
                     for band in 0..<bandCount {
                         keys[band] = bandKey(short, band)
-                        bands[band].prefetch(keys[band])
+                        bands.prefetch(band, keys[band])
                     }
                 }
             }
@@ -100,9 +100,7 @@ public struct DedupIndex: Sendable {
                                     best = (Int(candidate), similarity)
                                 }
                             }
-                            for band in 0..<bandCount {
-                                if let candidate = bands[band].value(for: keys[band]) { consider(candidate) }
-                            }
+                            bands.values(for: keys, consider)
                         }
                     }
                 }
@@ -171,7 +169,7 @@ public struct DedupIndex: Sendable {
         signatures.removeSubrange((committedCount * k)...)
         exact = HashSlotTable(capacity: count)
         raw = HashSlotTable(capacity: count)
-        bands = (0..<configuration.bands).map { _ in HashSlotTable(capacity: count) }
+        bands = BandSlotTables(bands: configuration.bands, capacity: count)
         for index in 0..<count { insertKeys(index) }
     }
 
@@ -187,7 +185,7 @@ public struct DedupIndex: Sendable {
     /// Bytes held in memory (capacities, not just counts).
     public var memoryBytes: Int {
         idBytes.capacity + idEnds.capacity * 4 + signatures.capacity * 2 + exactHashes.capacity * 8
-            + rawHashes.capacity * 8 + exact.memoryBytes + raw.memoryBytes + bands.reduce(0) { $0 + $1.memoryBytes }
+            + rawHashes.capacity * 8 + exact.memoryBytes + raw.memoryBytes + bands.memoryBytes
 
     }
 
@@ -216,7 +214,7 @@ public struct DedupIndex: Sendable {
             let key = signatures.withUnsafeBufferPointer { all in
                 bandKey(UnsafeBufferPointer(rebasing: all[(index * k)..<(index * k + k)]), band)
             }
-            bands[band].insert(key, UInt32(index))
+            bands.insert(band, key, UInt32(index))
         }
     }
 

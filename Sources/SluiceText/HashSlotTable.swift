@@ -75,3 +75,99 @@ struct HashSlotTable: Sendable {
 
     var memoryBytes: Int { slots.capacity * 8 }
 }
+
+/// One ``HashSlotTable`` per LSH band, all of one size, in one array: band `b`'s slots are
+/// `slots[b << shift ..< (b + 1) << shift]`. A lookup in every band reads one array (no per-band array to retain)
+/// and the tables grow together (every document puts one key in each band).
+struct BandSlotTables: Sendable {
+    private var slots: [UInt64]
+    private var shift: Int
+    private var mask: Int
+    let bands: Int
+    /// Keys inserted into the fullest band.
+    private var counts: [Int]
+
+    init(bands: Int, capacity: Int = 1024) {
+        self.bands = bands
+        var shift = 4
+        while 1 << shift < capacity * 10 / 7 { shift += 1 }
+        self.shift = shift
+        mask = (1 << shift) - 1
+        slots = [UInt64](repeating: 0, count: bands << shift)
+        counts = [Int](repeating: 0, count: bands)
+    }
+
+    @inline(__always)
+    private func start(_ band: Int, _ key: UInt64) -> Int { Self.start(band, key, shift: shift, mask: mask) }
+
+    @inline(__always)
+    private static func start(_ band: Int, _ key: UInt64, shift: Int, mask: Int) -> Int {
+        band << shift | Int(truncatingIfNeeded: key &* 0x9E37_79B9_7F4A_7C15 >> 20) & mask
+    }
+
+    /// Starts loading the slot where band `band`'s lookup of `hash` begins (see ``HashSlotTable/prefetch(_:)``).
+    @inline(__always)
+    func prefetch(_ band: Int, _ hash: UInt64) {
+        let slot = start(band, hash >> 32)
+        slots.withUnsafeBufferPointer { sluice_prefetch($0.baseAddress! + slot) }
+    }
+
+    /// The value stored for `keys[b]` in band `b`, for every band, passed to `found` in band order.
+    func values(for keys: UnsafeMutableBufferPointer<UInt64>, _ found: (UInt32) -> Void) {
+        slots.withUnsafeBufferPointer { slots in
+            for band in 0..<bands {
+                let key = keys[band] >> 32
+                var slot = start(band, key)
+                let base = band << shift
+                while true {
+                    let existing = slots[slot]
+                    if existing == 0 { break }
+                    if existing >> 32 == key {
+                        found(UInt32(truncatingIfNeeded: existing) &- 1)
+                        break
+                    }
+                    slot = base | (slot + 1) & mask
+                }
+            }
+        }
+    }
+
+    /// Stores `value` under `hash` in band `band` unless the key is present there.
+    mutating func insert(_ band: Int, _ hash: UInt64, _ value: UInt32) {
+        if (counts[band] + 1) * 10 > (mask + 1) * 7 { grow() }
+        let key = hash >> 32
+        let (shift, mask) = (self.shift, self.mask)
+        let base = band << shift
+        let inserted = slots.withUnsafeMutableBufferPointer { slots -> Bool in
+            var slot = Self.start(band, key, shift: shift, mask: mask)
+            while true {
+                let existing = slots[slot]
+                if existing == 0 {
+                    slots[slot] = key << 32 | UInt64(value &+ 1)
+                    return true
+                }
+                if existing >> 32 == key { return false }
+                slot = base | (slot + 1) & mask
+            }
+        }
+        if inserted { counts[band] += 1 }
+    }
+
+    private mutating func grow() {
+        let old = slots
+        let oldShift = shift
+        shift += 1
+        mask = (1 << shift) - 1
+        slots = [UInt64](repeating: 0, count: bands << shift)
+        for band in 0..<bands {
+            let base = band << shift
+            for entry in old[(band << oldShift)..<((band + 1) << oldShift)] where entry != 0 {
+                var slot = start(band, entry >> 32)
+                while slots[slot] != 0 { slot = base | (slot + 1) & mask }
+                slots[slot] = entry
+            }
+        }
+    }
+
+    var memoryBytes: Int { slots.capacity * 8 + counts.capacity * 8 }
+}

@@ -406,15 +406,21 @@ struct TextMeasurer: Sendable {
                 }
             }
             counter.reset()
+            let salt = UInt64(n)
             if n <= 4 {
                 // Most frequent n-gram (datatrove: len(ngram) × count / len(text)).
-                var best = 0
-                var bestStart = 0
-                for start in 0..<positions {
-                    let c = counter.increment(rolling[start] ^ UInt64(n))
-                    if c > best {
-                        best = c
-                        bestStart = start
+                let (best, bestStart) = rolling.withUnsafeBufferPointer { rolling in
+                    counter.counting(atMost: positions) { counter in
+                        var best = 0
+                        var bestStart = 0
+                        for start in 0..<positions {
+                            let c = counter.increment(rolling[start] ^ salt)
+                            if c > best {
+                                best = c
+                                bestStart = start
+                            }
+                        }
+                        return (best, bestStart)
                     }
                 }
                 var characters = spaced ? n - 1 : 0
@@ -422,14 +428,21 @@ struct TextMeasurer: Sendable {
                 s.topNGram[n - 2] = Double(characters * best) / total
             } else {
                 // Characters in duplicated n-grams, skipping past each duplicate as datatrove does.
-                var repeated = 0
-                var index = 0
-                while index < positions {
-                    if counter.increment(rolling[index] ^ UInt64(n)) > 1 {
-                        for k in 0..<n { repeated += Int(wordLengths[index + k]) }
-                        index += n
-                    } else {
-                        index += 1
+                let repeated = rolling.withUnsafeBufferPointer { rolling in
+                    wordLengths.withUnsafeBufferPointer { lengths in
+                        counter.counting(atMost: positions) { counter in
+                            var repeated = 0
+                            var index = 0
+                            while index < positions {
+                                if counter.increment(rolling[index] ^ salt) > 1 {
+                                    for k in 0..<n { repeated &+= Int(lengths[index + k]) }
+                                    index &+= n
+                                } else {
+                                    index &+= 1
+                                }
+                            }
+                            return repeated
+                        }
                     }
                 }
                 s.duplicatedNGram[n - 5] = Double(repeated) / total
@@ -450,7 +463,7 @@ struct ScratchSet: Sendable {
 
 /// Counts 64-bit hashes (already well mixed); cleared in O(1) by a generation stamp, grows as needed.
 struct ScratchCounter: Sendable {
-    private struct Slot {
+    fileprivate struct Slot {
         var key: UInt64
         var count: UInt32
         var stamp: UInt32
@@ -466,6 +479,45 @@ struct ScratchCounter: Sendable {
         if generation == 0 {
             slots = [Slot](repeating: Slot(key: 0, count: 0, stamp: 0), count: slots.count)
             generation = 1
+        }
+    }
+
+    /// Runs `body` with a counter over the slots themselves (no checks per key), sized first for `keys` more
+    /// distinct keys.
+    mutating func counting<R>(atMost keys: Int, _ body: (inout Direct) -> R) -> R {
+        while (used + keys) * 2 > slots.count { grow() }
+        let generation = self.generation
+        let (result, added) = slots.withUnsafeMutableBufferPointer { slots in
+            var direct = Direct(slots: slots, mask: slots.count - 1, generation: generation)
+            let result = body(&direct)
+            return (result, direct.added)
+        }
+        used += added
+        return result
+    }
+
+    /// ``increment(_:)`` on slots known to have room.
+    struct Direct {
+        fileprivate let slots: UnsafeMutableBufferPointer<Slot>
+        fileprivate let mask: Int
+        fileprivate let generation: UInt32
+        fileprivate var added = 0
+
+        @inline(__always)
+        mutating func increment(_ key: UInt64) -> Int {
+            var slot = Int(truncatingIfNeeded: key >> 7) & mask
+            while true {
+                if slots[slot].stamp != generation {
+                    slots[slot] = Slot(key: key, count: 1, stamp: generation)
+                    added &+= 1
+                    return 1
+                }
+                if slots[slot].key == key {
+                    slots[slot].count &+= 1
+                    return Int(slots[slot].count)
+                }
+                slot = (slot &+ 1) & mask
+            }
         }
     }
 
