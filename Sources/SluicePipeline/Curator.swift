@@ -127,13 +127,15 @@ public final class Curator {
         var consumed = 0
         var dedupSent = dedup.index.count
 
+        var mark: UInt64 = 0
+        func lap(_ total: inout UInt64) {
+            let now = DispatchTime.now().uptimeNanoseconds
+            total &+= now &- mark
+            mark = now
+        }
+
         func consume(_ batch: inout [WorkerResult]) throws {
-            var mark = DispatchTime.now().uptimeNanoseconds
-            func lap(_ total: inout UInt64) {
-                let now = DispatchTime.now().uptimeNanoseconds
-                total &+= now &- mark
-                mark = now
-            }
+            mark = DispatchTime.now().uptimeNanoseconds
             defer {
                 recorder.update(from: writer)
                 // The open shard's dedup entries join its transaction as they come, not all at the seal.
@@ -144,38 +146,47 @@ public final class Curator {
                 }
                 lap(&writeNanoseconds)
             }
-            // Each result is moved out (reversed, then popped from the end) rather than copied out of the array:
-            // a copy retains every string and array it holds, and the array's release then releases them again.
-            batch.reverse()
-            while let result = batch.popLast() {
-                summary.lines += 1
-                switch consume result {
-                case .rejected(let line, let id, let stage, let reason, let detail, _):
-                    if stage != "decode" { summary.decoded += 1 }
-                    summary.textBytes += detail.textBytes
-                    summary.drop(stage, reason)
-                    rejected.append(line: line, id: id, stage: stage, reason: reason, extra: detail.json)
-                case .kept(let line, var document, let fingerprint, let textBytes, let prepared, _):
-                    summary.decoded += 1
-                    summary.textBytes += textBytes
-                    lap(&writeNanoseconds)
-                    let verdict = dedup.decide(&document, fingerprint: fingerprint)
-                    lap(&dedupNanoseconds)
-                    if case .drop(let reason) = verdict {
-                        summary.drop("dedup", reason)
-                        let similarity = document.signals["dedup.similarity"] ?? 0
-                        rejected.append(
-                            line: line, id: document.id, stage: "dedup", reason: reason,
-                            extra: ",\"duplicate_of\":\(JSONText.string(document.duplicateOf ?? ""))"
-                                + String(format: ",\"similarity\":%.3f", similarity))
-                        continue
-                    }
-                    summary.kept += 1
-                    let sealed = try writer.add(
-                        prepared, position: "\(datasetName)+\(Self.padded(line))",
-                        now: (clock.now - started).inSeconds)
-                    if let sealed { try record(sealed) }
+            // Each result is moved out of the array, a placeholder without storage left in its place, rather than
+            // copied out: a copy retains every string and array it holds, and the array's release then releases
+            // them again.
+            try batch.withUnsafeMutableBufferPointer { buffer in
+                for index in buffer.indices {
+                    let slot = buffer.baseAddress! + index
+                    let result = slot.move()
+                    slot.initialize(to: WorkerResult.drained)
+                    try handle(result)
                 }
+            }
+        }
+
+        func handle(_ result: consuming WorkerResult) throws {
+            summary.lines += 1
+            switch consume result {
+            case .rejected(let line, let id, let stage, let reason, let detail, _):
+                if stage != "decode" { summary.decoded += 1 }
+                summary.textBytes += detail.textBytes
+                summary.drop(stage, reason)
+                rejected.append(line: line, id: id, stage: stage, reason: reason, extra: detail.json)
+            case .kept(let line, var document, let fingerprint, let textBytes, let prepared, _):
+                summary.decoded += 1
+                summary.textBytes += textBytes
+                lap(&writeNanoseconds)
+                let verdict = dedup.decide(&document, fingerprint: fingerprint)
+                lap(&dedupNanoseconds)
+                if case .drop(let reason) = verdict {
+                    summary.drop("dedup", reason)
+                    let similarity = document.signals["dedup.similarity"] ?? 0
+                    rejected.append(
+                        line: line, id: document.id, stage: "dedup", reason: reason,
+                        extra: ",\"duplicate_of\":\(JSONText.string(document.duplicateOf ?? ""))"
+                            + String(format: ",\"similarity\":%.3f", similarity))
+                    return
+                }
+                summary.kept += 1
+                let sealed = try writer.add(
+                    prepared, position: "\(datasetName)+\(Self.padded(line))",
+                    now: (clock.now - started).inSeconds)
+                if let sealed { try record(sealed) }
             }
         }
 
@@ -267,6 +278,9 @@ final class StageBox: @unchecked Sendable {
 /// What a worker produced for one line.
 enum WorkerResult: @unchecked Sendable {
     // @unchecked: values are built on a worker and handed over once through NumberedResults' lock.
+
+    /// What a consumed result leaves in its batch: nothing that holds storage.
+    static var drained: WorkerResult { .rejected(line: 0, id: nil, stage: "", reason: "", detail: ("", 0)) }
     case rejected(line: Int, id: String?, stage: String, reason: String, detail: (json: String, textBytes: Int), profile: RecordProfile? = nil)
     case kept(line: Int, Document, Deduplicator.Fingerprint, textBytes: Int, prepared: PreparedSample, profile: RecordProfile? = nil)
 }

@@ -62,11 +62,9 @@ public struct DedupIndex: Sendable {
             exact.prefetch(exactHash)
             if hasSignature {
                 scratch.withUnsafeBufferPointer { short in
-                    for band in 0..<bandCount {
-                        keys[band] = bandKey(short, band)
-                        bands.prefetch(band, keys[band])
-                    }
+                    for band in 0..<bandCount { keys[band] = bandKey(short, band) }
                 }
+                bands.prefetch(keys)
             }
             let rawMatch = raw.value(for: rawHash).flatMap { rawHashes[Int($0)] == rawHash ? $0 : nil }
             let exactMatch = exact.value(for: exactHash).flatMap { exactHashes[Int($0)] == exactHash ? $0 : nil }
@@ -209,12 +207,16 @@ public struct DedupIndex: Sendable {
         exact.insert(exactHashes[index], UInt32(index))
         raw.insert(rawHashes[index], UInt32(index))
         let k = configuration.hashCount
-        guard signatures[(index * k)..<(index * k + k)].contains(where: { $0 != 0 }) else { return }
-        for band in 0..<configuration.bands {
-            let key = signatures.withUnsafeBufferPointer { all in
-                bandKey(UnsafeBufferPointer(rebasing: all[(index * k)..<(index * k + k)]), band)
+        let bandCount = configuration.bands
+        withUnsafeTemporaryAllocation(of: UInt64.self, capacity: bandCount) { keys in
+            let hasSignature = signatures.withUnsafeBufferPointer { all -> Bool in
+                let signature = UnsafeBufferPointer(rebasing: all[(index * k)..<(index * k + k)])
+                guard signature.contains(where: { $0 != 0 }) else { return false }
+                for band in 0..<bandCount { keys[band] = bandKey(signature, band) }
+                return true
             }
-            bands.insert(band, key, UInt32(index))
+            guard hasSignature else { return }
+            bands.insert(keys, UInt32(index))
         }
     }
 

@@ -84,8 +84,9 @@ struct BandSlotTables: Sendable {
     private var shift: Int
     private var mask: Int
     let bands: Int
-    /// Keys inserted into the fullest band.
+    /// Keys inserted per band, and in the fullest band.
     private var counts: [Int]
+    private var fullest = 0
 
     init(bands: Int, capacity: Int = 1024) {
         self.bands = bands
@@ -105,11 +106,12 @@ struct BandSlotTables: Sendable {
         band << shift | Int(truncatingIfNeeded: key &* 0x9E37_79B9_7F4A_7C15 >> 20) & mask
     }
 
-    /// Starts loading the slot where band `band`'s lookup of `hash` begins (see ``HashSlotTable/prefetch(_:)``).
-    @inline(__always)
-    func prefetch(_ band: Int, _ hash: UInt64) {
-        let slot = start(band, hash >> 32)
-        slots.withUnsafeBufferPointer { sluice_prefetch($0.baseAddress! + slot) }
+    /// Starts loading the slots where the lookups of `keys[b]` in band `b` begin, for every band (see
+    /// ``HashSlotTable/prefetch(_:)``).
+    func prefetch(_ keys: UnsafeMutableBufferPointer<UInt64>) {
+        slots.withUnsafeBufferPointer { slots in
+            for band in 0..<bands { sluice_prefetch(slots.baseAddress! + start(band, keys[band] >> 32)) }
+        }
     }
 
     /// The value stored for `keys[b]` in band `b`, for every band, passed to `found` in band order.
@@ -132,25 +134,32 @@ struct BandSlotTables: Sendable {
         }
     }
 
-    /// Stores `value` under `hash` in band `band` unless the key is present there.
-    mutating func insert(_ band: Int, _ hash: UInt64, _ value: UInt32) {
-        if (counts[band] + 1) * 10 > (mask + 1) * 7 { grow() }
-        let key = hash >> 32
-        let (shift, mask) = (self.shift, self.mask)
-        let base = band << shift
-        let inserted = slots.withUnsafeMutableBufferPointer { slots -> Bool in
-            var slot = Self.start(band, key, shift: shift, mask: mask)
-            while true {
-                let existing = slots[slot]
-                if existing == 0 {
-                    slots[slot] = key << 32 | UInt64(value &+ 1)
-                    return true
+    /// Stores `value` under `keys[b]` in band `b`, for every band, unless the key is present there.
+    mutating func insert(_ keys: UnsafeMutableBufferPointer<UInt64>, _ value: UInt32) {
+        if (fullest + 1) * 10 > (mask + 1) * 7 { grow() }
+        let (shift, mask, bands) = (self.shift, self.mask, self.bands)
+        var fullest = self.fullest
+        counts.withUnsafeMutableBufferPointer { counts in
+            slots.withUnsafeMutableBufferPointer { slots in
+                for band in 0..<bands {
+                    let key = keys[band] >> 32
+                    let base = band << shift
+                    var slot = Self.start(band, key, shift: shift, mask: mask)
+                    while true {
+                        let existing = slots[slot]
+                        if existing == 0 {
+                            slots[slot] = key << 32 | UInt64(value &+ 1)
+                            counts[band] += 1
+                            fullest = max(fullest, counts[band])
+                            break
+                        }
+                        if existing >> 32 == key { break }
+                        slot = base | (slot + 1) & mask
+                    }
                 }
-                if existing >> 32 == key { return false }
-                slot = base | (slot + 1) & mask
             }
         }
-        if inserted { counts[band] += 1 }
+        self.fullest = fullest
     }
 
     private mutating func grow() {
