@@ -152,6 +152,8 @@ public final class Curator {
             try batch.withUnsafeMutableBufferPointer { buffer in
                 for index in buffer.indices {
                     let slot = buffer.baseAddress! + index
+                    // The next document's dedup probes miss the cache: start them now, to overlap with this one.
+                    if index + 1 < buffer.count, let fingerprint = slot[1].fingerprint { dedup.prefetch(fingerprint) }
                     let result = slot.move()
                     slot.initialize(to: WorkerResult.drained)
                     try handle(result)
@@ -281,6 +283,14 @@ enum WorkerResult: @unchecked Sendable {
 
     /// What a consumed result leaves in its batch: nothing that holds storage.
     static var drained: WorkerResult { .rejected(line: 0, id: nil, stage: "", reason: "", detail: ("", 0)) }
+
+    /// The dedup fingerprint of a kept document (read in place: the rest of the result is not copied).
+    var fingerprint: Deduplicator.Fingerprint? {
+        switch self {
+        case .kept(_, _, let fingerprint, _, _, _): fingerprint
+        case .rejected: nil
+        }
+    }
     case rejected(line: Int, id: String?, stage: String, reason: String, detail: (json: String, textBytes: Int), profile: RecordProfile? = nil)
     case kept(line: Int, Document, Deduplicator.Fingerprint, textBytes: Int, prepared: PreparedSample, profile: RecordProfile? = nil)
 }

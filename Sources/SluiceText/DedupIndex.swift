@@ -113,6 +113,23 @@ public struct DedupIndex: Sendable {
         }
     }
 
+    /// Starts loading the table slots a later ``lookupOrAdd(id:rawHash:exactHash:signature:)`` of this exact hash
+    /// and signature will probe: a driver calls it for the next document while it finishes the current one, so
+    /// the cache misses of the two overlap. No effect on results.
+    public func prefetch(exactHash: UInt64, signature: [UInt32]) {
+        exact.prefetch(exactHash)
+        let k = configuration.hashCount
+        let bandCount = configuration.bands
+        guard signature.count == k else { return }
+        withUnsafeTemporaryAllocation(of: UInt16.self, capacity: k) { short in
+            withUnsafeTemporaryAllocation(of: UInt64.self, capacity: bandCount) { keys in
+                for i in 0..<k { short[i] = UInt16(truncatingIfNeeded: signature[i] >> 16) }
+                for band in 0..<bandCount { keys[band] = bandKey(UnsafeBufferPointer(short), band) }
+                bands.prefetch(keys)
+            }
+        }
+    }
+
     /// One document as the durable store keeps it.
     public struct Entry: Sendable, Equatable {
         public var id: String

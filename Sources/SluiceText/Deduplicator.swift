@@ -53,6 +53,13 @@ public struct Deduplicator: TextStage {
         return decide(&document, fingerprint: print)
     }
 
+    /// Starts loading what ``decide(_:fingerprint:)`` will probe for `fingerprint` (see
+    /// ``DedupIndex/prefetch(exactHash:signature:)``).
+    public func prefetch(_ fingerprint: Fingerprint) {
+        guard fingerprint.tokens > 0 else { return }
+        index.prefetch(exactHash: fingerprint.exactHash, signature: fingerprint.signature)
+    }
+
     /// The index half of ``process(_:)`` for a fingerprint computed elsewhere.
     public mutating func decide(_ document: inout Document, fingerprint: Fingerprint) -> StageVerdict {
         let set = ShingleSet(tokenCount: fingerprint.tokens, exactHash: fingerprint.exactHash)

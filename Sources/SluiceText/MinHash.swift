@@ -73,15 +73,19 @@ public struct MinHasher: Sendable {
         case .oneHashing:
             bins.removeAll(keepingCapacity: true)
             bins.append(contentsOf: repeatElement(UInt64.max, count: k))
-            var filled = 0
-            bins.withUnsafeMutableBufferPointer { bins in
-                for shingle in shingles {
-                    let h = Shingler.mix(shingle ^ configuration.seed)
-                    let bin = Int(h.multipliedFullWidth(by: UInt64(k)).high)
-                    let value = h << 8 | h >> 56  // the low bits decide within the bin; the bin used the high bits
-                    if bins[bin] == UInt64.max { filled += 1 }
-                    if value < bins[bin] { bins[bin] = value }
+            let seed = configuration.seed
+            let filled = bins.withUnsafeMutableBufferPointer { bins in
+                shingles.withUnsafeBufferPointer { shingles in
+                    for shingle in shingles {
+                        let h = Shingler.mix(shingle ^ seed)
+                        let bin = Int(h.multipliedFullWidth(by: UInt64(k)).high)
+                        let value = h << 8 | h >> 56  // the low bits decide within the bin; the bin used the high bits
+                        bins[bin] = min(bins[bin], value)  // no branch: which is smaller is a coin flip
+                    }
                 }
+                var filled = 0
+                for value in bins where value != UInt64.max { filled &+= 1 }
+                return filled
             }
             signature.reserveCapacity(k)
             for i in 0..<k {
