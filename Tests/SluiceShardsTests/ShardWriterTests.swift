@@ -181,6 +181,55 @@ struct ShardWriterTests {
         }
     }
 
+    /// Samples handed over while the shard is open (by move) and those left at the seal are, together, exactly the
+    /// samples, with the same places, that a writer nobody took from reports; the shard counts all of them.
+    @Test(arguments: [(ShardFormat.tarZstd, false), (.tarZstd, true), (.tar, false)])
+    func takenSamplesAndTheRestAreTheWholeShard(format: ShardFormat, background: Bool) throws {
+        try withTemporaryDirectory { directory in
+            var configuration = ShardWriterConfiguration()
+            configuration.format = format
+            configuration.frameBytes = 4096
+            let compressor = background ? FrameCompressor(level: configuration.compressionLevel) : nil
+            defer { compressor?.close() }
+            let encoder = SampleEncoder(configuration: configuration)
+            func run(taking: Bool, name: String) throws -> (taken: [SampleLocation], sealed: SealedShard) {
+                let writer = ShardWriter(directory: directory, configuration: configuration, compressor: compressor)
+                var taken: [SampleLocation] = []
+                for (i, sample) in samples(40).enumerated() {
+                    let sealed =
+                        i % 4 == 0
+                        ? try writer.add(sample, position: name, mtime: 1_700_000_000, now: 0)
+                        : try writer.add(try encoder.prepare(sample, mtime: 1_700_000_000), position: name, now: 0)
+                    #expect(sealed == nil)
+                    if taking && i % 7 == 3, let (shard, samples) = writer.takePlacedSamples() {
+                        #expect(shard == name)
+                        taken += samples
+                    }
+                }
+                return (taken, try #require(try writer.seal(now: 0)))
+            }
+            let whole = try run(taking: false, name: "whole+0000000001")
+            let split = try run(taking: true, name: "split+0000000001")
+            #expect(whole.taken.isEmpty && whole.sealed.samples.count == 40 && whole.sealed.sampleCount == 40)
+            #expect(!split.taken.isEmpty, "nothing was placed before the seal")
+            #expect(split.sealed.sampleCount == 40)
+            #expect(split.taken + split.sealed.samples == whole.sealed.samples)
+            // The index counts the taken samples too.
+            let index = try ShardIndex(path: directory.appendingPathComponent("index.sqlite").path)
+            try index.registerDataset(name: "test", input: nil, config: nil, now: Date())
+            let recorder = ShardRecorder(index: index, dataset: "test")
+            defer { recorder.close() }
+            let writer = ShardWriter(directory: directory, configuration: configuration, compressor: compressor)
+            for (i, sample) in samples(40).enumerated() {
+                _ = try writer.add(sample, position: "recorded+0000000001", mtime: 0, now: 0)
+                if i % 5 == 0 { recorder.update(from: writer) }
+            }
+            try recorder.finish(try #require(try writer.seal(now: 0)))
+            #expect(try index.shards().first?.samples == 40)
+            for sample in samples(40) { #expect(try index.location(ofKey: sample.key)?.shard.name == "recorded+0000000001") }
+        }
+    }
+
     /// The recorder writes an open shard's rows as they come and commits them with the shard's row at the seal;
     /// rows of a shard never sealed are rolled back.
     @Test func theRecorderCommitsAtTheSealAndRollsBackAnUnsealedShard() throws {
@@ -195,11 +244,16 @@ struct ShardWriterTests {
                 _ = try writer.add(sample, position: "test+0000000001", mtime: 0, now: 0)
                 recorder.update(from: writer)
             }
+            // Other rows of the shard (its dedup entries) join the same transaction.
+            let entry = DedupIndex.Entry(id: "doc-0", rawHash: 1, exactHash: 2, signature: [])
+            recorder.append { db in try DedupStore.write([entry], in: db) }
             // Rows already went in, uncommitted: a reader sees nothing yet.
             #expect(try index.location(ofKey: samples(1)[0].key) == nil)
             let shard = try #require(try writer.seal(now: 0))
             try recorder.finish(shard)
             #expect(try index.shards().map(\.name) == ["test+0000000001"])
+            let store = try DedupStore(writer: index.writer, configuration: MinHashConfiguration())
+            #expect(try store.count() == 1)
             for sample in samples(30) { #expect(try index.location(ofKey: sample.key)?.shard.name == "test+0000000001") }
             // A second shard whose writer dies before the seal: its rows never become visible.
             let more = (0..<5).map { i in
@@ -209,9 +263,11 @@ struct ShardWriterTests {
                 _ = try writer.add(sample, position: "test+0000000031", mtime: 0, now: 0)
                 recorder.update(from: writer)
             }
+            recorder.append { db in try DedupStore.write([DedupIndex.Entry(id: "later-0", rawHash: 3, exactHash: 4, signature: [])], in: db) }
             recorder.close()
             Thread.sleep(forTimeInterval: 0.2)
             #expect(try index.location(ofKey: "later0") == nil)
+            #expect(try store.count() == 1)
             #expect(try index.shards().count == 1)
             try index.registerDataset(name: "after", input: nil, config: nil, now: Date())  // the writer is free again
         }

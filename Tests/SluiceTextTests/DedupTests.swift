@@ -126,6 +126,45 @@ struct DedupTests {
         #expect(stage.process(&replayed) == .keep)
     }
 
+    /// Thousands of documents: the lookup tables grow many times (and are rebuilt by a discard), and every kept
+    /// document is still found by an edited copy of it, under its own id, with the next document's probes
+    /// started early as the drivers do.
+    @Test func nearDuplicatesAreFoundAfterTheTablesGrow() throws {
+        var generator = SplitMix(state: 42)
+        let vocabulary = (0..<2_000).map { _ in String((0..<6).map { _ in "abcdefghijklmnopqrstuvwxyz".randomElement(using: &generator)! }) }
+        let texts = (0..<3_000).map { _ in (0..<60).map { _ in vocabulary.randomElement(using: &generator)! }.joined(separator: " ") }
+        var stage = try Deduplicator()
+        for (i, text) in texts.enumerated() {
+            var kept = document("doc-\(i)", text)
+            if i + 1 < texts.count {
+                let next = stage.fingerprint(of: document(nil, texts[i + 1]))
+                stage.prefetch(next)
+            }
+            #expect(stage.process(&kept) == .keep)
+            if i == 1_499 { stage.index.commitPending() }
+        }
+        func editedCopy(_ i: Int) -> Document {
+            var words = texts[i].split(separator: " ")
+            words[30] = "changed"
+            return document("copy-\(i)", words.joined(separator: " "))
+        }
+        for i in stride(from: 0, to: 3_000, by: 37) {
+            var edited = editedCopy(i)
+            #expect(stage.process(&edited) == .drop(reason: "near_duplicate"))
+            #expect(edited.duplicateOf == "doc-\(i)")
+        }
+        // The second half was never made durable: discarding it rebuilds the tables from the first.
+        stage.index.discardPending()
+        #expect(stage.index.count == 1_500)
+        for i in stride(from: 0, to: 1_500, by: 41) {
+            var edited = editedCopy(i)
+            #expect(stage.process(&edited) == .drop(reason: "near_duplicate"))
+            #expect(edited.duplicateOf == "doc-\(i)")
+        }
+        var unseen = editedCopy(2_999)
+        #expect(stage.process(&unseen) == .keep)
+    }
+
     @Test func rejectsImpossibleSettings() {
         var configuration = MinHashConfiguration()
         configuration.bands = 30
