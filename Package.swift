@@ -139,7 +139,9 @@ let package = Package(
             dependencies: ["SluiceText", .product(name: "PropertyBased", package: "swift-property-based")],
             swiftSettings: strictSettings),
         .testTarget(
-            name: "SluiceShardsTests", dependencies: ["SluiceShards", "SluiceText"], swiftSettings: strictSettings),
+            name: "SluiceShardsTests",
+            dependencies: ["SluiceShards", "SluiceText", .product(name: "GRDB", package: "GRDB.swift")],
+            swiftSettings: strictSettings),
         .testTarget(
             name: "SluicePipelineTests", dependencies: ["SluicePipeline", "SluiceKafka", "SluiceText", "SluiceConfig", "SluiceTrain"],
             swiftSettings: strictSettings),

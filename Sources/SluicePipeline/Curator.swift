@@ -140,7 +140,7 @@ public final class Curator {
                 recorder.update(from: writer)
                 // The open shard's dedup entries join its transaction as they come, not all at the seal.
                 if dedup.index.count > dedupSent {
-                    let entries = dedup.index.entries(from: dedupSent)
+                    let entries = dedup.index.entryBlock(from: dedupSent)
                     dedupSent = dedup.index.count
                     recorder.append { db in try DedupStore.write(entries, in: db) }
                 }
@@ -193,7 +193,7 @@ public final class Curator {
         }
 
         func record(_ sealed: SealedShard) throws {
-            let entries = dedup.index.entries(from: dedupSent)
+            let entries = dedup.index.entryBlock(from: dedupSent)
             try recorder.finish(sealed) { db in try DedupStore.write(entries, in: db) }
             dedup.index.commitPending()
             dedupSent = dedup.index.count

@@ -23,6 +23,13 @@ struct BulkInsert {
         }
     }
 
+    /// UTF-8 text from bytes (copied by SQLite).
+    func bind(_ index: Int32, text bytes: UnsafeBufferPointer<UInt8>) {
+        let empty: StaticString = ""
+        let start = UnsafeRawPointer(bytes.baseAddress ?? empty.utf8Start).assumingMemoryBound(to: CChar.self)
+        _ = sqlite3_bind_text(statement, index, start, Int32(bytes.count), Self.transient)
+    }
+
     func bind(_ index: Int32, _ value: Int) { sqlite3_bind_int64(statement, index, Int64(value)) }
     func bind(_ index: Int32, _ value: Int64) { sqlite3_bind_int64(statement, index, value) }
     func bind(_ index: Int32, _ value: Int64?) {
@@ -36,6 +43,21 @@ struct BulkInsert {
 
     func bind(_ index: Int32, blob: UnsafeRawBufferPointer) {
         sqlite3_bind_blob(statement, index, blob.baseAddress, Int32(blob.count), Self.transient)
+    }
+
+    /// 16-bit values as a blob of their little-endian bytes.
+    func bind(_ index: Int32, littleEndian values: UnsafeBufferPointer<UInt16>) {
+        #if _endian(little)
+        bind(index, blob: UnsafeRawBufferPointer(values))
+        #else
+        var bytes = [UInt8]()
+        bytes.reserveCapacity(values.count * 2)
+        for value in values {
+            bytes.append(UInt8(truncatingIfNeeded: value))
+            bytes.append(UInt8(truncatingIfNeeded: value >> 8))
+        }
+        bytes.withUnsafeBytes { bind(index, blob: $0) }
+        #endif
     }
 
     /// Runs the statement with the bound values, then clears them for the next row.

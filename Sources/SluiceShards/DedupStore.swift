@@ -113,6 +113,26 @@ public struct DedupStore: Sendable {
         }
     }
 
+    /// Appends a block of entries inside an open write transaction, like ``write(_:in:)`` and with the same bytes.
+    public static func write(_ block: DedupIndex.EntryBlock, in db: Database) throws {
+        let statement = try db.cachedStatement(
+            sql: "INSERT INTO dedup_documents (id, raw_hash, exact_hash, signature) VALUES (?, ?, ?, ?)")
+        let rows = BulkInsert(statement, in: db)
+        try block.forEach { id, rawHash, exactHash, signature in
+            rows.bind(1, text: id)
+            rows.bind(2, Int64(bitPattern: rawHash))
+            rows.bind(3, Int64(bitPattern: exactHash))
+            if let signature {
+                rows.bind(4, littleEndian: signature)
+            } else {
+                // A zero-length blob, not NULL, as write(_:in:) stores it (a NULL pointer would bind NULL).
+                let empty: StaticString = ""
+                rows.bind(4, blob: UnsafeRawBufferPointer(start: UnsafeRawPointer(empty.utf8Start), count: 0))
+            }
+            try rows.step()
+        }
+    }
+
     /// Writes the index's pending documents in their own transaction and commits them in memory: for callers
     /// without a shard transaction to join.
     public func commit(_ index: inout DedupIndex) throws(ShardError) {

@@ -158,6 +158,60 @@ public struct DedupIndex: Sendable {
         return (start..<count).map { entry(at: $0) }
     }
 
+    /// Documents as the durable store keeps them, in flat storage: one allocation per array for many documents
+    /// instead of an id string and a signature array each (see ``entryBlock(from:)``).
+    public struct EntryBlock: Sendable {
+        public let hashCount: Int
+        private let idBytes: [UInt8]
+        private let idEnds: [Int]
+        private let rawHashes: [UInt64]
+        private let exactHashes: [UInt64]
+        /// `hashCount` values per document; all 0 for a document without tokens.
+        private let signatures: [UInt16]
+
+        init(hashCount: Int, idBytes: [UInt8], idEnds: [Int], rawHashes: [UInt64], exactHashes: [UInt64], signatures: [UInt16]) {
+            self.hashCount = hashCount
+            self.idBytes = idBytes
+            self.idEnds = idEnds
+            self.rawHashes = rawHashes
+            self.exactHashes = exactHashes
+            self.signatures = signatures
+        }
+
+        public var count: Int { idEnds.count }
+
+        /// Calls `body` with each document's id (UTF-8), hashes and signature (nil for a document without
+        /// tokens, as ``Entry/signature`` is empty then), in order.
+        public func forEach(
+            _ body: (_ id: UnsafeBufferPointer<UInt8>, _ rawHash: UInt64, _ exactHash: UInt64, _ signature: UnsafeBufferPointer<UInt16>?) throws -> Void
+        ) rethrows {
+            try idBytes.withUnsafeBufferPointer { ids in
+                try signatures.withUnsafeBufferPointer { signatures in
+                    var start = 0
+                    for index in 0..<idEnds.count {
+                        let signature = UnsafeBufferPointer(rebasing: signatures[(index * hashCount)..<((index + 1) * hashCount)])
+                        try body(
+                            UnsafeBufferPointer(rebasing: ids[start..<idEnds[index]]), rawHashes[index], exactHashes[index],
+                            signature.contains(where: { $0 != 0 }) ? signature : nil)
+                        start = idEnds[index]
+                    }
+                }
+            }
+        }
+    }
+
+    /// The documents from position `start` (at least ``committedCount``) on, as one ``EntryBlock``: what
+    /// ``entries(from:)`` gives, for a store that writes them as they come.
+    public func entryBlock(from start: Int) -> EntryBlock {
+        precondition(start >= committedCount && start <= count, "entryBlock(from:) outside the pending documents")
+        let k = configuration.hashCount
+        let firstByte = start == 0 ? 0 : Int(idEnds[start - 1])
+        return EntryBlock(
+            hashCount: k, idBytes: Array(idBytes[firstByte...]), idEnds: idEnds[start...].map { Int($0) - firstByte },
+            rawHashes: Array(rawHashes[start...]), exactHashes: Array(exactHashes[start...]),
+            signatures: Array(signatures[(start * k)...]))
+    }
+
     /// The document at `index` (0 ..< count).
     public func entry(at index: Int) -> Entry {
         let k = configuration.hashCount

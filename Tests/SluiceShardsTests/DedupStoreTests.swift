@@ -1,4 +1,5 @@
 import Foundation
+import GRDB
 import SluiceShards
 import SluiceText
 import Testing
@@ -73,6 +74,39 @@ struct DedupStoreTests {
                 #expect(stage.process(&doc) == .keep)
             }
         }
+    }
+
+    /// A block of entries (one allocation for many, as curate hands them to the index thread) stores and loads
+    /// back exactly what the entries one by one do, a document without tokens (no signature) included.
+    @Test func entryBlocksStoreWhatEntriesStore() throws {
+        let configuration = MinHashConfiguration()
+        var stage = try Deduplicator(configuration)
+        for (number, text) in texts.prefix(20).enumerated() {
+            var doc = document("doc-\(number)", text)
+            #expect(stage.process(&doc) == .keep)
+        }
+        var symbols = document("symbols-only", "+++ --- *** ///")
+        #expect(stage.process(&symbols) == .keep)
+        let entries = stage.index.entries(from: 0)
+        #expect(entries.last?.signature == [])
+        var loaded: [[DedupIndex.Entry]] = []
+        for useBlock in [false, true] {
+            try withTemporaryDatabase { path in
+                let index = try ShardIndex(path: path)
+                let store = try DedupStore(writer: index.writer, configuration: configuration)
+                if useBlock {
+                    let block = stage.index.entryBlock(from: 0)
+                    #expect(block.count == 21)
+                    try index.writer.write { db in try DedupStore.write(block, in: db) }
+                } else {
+                    try index.writer.write { db in try DedupStore.write(entries, in: db) }
+                }
+                let restored = try store.load()
+                loaded.append((0..<restored.count).map { restored.entry(at: $0) })
+            }
+        }
+        #expect(loaded[0] == entries)
+        #expect(loaded[1] == entries)
     }
 
     @Test func otherSettingsAreRefusedByName() throws {
