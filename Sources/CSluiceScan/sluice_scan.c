@@ -184,3 +184,87 @@ int sluice_has_lorem_ipsum(const uint8_t *bytes, size_t count) {
     }
     return 0;
 }
+
+size_t sluice_alnum_run(const uint8_t *bytes, size_t count) {
+    size_t index = 0;
+#if defined(__SSE2__)
+    const __m128i digit0 = _mm_set1_epi8('0');
+    const __m128i nine = _mm_set1_epi8(9);
+    const __m128i lower = _mm_set1_epi8(0x20);
+    const __m128i lettera = _mm_set1_epi8('a');
+    const __m128i twentyfive = _mm_set1_epi8(25);
+    while (index + 16 <= count) {
+        __m128i v = _mm_loadu_si128((const __m128i *)(bytes + index));
+        /* Unsigned "x <= limit" as min(x, limit) == x. */
+        __m128i d = _mm_sub_epi8(v, digit0);
+        __m128i isDigit = _mm_cmpeq_epi8(_mm_min_epu8(d, nine), d);
+        __m128i l = _mm_sub_epi8(_mm_or_si128(v, lower), lettera);
+        __m128i isLetter = _mm_cmpeq_epi8(_mm_min_epu8(l, twentyfive), l);
+        unsigned alnum = (unsigned)_mm_movemask_epi8(_mm_or_si128(isDigit, isLetter));
+        if (alnum != 0xFFFF) return index + (size_t)__builtin_ctz(~alnum);
+        index += 16;
+    }
+#endif
+    while (index < count) {
+        uint8_t b = bytes[index];
+        if (!((uint8_t)(b - '0') < 10 || (uint8_t)((b | 0x20) - 'a') < 26)) break;
+        index++;
+    }
+    return index;
+}
+
+uint64_t sluice_ascii_word_run(const uint8_t *bytes, size_t count, uint64_t state, size_t *length, size_t *letters,
+                               size_t *longest) {
+    size_t run = 0, letterCount = 0, longestRepeat = 0;
+#if defined(__SSE2__)
+    if (count >= 17) {
+        /* The common case, a word shorter than sixteen bytes, in one block: no branch per byte. */
+        const __m128i v = _mm_loadu_si128((const __m128i *)bytes);
+        const __m128i d = _mm_sub_epi8(v, _mm_set1_epi8('0'));
+        const __m128i isDigit = _mm_cmpeq_epi8(_mm_min_epu8(d, _mm_set1_epi8(9)), d);
+        const __m128i l = _mm_sub_epi8(_mm_or_si128(v, _mm_set1_epi8(0x20)), _mm_set1_epi8('a'));
+        const __m128i isLetter = _mm_cmpeq_epi8(_mm_min_epu8(l, _mm_set1_epi8(25)), l);
+        unsigned alnum = (unsigned)_mm_movemask_epi8(_mm_or_si128(isDigit, isLetter));
+        if (alnum != 0xFFFF) {
+            run = (size_t)__builtin_ctz(~alnum);
+            unsigned inRun = (1u << run) - 1;
+            letterCount = (size_t)__builtin_popcount((unsigned)_mm_movemask_epi8(isLetter) & inRun);
+            /* Bit k: byte k equals byte k + 1, both in the run. */
+            const __m128i next = _mm_loadu_si128((const __m128i *)(bytes + 1));
+            unsigned equal = (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(v, next)) & (inRun >> 1);
+            if (equal) {
+                size_t chain = 0;
+                while (equal) { equal &= equal >> 1; chain++; }
+                longestRepeat = chain + 1;
+            }
+            for (size_t k = 0; k < run; k++) state = (state ^ (uint64_t)(bytes[k] | 0x20)) * 0x100000001B3ULL;
+            *length = run;
+            *letters = letterCount;
+            *longest = longestRepeat;
+            return state;
+        }
+    }
+#endif
+    /* Long runs and the end of the text: byte by byte. */
+    size_t repeats = 0;
+    int last = -1;
+    while (run < count) {
+        uint8_t b = bytes[run];
+        int isLetter = (uint8_t)((b | 0x20) - 'a') < 26;
+        if (!isLetter && !((uint8_t)(b - '0') < 10)) break;
+        if ((int)b == last) {
+            repeats++;
+            if (repeats > longestRepeat) longestRepeat = repeats;
+        } else {
+            repeats = 1;
+        }
+        last = b;
+        letterCount += (size_t)isLetter;
+        state = (state ^ (uint64_t)(b | 0x20)) * 0x100000001B3ULL;
+        run++;
+    }
+    *length = run;
+    *letters = letterCount;
+    *longest = longestRepeat;
+    return state;
+}

@@ -1,4 +1,5 @@
 internal import CXXHash
+internal import CSluiceScan
 
 /// Decides whether one line is boilerplate: a configured phrase (cookie banners, "share this", "skip to content"),
 /// a navigation line (three or more short items between `|`, `/`, `·`, `•`, `>`, `»`, `›`), or a line that many
@@ -80,7 +81,7 @@ struct BoilerplateFilter: Sendable {
                 if isAlnum && previousIsAlnum {
                     // Inside a word nothing starts: skip to its end.
                     i &+= 1
-                    while i &+ 1 < end && ByteClass.isAlnum(bytes[i]) { i &+= 1 }
+                    if i &+ 1 < end { i &+= sluice_alnum_run(bytes.baseAddress! + i, end &- 1 &- i) }
                     continue
                 }
                 if raw == 0x20 {

@@ -1,3 +1,5 @@
+internal import CSluiceScan
+
 /// Finds personal data and secrets in UTF-8 text in one left-to-right pass.
 ///
 /// Detectors fire only at their trigger bytes (a digit or `+` at a token start, `@`, `:` and `=`, `-----BEGIN`,
@@ -109,9 +111,7 @@ public struct PIIScanner: Sendable {
                         continue
                     }
                     // Skip the rest of the word: nothing starts inside it.
-                    var j = i + 1
-                    while j < n && ByteClass.isAlnum(bytes[j]) { j += 1 }
-                    i = j
+                    i += 1 + sluice_alnum_run(bytes.baseAddress! + i + 1, n - i - 1)
                     continue
                 }
             }

@@ -242,33 +242,15 @@ struct TextMeasurer: Sendable {
             if ByteClass.isAlnum(bytes[i]) {
                 // A run of ASCII letters and digits (most of English text): the same bookkeeping as the general
                 // path below, without its dispatch per character.
-                var j = i
-                var state = wordState
+                var count = 0
                 var letters = 0
-                var last = previous
-                var repeats = run
-                var longest = s.longestLetterRun
-                while j < n {
-                    let b = bytes[j]
-                    let isLetter = ByteClass.isLetter(b)
-                    guard isLetter || ByteClass.isDigit(b) else { break }
-                    if UInt32(b) == last {
-                        repeats &+= 1
-                        if repeats > longest { longest = repeats }
-                    } else {
-                        repeats = 1
-                    }
-                    last = UInt32(b)
-                    let lowered = isLetter ? b | 0x20 : b
-                    state = Self.feed(state, lowered)
-                    if isLetter { letters &+= 1 }
-                    j &+= 1
-                }
-                let count = j &- i
+                var repeated = 0
+                let state = sluice_ascii_word_run(bytes.baseAddress! + i, n &- i, wordState, &count, &letters, &repeated)
+                // The byte before the run is not a letter or digit, so no chain reaches into the run or out of it.
+                if repeated > s.longestLetterRun { s.longestLetterRun = repeated }
                 s.characters &+= count
                 s.visibleCharacters &+= count
                 s.latinLetters &+= letters
-                s.longestLetterRun = longest
                 if letters > 0 { wordHasAlpha = true }
                 wordHasNonSymbol = true
                 wordState = state
@@ -276,9 +258,9 @@ struct TextMeasurer: Sendable {
                 trimmedState = state
                 trimmedBytes = wordBytes
                 wordCharacters &+= count
-                previous = last
-                run = repeats
-                i = j
+                previous = UInt32(bytes[i &+ count &- 1])
+                run = 1
+                i &+= count
                 continue
             }
             let (scalar, length) = bytes[i] < 0x80 ? (UInt32(bytes[i]), 1) : decodeUTF8(bytes, at: i)

@@ -27,6 +27,17 @@ int sluice_has_tab_or_double_space(const uint8_t *bytes, size_t count);
    character lowercases to one of these letters next to the others). SSE2 finds candidates sixteen at a time. */
 int sluice_has_lorem_ipsum(const uint8_t *bytes, size_t count);
 
+/* Length of the run of ASCII letters and digits at the start of `bytes` (at most `count`). SSE2: a word's end
+   is found without a branch per byte (whose exit the CPU mispredicts once per word). */
+size_t sluice_alnum_run(const uint8_t *bytes, size_t count);
+
+/* The run of ASCII letters and digits at the start of `bytes` (at most `count` bytes) as the quality measurements
+   see it: its length, its letters, the longest chain of one byte repeated in it (0 when no byte repeats its
+   predecessor, else the chain's length), and `state` fed with its lowercased bytes (FNV-1a style, as
+   TextMeasurer.feed). A run shorter than sixteen bytes is measured with SSE2, without a branch per byte. */
+uint64_t sluice_ascii_word_run(const uint8_t *bytes, size_t count, uint64_t state, size_t *length, size_t *letters,
+                               size_t *longest);
+
 /* Asks the CPU to start loading the cache line at `address` (for reading; no effect on results). Lookups that
    touch many tables issue all their loads first, so the cache misses overlap instead of following one another. */
 static inline void sluice_prefetch(const void *address) { __builtin_prefetch(address, 0, 3); }
