@@ -102,6 +102,33 @@ struct TextPropertyTests {
             #expect(valid)
         }
     }
+
+    /// The quality measurements' word pass (ASCII words measured sixteen bytes at a time) agrees with a plain
+    /// reference: the longest chain of one repeated letter, digit or non-ASCII character, and the word count.
+    @Test func wordMeasurementsMatchAPlainReference() async throws {
+        let alphabet = Array("aaaabbbZZ00119 .,'-_\n\té\u{3000}xyzQ")
+        let character = Gen.int(in: 0...(alphabet.count * 3 - 1)).map { value -> String in
+            // A third of the picks are long runs of one letter, so words cross sixteen bytes.
+            value < alphabet.count * 2 ? String(alphabet[value % alphabet.count]) : String(repeating: "k", count: value % 20)
+        }
+        let texts = character.array(of: 1...200).map { $0.joined() }
+        await propertyCheck(count: 1000, input: texts) { text in
+            var filter = QualityFilter()
+            let measured = filter.measurements(Array(text.utf8))
+            var longest = 0
+            var chain = 0
+            var previous: Unicode.Scalar?
+            for scalar in text.unicodeScalars {
+                let counts = scalar.value >= 0x80 || (scalar.isASCII && (scalar.properties.isAlphabetic || ("0"..."9").contains(scalar)))
+                chain = scalar == previous && counts ? chain + 1 : 1
+                if chain >= 2 { longest = max(longest, chain) }
+                previous = scalar
+            }
+            let words = text.split(whereSeparator: { " \n\t\r\u{3000}".contains($0) }).count
+            #expect(measured["char_run"] == Double(longest), "\(text.debugDescription)")
+            #expect(measured["words"] == Double(words), "\(text.debugDescription)")
+        }
+    }
 }
 
 private func format2(_ value: Int) -> String { value < 10 ? "0\(value)" : "\(value)" }
