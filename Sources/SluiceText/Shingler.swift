@@ -95,8 +95,16 @@ public struct Shingler: Sendable {
         while i < n {
             let b = bytes[i]
             if b < 0x80 {
-                if ByteClass.isAlnum(b) || b == UInt8(ascii: "_") {
-                    word[length] = ByteClass.lower(b)
+                if ByteClass.isAlnum(b) {
+                    // The whole run of letters and digits at once, lowercased (`| 0x20` leaves digits as they are).
+                    let run = sluice_alnum_run(bytes.baseAddress! + i, n - i)
+                    for k in 0..<run { word[length &+ k] = bytes[i &+ k] | 0x20 }
+                    length &+= run
+                    i &+= run
+                    continue
+                }
+                if b == UInt8(ascii: "_") {
+                    word[length] = b
                     length += 1
                 } else {
                     flushWord()
