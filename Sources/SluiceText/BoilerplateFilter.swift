@@ -61,16 +61,23 @@ struct BoilerplateFilter: Sendable {
         let scan = scanLine(bytes, range)
         if scan.phrase { return true }
         if menuLines && scan.separators >= 2 && isMenuLine(bytes, range) { return true }
-        if repeatThreshold > 0 && isEligibleForRepetition(bytes, range) {
+        // Lines of three or more words, or six or more non-ASCII characters, up to 200 bytes: short code lines and
+        // one-word headings never count as repeated boilerplate.
+        if repeatThreshold > 0 && range.count <= 200 && (scan.spaces + 1 >= 3 || scan.leadBytes >= 6) {
             return countRepetition(bytes, range) >= repeatThreshold
         }
         return false
     }
 
     /// ASCII phrases match at word starts only ("cookies help" in "Cookies help us…", not inside a word); others
-    /// (Chinese) anywhere. Also counts candidate menu separators, so most lines skip the menu check.
-    private func scanLine(_ bytes: UnsafeBufferPointer<UInt8>, _ range: Range<Int>) -> (phrase: Bool, separators: Int) {
+    /// (Chinese) anywhere. Also counts candidate menu separators, so most lines skip the menu check, and the
+    /// spaces and non-ASCII lead bytes the repetition check needs (no second pass over the line).
+    private func scanLine(_ bytes: UnsafeBufferPointer<UInt8>, _ range: Range<Int>)
+        -> (phrase: Bool, separators: Int, spaces: Int, leadBytes: Int)
+    {
         var separators = 0
+        var spaces = 0
+        var leadBytes = 0
         let end = range.upperBound
         return prefixBits.withUnsafeBufferPointer { bits in
             var i = range.lowerBound
@@ -85,22 +92,27 @@ struct BoilerplateFilter: Sendable {
                     continue
                 }
                 if raw == 0x20 {
+                    spaces &+= 1
                     let next = bytes[i + 1]
                     if next == UInt8(ascii: "|") || next == UInt8(ascii: "/") || next == UInt8(ascii: ">") || next == 0xC2
                         || next == 0xE2
                     {
                         separators += 1
                     }
-                } else if !(isAlnum && previousIsAlnum) {
+                } else {
+                    if raw >= 0xC0 { leadBytes &+= 1 }
                     let pair = Int(ByteClass.lower(raw)) << 8 | Int(ByteClass.lower(bytes[i + 1]))
                     if bits[pair >> 6] & (1 << UInt64(pair & 63)) != 0 && matchesPhrase(bytes, at: i, end: end, prefix: pair) {
-                        return (true, separators)
+                        return (true, separators, spaces, leadBytes)
                     }
                 }
                 previousIsAlnum = isAlnum
                 i += 1
             }
-            return (false, separators)
+            // The loop stops before the last byte (a phrase needs two).
+            let last = bytes[end - 1]
+            if last == 0x20 { spaces &+= 1 } else if last >= 0xC0 { leadBytes &+= 1 }
+            return (false, separators, spaces, leadBytes)
         }
     }
 
@@ -177,19 +189,6 @@ struct BoilerplateFilter: Sendable {
         }
         let last = bytes[range.upperBound - 1]
         return spaces <= 3 && last != UInt8(ascii: ".") && last != UInt8(ascii: ",") && last != UInt8(ascii: ":")
-    }
-
-    /// Lines of three or more words, or six or more non-ASCII characters, up to 200 bytes: short code lines and
-    /// one-word headings never count as repeated boilerplate.
-    private func isEligibleForRepetition(_ bytes: UnsafeBufferPointer<UInt8>, _ range: Range<Int>) -> Bool {
-        guard range.count <= 200 else { return false }
-        var words = 1
-        var leadBytes = 0
-        for i in range {
-            let b = bytes[i]
-            if b == 0x20 { words += 1 } else if b >= 0xC0 { leadBytes += 1 }
-        }
-        return words >= 3 || leadBytes >= 6
     }
 
     private mutating func countRepetition(_ bytes: UnsafeBufferPointer<UInt8>, _ range: Range<Int>) -> Int {
