@@ -61,9 +61,7 @@ public struct DedupIndex: Sendable {
             raw.prefetch(rawHash)
             exact.prefetch(exactHash)
             if hasSignature {
-                scratch.withUnsafeBufferPointer { short in
-                    for band in 0..<bandCount { keys[band] = bandKey(short, band) }
-                }
+                scratch.withUnsafeBufferPointer { bandKeys($0, into: keys) }
                 bands.prefetch(keys)
             }
             let rawMatch = raw.value(for: rawHash).flatMap { rawHashes[Int($0)] == rawHash ? $0 : nil }
@@ -124,7 +122,7 @@ public struct DedupIndex: Sendable {
         withUnsafeTemporaryAllocation(of: UInt16.self, capacity: k) { short in
             withUnsafeTemporaryAllocation(of: UInt64.self, capacity: bandCount) { keys in
                 for i in 0..<k { short[i] = UInt16(truncatingIfNeeded: signature[i] >> 16) }
-                for band in 0..<bandCount { keys[band] = bandKey(UnsafeBufferPointer(short), band) }
+                bandKeys(UnsafeBufferPointer(short), into: keys)
                 bands.prefetch(keys)
             }
         }
@@ -283,7 +281,7 @@ public struct DedupIndex: Sendable {
             let hasSignature = signatures.withUnsafeBufferPointer { all -> Bool in
                 let signature = UnsafeBufferPointer(rebasing: all[(index * k)..<(index * k + k)])
                 guard signature.contains(where: { $0 != 0 }) else { return false }
-                for band in 0..<bandCount { keys[band] = bandKey(signature, band) }
+                bandKeys(signature, into: keys)
                 return true
             }
             guard hasSignature else { return }
@@ -299,6 +297,11 @@ public struct DedupIndex: Sendable {
     private func id(at index: Int) -> String {
         let start = index == 0 ? 0 : Int(idEnds[index - 1])
         return String(decoding: idBytes[start..<Int(idEnds[index])], as: UTF8.self)
+    }
+
+    /// Every band's LSH key of a (16-bit) signature.
+    private func bandKeys(_ signature: UnsafeBufferPointer<UInt16>, into keys: UnsafeMutableBufferPointer<UInt64>) {
+        for band in 0..<configuration.bands { keys[band] = bandKey(signature, band) }
     }
 
     private func bandKey(_ signature: UnsafeBufferPointer<UInt16>, _ band: Int) -> UInt64 {
