@@ -185,22 +185,25 @@ int sluice_has_lorem_ipsum(const uint8_t *bytes, size_t count) {
     return 0;
 }
 
+#if defined(__SSE2__)
+/* Per byte of `v`, 0xFF for an ASCII letter or digit (unsigned "x <= limit" as min(x, limit) == x), into
+   *letters the letters alone. */
+static inline __m128i sluice_alnum_bytes(__m128i v, __m128i *letters) {
+    const __m128i d = _mm_sub_epi8(v, _mm_set1_epi8('0'));
+    const __m128i isDigit = _mm_cmpeq_epi8(_mm_min_epu8(d, _mm_set1_epi8(9)), d);
+    const __m128i l = _mm_sub_epi8(_mm_or_si128(v, _mm_set1_epi8(0x20)), _mm_set1_epi8('a'));
+    *letters = _mm_cmpeq_epi8(_mm_min_epu8(l, _mm_set1_epi8(25)), l);
+    return _mm_or_si128(isDigit, *letters);
+}
+#endif
+
 size_t sluice_alnum_run(const uint8_t *bytes, size_t count) {
     size_t index = 0;
 #if defined(__SSE2__)
-    const __m128i digit0 = _mm_set1_epi8('0');
-    const __m128i nine = _mm_set1_epi8(9);
-    const __m128i lower = _mm_set1_epi8(0x20);
-    const __m128i lettera = _mm_set1_epi8('a');
-    const __m128i twentyfive = _mm_set1_epi8(25);
     while (index + 16 <= count) {
-        __m128i v = _mm_loadu_si128((const __m128i *)(bytes + index));
-        /* Unsigned "x <= limit" as min(x, limit) == x. */
-        __m128i d = _mm_sub_epi8(v, digit0);
-        __m128i isDigit = _mm_cmpeq_epi8(_mm_min_epu8(d, nine), d);
-        __m128i l = _mm_sub_epi8(_mm_or_si128(v, lower), lettera);
-        __m128i isLetter = _mm_cmpeq_epi8(_mm_min_epu8(l, twentyfive), l);
-        unsigned alnum = (unsigned)_mm_movemask_epi8(_mm_or_si128(isDigit, isLetter));
+        __m128i letters;
+        unsigned alnum =
+            (unsigned)_mm_movemask_epi8(sluice_alnum_bytes(_mm_loadu_si128((const __m128i *)(bytes + index)), &letters));
         if (alnum != 0xFFFF) return index + (size_t)__builtin_ctz(~alnum);
         index += 16;
     }
@@ -220,11 +223,8 @@ uint64_t sluice_ascii_word_run(const uint8_t *bytes, size_t count, uint64_t stat
     if (count >= 17) {
         /* The common case, a word shorter than sixteen bytes, in one block: no branch per byte. */
         const __m128i v = _mm_loadu_si128((const __m128i *)bytes);
-        const __m128i d = _mm_sub_epi8(v, _mm_set1_epi8('0'));
-        const __m128i isDigit = _mm_cmpeq_epi8(_mm_min_epu8(d, _mm_set1_epi8(9)), d);
-        const __m128i l = _mm_sub_epi8(_mm_or_si128(v, _mm_set1_epi8(0x20)), _mm_set1_epi8('a'));
-        const __m128i isLetter = _mm_cmpeq_epi8(_mm_min_epu8(l, _mm_set1_epi8(25)), l);
-        unsigned alnum = (unsigned)_mm_movemask_epi8(_mm_or_si128(isDigit, isLetter));
+        __m128i isLetter;
+        unsigned alnum = (unsigned)_mm_movemask_epi8(sluice_alnum_bytes(v, &isLetter));
         if (alnum != 0xFFFF) {
             run = (size_t)__builtin_ctz(~alnum);
             unsigned inRun = (1u << run) - 1;

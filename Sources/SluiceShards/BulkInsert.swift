@@ -45,8 +45,13 @@ struct BulkInsert {
         sqlite3_bind_blob(statement, index, blob.baseAddress, Int32(blob.count), Self.transient)
     }
 
-    /// 16-bit values as a blob of their little-endian bytes.
+    /// 16-bit values as a blob of their little-endian bytes; none as a zero-length blob, not NULL.
     func bind(_ index: Int32, littleEndian values: UnsafeBufferPointer<UInt16>) {
+        if values.isEmpty {
+            let empty: StaticString = ""  // a NULL pointer would bind NULL
+            bind(index, blob: UnsafeRawBufferPointer(start: UnsafeRawPointer(empty.utf8Start), count: 0))
+            return
+        }
         #if _endian(little)
         bind(index, blob: UnsafeRawBufferPointer(values))
         #else

@@ -98,17 +98,11 @@ public struct DedupStore: Sendable {
         let statement = try db.cachedStatement(
             sql: "INSERT INTO dedup_documents (id, raw_hash, exact_hash, signature) VALUES (?, ?, ?, ?)")
         let rows = BulkInsert(statement, in: db)
-        var blob = [UInt8]()
         for entry in entries {
-            blob.removeAll(keepingCapacity: true)
-            for value in entry.signature {
-                blob.append(UInt8(truncatingIfNeeded: value))
-                blob.append(UInt8(truncatingIfNeeded: value >> 8))
-            }
             rows.bind(1, entry.id)
             rows.bind(2, Int64(bitPattern: entry.rawHash))
             rows.bind(3, Int64(bitPattern: entry.exactHash))
-            blob.withUnsafeBytes { rows.bind(4, blob: $0) }
+            entry.signature.withUnsafeBufferPointer { rows.bind(4, littleEndian: $0) }
             try rows.step()
         }
     }
@@ -122,13 +116,7 @@ public struct DedupStore: Sendable {
             rows.bind(1, text: id)
             rows.bind(2, Int64(bitPattern: rawHash))
             rows.bind(3, Int64(bitPattern: exactHash))
-            if let signature {
-                rows.bind(4, littleEndian: signature)
-            } else {
-                // A zero-length blob, not NULL, as write(_:in:) stores it (a NULL pointer would bind NULL).
-                let empty: StaticString = ""
-                rows.bind(4, blob: UnsafeRawBufferPointer(start: UnsafeRawPointer(empty.utf8Start), count: 0))
-            }
+            rows.bind(4, littleEndian: signature ?? UnsafeBufferPointer(start: nil, count: 0))
             try rows.step()
         }
     }

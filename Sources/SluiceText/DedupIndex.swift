@@ -17,9 +17,9 @@ public struct DedupIndex: Sendable {
     private var scratch: [UInt16] = []
     private var exactHashes: [UInt64] = []
     private var rawHashes: [UInt64] = []
-    private var exact = HashSlotTable()
-    private var raw = HashSlotTable()
-    private var bands: BandSlotTables
+    /// Table 0 holds the raw hashes, table 1 the exact hashes.
+    private var hashes = SlotTables(tables: 2)
+    private var bands: SlotTables
     /// Documents below this number are durable.
     public private(set) var committedCount = 0
     /// The position of the document the last `.replay` answer matched.
@@ -27,7 +27,7 @@ public struct DedupIndex: Sendable {
 
     public init(_ configuration: MinHashConfiguration) {
         self.configuration = configuration
-        bands = BandSlotTables(bands: configuration.bands)
+        bands = SlotTables(tables: configuration.bands)
     }
 
     /// Documents in the index, durable and pending.
@@ -58,14 +58,14 @@ public struct DedupIndex: Sendable {
         let hasSignature = scratch.count == k
         return withUnsafeTemporaryAllocation(of: UInt64.self, capacity: bandCount) { keys in
             // Every probe below misses the cache in tables of megabytes; start all the loads first.
-            raw.prefetch(rawHash)
-            exact.prefetch(exactHash)
+            hashes.prefetch(0, rawHash)
+            hashes.prefetch(1, exactHash)
             if hasSignature {
                 scratch.withUnsafeBufferPointer { bandKeys($0, into: keys) }
                 bands.prefetch(keys)
             }
-            let rawMatch = raw.value(for: rawHash).flatMap { rawHashes[Int($0)] == rawHash ? $0 : nil }
-            let exactMatch = exact.value(for: exactHash).flatMap { exactHashes[Int($0)] == exactHash ? $0 : nil }
+            let rawMatch = hashes.value(0, rawHash).flatMap { rawHashes[Int($0)] == rawHash ? $0 : nil }
+            let exactMatch = hashes.value(1, exactHash).flatMap { exactHashes[Int($0)] == exactHash ? $0 : nil }
             if let index = rawMatch ?? exactMatch {
                 let other = self.id(at: Int(index))
                 if id != nil && other == id {
@@ -115,7 +115,7 @@ public struct DedupIndex: Sendable {
     /// and signature will probe: a driver calls it for the next document while it finishes the current one, so
     /// the cache misses of the two overlap. No effect on results.
     public func prefetch(exactHash: UInt64, signature: [UInt32]) {
-        exact.prefetch(exactHash)
+        hashes.prefetch(1, exactHash)
         let k = configuration.hashCount
         let bandCount = configuration.bands
         guard signature.count == k else { return }
@@ -234,9 +234,8 @@ public struct DedupIndex: Sendable {
         exactHashes.removeSubrange(committedCount...)
         rawHashes.removeSubrange(committedCount...)
         signatures.removeSubrange((committedCount * k)...)
-        exact = HashSlotTable(capacity: count)
-        raw = HashSlotTable(capacity: count)
-        bands = BandSlotTables(bands: configuration.bands, capacity: count)
+        hashes = SlotTables(tables: 2, capacity: count)
+        bands = SlotTables(tables: configuration.bands, capacity: count)
         for index in 0..<count { insertKeys(index) }
     }
 
@@ -252,7 +251,7 @@ public struct DedupIndex: Sendable {
     /// Bytes held in memory (capacities, not just counts).
     public var memoryBytes: Int {
         idBytes.capacity + idEnds.capacity * 4 + signatures.capacity * 2 + exactHashes.capacity * 8
-            + rawHashes.capacity * 8 + exact.memoryBytes + raw.memoryBytes + bands.memoryBytes
+            + rawHashes.capacity * 8 + hashes.memoryBytes + bands.memoryBytes
 
     }
 
@@ -273,8 +272,11 @@ public struct DedupIndex: Sendable {
 
     /// Puts a document's raw, exact and band keys into the lookup tables.
     private mutating func insertKeys(_ index: Int) {
-        exact.insert(exactHashes[index], UInt32(index))
-        raw.insert(rawHashes[index], UInt32(index))
+        withUnsafeTemporaryAllocation(of: UInt64.self, capacity: 2) { keys in
+            keys[0] = rawHashes[index]
+            keys[1] = exactHashes[index]
+            hashes.insert(keys, UInt32(index))
+        }
         let k = configuration.hashCount
         let bandCount = configuration.bands
         withUnsafeTemporaryAllocation(of: UInt64.self, capacity: bandCount) { keys in
