@@ -181,7 +181,7 @@ public final class Curator {
                     rejected.append(
                         line: line, id: document.id, stage: "dedup", reason: reason,
                         extra: ",\"duplicate_of\":\(JSONText.string(document.duplicateOf ?? ""))"
-                            + String(format: ",\"similarity\":%.3f", similarity))
+                            + ",\"similarity\":" + JSONText.fixed(similarity, digits: 3))
                     return
                 }
                 summary.kept += 1
@@ -410,10 +410,10 @@ struct WorkerStages {
                 profile?.shadow = shadowVerdict(shadowCopy, activeDrop: nil)
                 return .rejected(
                     line: number, id: document.id, stage: "quarantine", reason: "quality_borderline",
-                    detail: (String(format: ",\"score\":%.3f", score), textBytes), profile: profile)
+                    detail: (",\"score\":" + JSONText.fixed(score, digits: 3), textBytes), profile: profile)
             }
             if case .drop(let reason) = verdict, !(reviewed && stage == 2) {
-                let score = document.signals["quality.score"].map { String(format: ",\"score\":%.3f", $0) } ?? ""
+                let score = document.signals["quality.score"].map { ",\"score\":" + JSONText.fixed($0, digits: 3) } ?? ""
                 profile?.shadow = shadowVerdict(shadowCopy, activeDrop: stage == 0 ? "clean/\(reason)" : nil)
                 return .rejected(line: number, id: document.id, stage: name, reason: reason, detail: (score, textBytes), profile: profile)
             }
@@ -422,7 +422,7 @@ struct WorkerStages {
         if perplexity != nil {
             switch perplexity!.judge(document.text) {
             case .drop(let perplexity, let limit):
-                let detail = String(format: ",\"perplexity\":%.2f,\"limit\":%.2f", perplexity, limit)
+                let detail = ",\"perplexity\":" + JSONText.fixed(perplexity, digits: 2) + ",\"limit\":" + JSONText.fixed(limit, digits: 2)
                 return .rejected(
                     line: number, id: document.id, stage: "perplexity", reason: "perplexity_above_limit", detail: (detail, textBytes), profile: profile)
             case .keep(let perplexity):

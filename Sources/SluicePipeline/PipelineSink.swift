@@ -195,7 +195,7 @@ final class PipelineSink: @unchecked Sendable {
         headers.append(KafkaHeader(name: "sluice.source.partition", string: "\(record.partition)"))
         headers.append(KafkaHeader(name: "sluice.source.offset", string: "\(record.offset)"))
         headers.append(KafkaHeader(name: "sluice.reason", string: reason))
-        if let score { headers.append(KafkaHeader(name: "sluice.score", string: String(format: "%.3f", score))) }
+        if let score { headers.append(KafkaHeader(name: "sluice.score", string: JSONText.fixed(score, digits: 3))) }
         do {
             try producer.enqueueBlocking(ProducerMessage(topic: configuration.quarantineTopic, key: record.key, value: record.value, headers: headers))
         } catch {
@@ -375,7 +375,7 @@ final class PipelineSink: @unchecked Sendable {
                     RejectedRecord(
                         offset: record.offset, id: document.id, stage: "dedup", reason: reason,
                         detail: "\"duplicate_of\":\(JSONText.string(document.duplicateOf ?? ""))"
-                            + String(format: ",\"similarity\":%.3f", similarity) + (replayNote ?? "")))
+                            + ",\"similarity\":" + JSONText.fixed(similarity, digits: 3) + (replayNote ?? "")))
                 break
             }
             if dedup.index.count > before { state.dedupEntries.append(before) }

@@ -36,13 +36,12 @@ final class SHA256Digest {
 public struct SHA256Value: Sendable, Equatable, Hashable {
     public var words: SIMD4<UInt64>
 
-    /// The digest of `bytes`, in one call into libcrypto.
+    /// The digest of `bytes`, in one call into libcrypto's SHA-256 (no algorithm lookup per call).
     public init(_ bytes: [UInt8]) {
         var words = SIMD4<UInt64>()
-        var length: UInt32 = 0
         withUnsafeMutableBytes(of: &words) { digest in
             bytes.withUnsafeBytes { source in
-                _ = EVP_Digest(source.baseAddress, source.count, digest.baseAddress!.assumingMemoryBound(to: UInt8.self), &length, EVP_sha256(), nil)
+                sluice_sha256(source.baseAddress, source.count, digest.baseAddress!.assumingMemoryBound(to: UInt8.self))
             }
         }
         self.words = words

@@ -1,4 +1,5 @@
 import Foundation
+import GRDB
 import SluiceShards
 import SluiceText
 import Testing
@@ -270,6 +271,30 @@ struct ShardWriterTests {
             #expect(try store.count() == 1)
             #expect(try index.shards().count == 1)
             try index.registerDataset(name: "after", input: nil, config: nil, now: Date())  // the writer is free again
+        }
+    }
+
+    /// Every commit of the index syncs its WAL (a shard recorded before its offsets are committed to Kafka must
+    /// survive a power loss; entering WAL mode would leave NORMAL), and a new index has 16 KiB pages while an
+    /// existing one keeps the page size it was made with.
+    @Test func theIndexSyncsEveryCommitAndANewOneHasLargePages() throws {
+        try withTemporaryDirectory { directory in
+            let index = try ShardIndex(path: directory.appendingPathComponent("index.sqlite").path)
+            try index.writer.writeWithoutTransaction { db in
+                #expect(try Int.fetchOne(db, sql: "PRAGMA synchronous") == 2)
+                #expect(try Int.fetchOne(db, sql: "PRAGMA page_size") == 16384)
+                #expect(try String.fetchOne(db, sql: "PRAGMA journal_mode") == "wal")
+            }
+            let older = directory.appendingPathComponent("older.sqlite").path
+            try DatabaseQueue(path: older).writeWithoutTransaction { db in
+                try db.execute(sql: "PRAGMA page_size = 4096; CREATE TABLE other (x INTEGER)")
+            }
+            let reopened = try ShardIndex(path: older)
+            try reopened.registerDataset(name: "test", input: nil, config: nil, now: Date())
+            try reopened.writer.writeWithoutTransaction { db in
+                #expect(try Int.fetchOne(db, sql: "PRAGMA synchronous") == 2)
+                #expect(try Int.fetchOne(db, sql: "PRAGMA page_size") == 4096)
+            }
         }
     }
 
