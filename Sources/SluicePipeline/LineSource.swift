@@ -7,14 +7,26 @@ public final class LineSource {
     public let name: String
     private let handle: FileHandle
     private var decompressor: ZstdStreamDecoder?
-    private var pending: [UInt8] = []
-    /// Bytes of `pending` already handed out.
+    /// Read (and decompressed) bytes: `[consumed, end)` are not handed out yet. Raw memory, so that reading and
+    /// decompressing write straight into it without zeroing it first.
+    private var buffer: UnsafeMutableRawPointer
+    private var capacity: Int
     private var consumed = 0
+    private var end = 0
+    /// Compressed bytes read from the file: `[inputUsed, inputCount)` are not decompressed yet.
+    private var input: UnsafeMutableRawPointer
+    private var inputUsed = 0
+    private var inputCount = 0
+    /// The decompressor filled all the room it was given last time, so it may hold more without new input.
+    private var decoderMayHoldMore = false
     private var endOfFile = false
     public private(set) var linesRead = 0
     /// Bytes read from the file (compressed when it is).
     public private(set) var bytesRead = 0
     private var sniffed = false
+    /// Bytes read from the file, or decompressed, per step.
+    private static let step = 1 << 20
+    private static let inputCapacity = 4 << 20
 
     /// Opens `path`, or standard input for `-`.
     public init(path: String) throws(ShardError) {
@@ -28,72 +40,134 @@ public final class LineSource {
             handle = opened
             name = path
         }
+        // Room for several batches: the unread tail moves to the front only when the end is reached.
+        capacity = 32 << 20
+        buffer = UnsafeMutableRawPointer.allocate(byteCount: capacity, alignment: 16)
+        input = UnsafeMutableRawPointer.allocate(byteCount: Self.inputCapacity, alignment: 16)
+    }
+
+    deinit {
+        buffer.deallocate()
+        input.deallocate()
     }
 
     /// The next batch of up to `maximumLines` lines; nil at the end.
     public func nextBatch(maximumLines: Int) throws(ShardError) -> LineBatch? {
         var lines: [Range<Int>] = []
-        let base = consumed
+        lines.reserveCapacity(min(maximumLines, 1 << 16))
         var start = consumed
         var scan = consumed
         while lines.count < maximumLines {
-            let newline = pending.withUnsafeBytes { raw -> Int? in
-                guard scan < raw.count, let hit = memchr(raw.baseAddress! + scan, 0x0A, raw.count - scan) else { return nil }
-                return raw.baseAddress!.distance(to: UnsafeRawPointer(hit))
-            }
-            if let newline {
-                lines.append((start - base)..<(newline - base))
+            if scan < end, let hit = memchr(buffer + scan, 0x0A, end - scan) {
+                let newline = UnsafeRawPointer(buffer).distance(to: UnsafeRawPointer(hit))
+                lines.append((start - consumed)..<(newline - consumed))
                 start = newline + 1
                 scan = start
                 continue
             }
-            scan = pending.count
+            scan = end
             if endOfFile { break }
-            try fill()
+            // Filling may move the unread bytes to the front of the buffer; the lines found are relative to them.
+            let moved = try fill()
+            start -= moved
+            scan -= moved
         }
-        if lines.count < maximumLines && endOfFile && start < pending.count {
-            lines.append((start - base)..<(pending.count - base))
-            start = pending.count
+        if lines.count < maximumLines && endOfFile && start < end {
+            lines.append((start - consumed)..<(end - consumed))
+            start = end
         }
         guard !lines.isEmpty else { return nil }
-        let data = Array(pending[base..<start])
+        let data = [UInt8](UnsafeRawBufferPointer(start: buffer + consumed, count: start - consumed))
         consumed = start
-        // Drop consumed bytes only now and then: one move per several batches, not per batch.
-        if consumed > 8 << 20 && consumed * 2 > pending.count {
-            pending.removeSubrange(0..<consumed)
-            consumed = 0
-        }
         let batch = LineBatch(data: data, lines: lines, firstLine: linesRead + 1, bytes: data.count)
         linesRead += lines.count
         return batch
     }
 
-    private func fill() throws(ShardError) {
-        let chunk: Data
-        do { chunk = try handle.read(upToCount: 4 << 20) ?? Data() } catch {
-            throw ShardError.make(.io, "reading \(name): \(error.localizedDescription)")
-        }
-        bytesRead += chunk.count
+    /// Adds bytes at `end` (or sets `endOfFile`); returns how far the unread bytes moved towards the front.
+    private func fill() throws(ShardError) -> Int {
+        let moved = makeRoom()
         if !sniffed {
             sniffed = true
-            if ZstdStreamDecoder.isZstd(chunk) { decompressor = ZstdStreamDecoder() }
-        }
-        if chunk.isEmpty {
-            endOfFile = true
-            if let decompressor, !decompressor.atFrameEnd {
-                throw ShardError.make(.truncated, "\(name): the zstd stream ends in the middle of a frame (truncated file?)")
+            try readInput()
+            if inputCount >= 4 && ZstdStreamDecoder.isZstd(UnsafeRawBufferPointer(start: input, count: 4)) {
+                decompressor = ZstdStreamDecoder()
+            } else {
+                (buffer + end).copyMemory(from: input, byteCount: inputCount)
+                end += inputCount
+                endOfFile = inputCount == 0
+                inputCount = 0
+                return moved
             }
-            return
         }
         guard let decompressor else {
-            pending.append(contentsOf: chunk)
-            return
+            let count = try read(into: buffer + end, count: capacity - end)
+            end += count
+            endOfFile = count == 0
+            return moved
         }
-        let compressed = [UInt8](chunk)
-        let failed = compressed.withUnsafeBytes { bytes in
-            (try? decompressor.decompress(bytes, appendingTo: &pending)) == nil
+        while true {
+            if inputUsed == inputCount && !decoderMayHoldMore {
+                try readInput()
+                if inputCount == 0 {
+                    endOfFile = true
+                    if !decompressor.atFrameEnd {
+                        throw ShardError.make(.truncated, "\(name): the zstd stream ends in the middle of a frame (truncated file?)")
+                    }
+                    return moved
+                }
+            }
+            let room = UnsafeMutableRawBufferPointer(start: buffer + end, count: min(Self.step, capacity - end))
+            let produced: Int
+            do {
+                produced = try decompressor.decompress(
+                    UnsafeRawBufferPointer(start: input, count: inputCount), consumed: &inputUsed, into: room)
+            } catch {
+                throw ShardError.make(.corrupt, "\(name): not a valid zstd stream")
+            }
+            decoderMayHoldMore = produced == room.count
+            end += produced
+            if produced > 0 { return moved }
         }
-        if failed { throw ShardError.make(.corrupt, "\(name): not a valid zstd stream") }
+    }
+
+    /// Makes room for a step at `end`: moves the unread bytes to the front when the buffer's end is near, and
+    /// grows the buffer only when they fill most of it (a very long line).
+    private func makeRoom() -> Int {
+        guard capacity - end < Self.step else { return 0 }
+        let moved = consumed
+        if consumed > 0 {
+            buffer.copyMemory(from: buffer + consumed, byteCount: end - consumed)  // memmove: may overlap
+            end -= consumed
+            consumed = 0
+        }
+        if capacity - end < Self.step {
+            let grown = UnsafeMutableRawPointer.allocate(byteCount: capacity * 2, alignment: 16)
+            grown.copyMemory(from: buffer, byteCount: end)
+            buffer.deallocate()
+            buffer = grown
+            capacity *= 2
+        }
+        return moved
+    }
+
+    /// Reads the next compressed chunk into `input`.
+    private func readInput() throws(ShardError) {
+        inputCount = try read(into: input, count: Self.inputCapacity)
+        inputUsed = 0
+    }
+
+    /// One read(2) of up to `count` bytes; 0 at the end of the file.
+    private func read(into destination: UnsafeMutableRawPointer, count: Int) throws(ShardError) -> Int {
+        while true {
+            let n = Foundation.read(handle.fileDescriptor, destination, count)
+            if n >= 0 {
+                bytesRead += n
+                return n
+            }
+            if errno == EINTR { continue }
+            throw ShardError.make(.io, "reading \(name): \(String(cString: strerror(errno)))")
+        }
     }
 }
 

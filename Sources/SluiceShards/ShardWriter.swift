@@ -378,10 +378,10 @@ public final class ShardWriter {
         return (shard.name, head)
     }
 
-    /// Adds a sample. `position` names a shard this sample opens; `now` is the driver's clock (seconds) for the
+    /// Adds a sample. `position` names a shard this sample opens (it is evaluated only then); `now` is the driver's clock (seconds) for the
     /// age limit, `mtime` the members' modification time (Unix seconds, deterministic). Returns the shard sealed
     /// by a limit this sample reached, if any.
-    public func add(_ sample: ShardSample, position: String, mtime: Int64, now: Double) throws(ShardError) -> SealedShard? {
+    public func add(_ sample: ShardSample, position: @autoclosure () -> String, mtime: Int64, now: Double) throws(ShardError) -> SealedShard? {
         try begin(sample, payload: sample.text.count + sample.json.count, position: position, now: now)
         let (textStart, jsonStart) = Self.appendMembers(of: sample, mtime: mtime, to: &current!.frame)
         try placed(
@@ -392,7 +392,7 @@ public final class ShardWriter {
     /// Adds a sample prepared by a ``SampleEncoder`` (same configuration): its members join the open frame
     /// (`.tar.zst`) or the file (`.tar`), or its own frame is written as it is (one sample per frame). See
     /// ``add(_:position:mtime:now:)``.
-    public func add(_ prepared: PreparedSample, position: String, now: Double) throws(ShardError) -> SealedShard? {
+    public func add(_ prepared: PreparedSample, position: @autoclosure () -> String, now: Double) throws(ShardError) -> SealedShard? {
         try begin(prepared.sample, payload: prepared.textLength + prepared.jsonLength, position: position, now: now)
         let shard = current!
         let sample = prepared.sample
@@ -446,11 +446,11 @@ public final class ShardWriter {
     }
 
     /// Opens a shard when none is, and counts the sample's payload and time.
-    private func begin(_ sample: ShardSample, payload: Int, position: String, now: Double) throws(ShardError) {
+    private func begin(_ sample: ShardSample, payload: Int, position: () -> String, now: Double) throws(ShardError) {
         precondition(
             !sample.key.utf8.contains(UInt8(ascii: ".")) && !sample.key.utf8.contains(UInt8(ascii: "/")),
             "sample keys contain no dots or slashes")
-        if current == nil { try open(name: position, now: now) }
+        if current == nil { try open(name: position(), now: now) }
         let shard = current!
         shard.rawBytes += payload
         shard.sampleCount += 1

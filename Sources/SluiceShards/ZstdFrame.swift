@@ -62,6 +62,22 @@ public final class ZstdStreamDecoder {
         prefix.count >= 4 && prefix.prefix(4).elementsEqual([0x28, 0xB5, 0x2F, 0xFD])
     }
 
+    /// Decompresses from `input[consumed...]` into `output` until either is used up; advances `consumed` and
+    /// returns the bytes written. An `output` filled to the brim may leave decoded bytes inside the decoder: call
+    /// again (with no new input) for them.
+    /// - Throws: ``ShardError`` `.corrupt` when the bytes are not a valid zstd stream.
+    public func decompress(
+        _ input: UnsafeRawBufferPointer, consumed: inout Int, into output: UnsafeMutableRawBufferPointer
+    ) throws(ShardError) -> Int {
+        var inBuffer = ZSTD_inBuffer(src: input.baseAddress, size: input.count, pos: consumed)
+        var outBuffer = ZSTD_outBuffer(dst: output.baseAddress, size: output.count, pos: 0)
+        let result = ZSTD_decompressStream(stream, &outBuffer, &inBuffer)
+        if ZSTD_isError(result) != 0 { throw ShardError.make(.corrupt, "not a valid zstd stream") }
+        consumed = inBuffer.pos
+        if outBuffer.pos > 0 || inBuffer.pos > 0 { atFrameEnd = result == 0 }
+        return outBuffer.pos
+    }
+
     /// Decompresses `chunk` and appends what it yields to `destination`, writing straight into its spare capacity.
     /// - Throws: ``ShardError`` `.corrupt` when the bytes are not a valid zstd stream.
     public func decompress(_ chunk: UnsafeRawBufferPointer, appendingTo destination: inout [UInt8]) throws(ShardError) {

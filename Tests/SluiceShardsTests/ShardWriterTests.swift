@@ -280,21 +280,26 @@ struct ShardWriterTests {
     @Test func theIndexSyncsEveryCommitAndANewOneHasLargePages() throws {
         try withTemporaryDirectory { directory in
             let index = try ShardIndex(path: directory.appendingPathComponent("index.sqlite").path)
-            try index.writer.writeWithoutTransaction { db in
-                #expect(try Int.fetchOne(db, sql: "PRAGMA synchronous") == 2)
-                #expect(try Int.fetchOne(db, sql: "PRAGMA page_size") == 16384)
-                #expect(try String.fetchOne(db, sql: "PRAGMA journal_mode") == "wal")
+            let settings = try index.writer.writeWithoutTransaction { db in
+                (
+                    try Int.fetchOne(db, sql: "PRAGMA synchronous"), try Int.fetchOne(db, sql: "PRAGMA page_size"),
+                    try String.fetchOne(db, sql: "PRAGMA journal_mode")
+                )
             }
+            #expect(settings.0 == 2)
+            #expect(settings.1 == 16384)
+            #expect(settings.2 == "wal")
             let older = directory.appendingPathComponent("older.sqlite").path
             try DatabaseQueue(path: older).writeWithoutTransaction { db in
                 try db.execute(sql: "PRAGMA page_size = 4096; CREATE TABLE other (x INTEGER)")
             }
             let reopened = try ShardIndex(path: older)
             try reopened.registerDataset(name: "test", input: nil, config: nil, now: Date())
-            try reopened.writer.writeWithoutTransaction { db in
-                #expect(try Int.fetchOne(db, sql: "PRAGMA synchronous") == 2)
-                #expect(try Int.fetchOne(db, sql: "PRAGMA page_size") == 4096)
+            let kept = try reopened.writer.writeWithoutTransaction { db in
+                (try Int.fetchOne(db, sql: "PRAGMA synchronous"), try Int.fetchOne(db, sql: "PRAGMA page_size"))
             }
+            #expect(kept.0 == 2)
+            #expect(kept.1 == 4096)
         }
     }
 
