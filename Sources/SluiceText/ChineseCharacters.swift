@@ -132,15 +132,29 @@ enum ChineseCharacters {
         return bits
     }()
 
-    static func isCommon(_ scalar: UInt32) -> Bool {
-        guard scalar >= 0x3400 && scalar < 0xA000 else { return false }
-        let offset = Int(scalar - 0x3400)
-        return commonBits[offset >> 6] & (1 << UInt64(offset & 63)) != 0
+    /// The tables above as one value: a hot loop reads it once (each access to a static checks its lazy
+    /// initialization) and asks it per character.
+    struct Lookup: Sendable {
+        let commonBits: [UInt64]
+        let stopBits: [UInt64]
+        let stopIndex: [UInt32: Int]
+
+        @inline(__always) func isCommon(_ scalar: UInt32) -> Bool {
+            guard scalar >= 0x3400 && scalar < 0xA000 else { return false }
+            let offset = Int(scalar - 0x3400)
+            return commonBits[offset >> 6] & (1 << UInt64(offset & 63)) != 0
+        }
+
+        @inline(__always) func mayBeStop(_ scalar: UInt32) -> Bool {
+            guard scalar >= 0x3400 && scalar < 0xA000 else { return false }
+            let offset = Int(scalar - 0x3400)
+            return stopBits[offset >> 6] & (1 << UInt64(offset & 63)) != 0
+        }
     }
 
-    static func mayBeStop(_ scalar: UInt32) -> Bool {
-        guard scalar >= 0x3400 && scalar < 0xA000 else { return false }
-        let offset = Int(scalar - 0x3400)
-        return stopBits[offset >> 6] & (1 << UInt64(offset & 63)) != 0
-    }
+    static let lookup = Lookup(commonBits: commonBits, stopBits: stopBits, stopIndex: stopIndex)
+
+    static func isCommon(_ scalar: UInt32) -> Bool { lookup.isCommon(scalar) }
+
+    static func mayBeStop(_ scalar: UInt32) -> Bool { lookup.mayBeStop(scalar) }
 }

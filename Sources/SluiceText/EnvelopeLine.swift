@@ -62,7 +62,7 @@ public enum JSONText {
         var power = 1.0
         for _ in 0..<digits { power *= 10 }
         let scaled = value * power
-        guard value >= 0, scaled < 9.0e15 else { return slowFixed(value, digits: digits) }
+        guard value.sign == .plus, scaled < 9.0e15 else { return slowFixed(value, digits: digits) }  // -0.0 prints "-0.000"
         let rounded = scaled.rounded(.toNearestOrEven)
         let exact = (-scaled).addingProduct(value, power) == 0  // value × power is a double: no rounding hid a tie
         if !exact && abs(abs(scaled - rounded) - 0.5) < 1e-6 { return slowFixed(value, digits: digits) }

@@ -195,6 +195,11 @@ struct TextMeasurer: Sendable {
         _ bytes: UnsafeBufferPointer<UInt8>, _ s: inout TextStatistics, hashes: UnsafeMutableBufferPointer<UInt64>,
         lengths: UnsafeMutableBufferPointer<Int32>
     ) -> Int {
+        // Tables read once per call: every access to a static goes through its lazy initialization check.
+        let stopWords = Self.englishStopWords
+        let loremFilter = Self.loremFilter
+        let loremVocabulary = Self.loremVocabulary
+        let chinese = ChineseCharacters.lookup
         var count = 0
         var wordState = Self.wordSeed
         var wordBytes = 0
@@ -217,13 +222,13 @@ struct TextMeasurer: Sendable {
             }
             let hash = Self.finishWord(wordState, wordBytes)
             if wordBytes >= 2 && wordBytes <= 4 {
-                for (index, stop) in Self.englishStopWords.enumerated() where stop == hash {
+                for (index, stop) in stopWords.enumerated() where stop == hash {
                     stopMask |= 1 << UInt32(index)
                 }
             }
             // Without trailing punctuation ("laborum." → "laborum") when there is some.
             let loremHash = trimmedBytes > 0 && trimmedBytes < wordBytes ? Self.finishWord(trimmedState, trimmedBytes) : hash
-            if Self.loremFilter[Int(loremHash & 1023)], Self.loremVocabulary.contains(loremHash) { s.loremWords &+= 1 }
+            if loremFilter[Int(loremHash & 1023)], loremVocabulary.contains(loremHash) { s.loremWords &+= 1 }
             hashes[count] = hash
             lengths[count] = Int32(wordCharacters)
             count &+= 1
@@ -312,9 +317,9 @@ struct TextMeasurer: Sendable {
             case .cjk:
                 endWord(&s)
                 s.cjk &+= 1
-                if ChineseCharacters.isCommon(scalar) {
+                if chinese.isCommon(scalar) {
                     s.cjkCommon &+= 1
-                    if ChineseCharacters.mayBeStop(scalar), let index = ChineseCharacters.stopIndex[scalar] {
+                    if chinese.mayBeStop(scalar), let index = chinese.stopIndex[scalar] {
                         stopMask |= 1 << UInt32(8 + index)
                     }
                 }
