@@ -39,10 +39,12 @@ public final class ShardIndex: Sendable {
             while true {
                 do {
                     let pool = try DatabasePool(path: path, configuration: configuration)
-                    // Offsets are committed to Kafka once a shard is recorded, so a recorded shard must survive a
-                    // power loss: every commit syncs the WAL. (Set after opening: entering WAL mode sets NORMAL.)
-                    try pool.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA synchronous = FULL") }
                     try Self.migrator.migrate(pool)
+                    // Offsets are committed to Kafka once a shard is recorded, so a recorded shard must survive a
+                    // power loss: every commit from here on syncs the WAL, and with it any earlier frames (the
+                    // migrations above, a dozen commits on a new index, are not synced one by one). Set after
+                    // opening: entering WAL mode sets NORMAL.
+                    try pool.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA synchronous = FULL") }
                     return pool
                 } catch let error as DatabaseError
                     where (error.resultCode == .SQLITE_BUSY || error.resultCode == .SQLITE_LOCKED) && attempt < 200
