@@ -75,7 +75,8 @@ public final class Curator {
         input: LineSource, datasetName: String, overwrite: Bool, progress: Progress? = nil
     ) throws -> Summary {
         try prepareOutput(overwrite: overwrite)
-        let index = try ShardIndex(path: output.appendingPathComponent("index.sqlite").path)
+        // A bulk load: every shard's rows go in one large transaction, which larger pages make cheaper.
+        let index = try ShardIndex(path: output.appendingPathComponent("index.sqlite").path, pageSize: 16384)
         try index.registerDataset(name: datasetName, input: input.name, config: nil, now: Date())
         let store = try DedupStore(writer: index.writer, configuration: configuration.dedup)
         var dedup = try Deduplicator(configuration.dedup, index: try store.load())

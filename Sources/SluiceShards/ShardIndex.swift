@@ -13,15 +13,21 @@ public final class ShardIndex: Sendable {
     public let path: String
 
     /// Opens (creating and migrating) the index at `path`.
-    public init(path: String) throws(ShardError) {
+    ///
+    /// `pageSize` (bytes: a power of two from 512 to 65536) applies when the file is new; an existing index keeps
+    /// the page size it was made with. SQLite's default, 4096, suits an index written in many small transactions
+    /// (the streaming pipeline, deletions); a bulk load that records tens of thousands of rows per transaction
+    /// (`sluice curate`) inserts them and checkpoints the seal's commit faster with 16 KiB pages.
+    public init(path: String, pageSize: Int = 4096) throws(ShardError) {
+        guard pageSize >= 512 && pageSize <= 65536 && pageSize & (pageSize - 1) == 0 else {
+            throw ShardError.make(.database, "index page size \(pageSize) is not a power of two from 512 to 65536")
+        }
         self.path = path
         var configuration = Configuration()
         configuration.busyMode = .timeout(10)
         configuration.prepareDatabase { db in
-            // 16 KiB pages for a new index (an existing one keeps its own): a shard records tens of thousands of
-            // rows in one transaction, and larger pages make those inserts and the checkpoint that follows the
-            // seal's commit cheaper. Runs before WAL mode is set, while a new file can still take it.
-            try db.execute(sql: "PRAGMA page_size = 16384")
+            // Runs before WAL mode is set, while a new file can still take it; a no-op on an existing file.
+            try db.execute(sql: "PRAGMA page_size = \(pageSize)")
         }
         // Several workers may open one index at the same moment: an exclusive lock on a sidecar file serializes
         // opening and migrating between processes (a migration read in one process would otherwise race the
