@@ -54,17 +54,20 @@ public enum JSONText {
     ///
     /// Foundation's `String(format:)` costs microseconds a call (locale lookup, argument boxing), which adds up
     /// for a score written per rejected record. The scaled value is rounded to nearest, ties to even, as printf
-    /// rounds the exact binary value; whenever that cannot be decided exactly from the scaled double (the product
-    /// was inexact and lies within a millionth of a tie), and for negative, huge or non-finite values, the answer
-    /// comes from `String(format:)` itself.
+    /// rounds the exact binary value; whenever that cannot be decided from the scaled double (an inexact product
+    /// that rounded onto a tie), and for negative, huge or non-finite values, the answer comes from
+    /// `String(format:)` itself.
     public static func fixed(_ value: Double, digits: Int) -> String {
         precondition((0...6).contains(digits), "fixed(_:digits:) takes 0 to 6 digits")
         var power = 1.0
         for _ in 0..<digits { power *= 10 }
         let scaled = value * power
-        guard value.sign == .plus, scaled < 9.0e15 else { return slowFixed(value, digits: digits) }  // -0.0 prints "-0.000"
+        // Below 2^52 the ulp is at most 1/2; -0.0 prints "-0.000".
+        guard value.sign == .plus, scaled < 4.0e15 else { return slowFixed(value, digits: digits) }
         let rounded = scaled.rounded(.toNearestOrEven)
         let exact = (-scaled).addingProduct(value, power) == 0  // value × power is a double: no rounding hid a tie
+        // A tie (n + 0.5) is then a double, so rounding never carries an inexact product across one: it lands on
+        // the tie or stays on its side. Only one that lands on it (or, for margin, within a millionth) is undecided.
         if !exact && abs(abs(scaled - rounded) - 0.5) < 1e-6 { return slowFixed(value, digits: digits) }
         var units = UInt64(rounded)
         var out = [UInt8](repeating: UInt8(ascii: "0"), count: 24)

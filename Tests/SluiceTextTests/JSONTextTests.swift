@@ -12,7 +12,8 @@ struct JSONTextTests {
             #expect(JSONText.fixed(value, digits: digits) == String(format: "%.\(digits)f", value), "\(value) with \(digits) digits")
         }
         let special: [Double] = [
-            0, 1, 0.5, 0.0625, 0.1875, 0.9375, 0.90625, 0.0005, 0.0015, 0.0025, 1.0005, 0.9995, 0.9999999,
+            0, 1, 0.5, 0.0625, 0.1875, 0.9375, 0.90625, 0.0005, 0.0015, 0.0025, 1.0005, 0.9995, 0.9999999, 4.0e12 + 0.5,
+            4_503_599_627_370_496.5 / 1000, 4.0e15, 4.5e15, 9.0e15 - 1,
             2.5, 3.5, 0.125, 0.375, 123_456.789, 1e-9, 0.3, 0.7, 1e15, 8.9e15, 1e16, 1e300,
             -0.0, -0.25, -1.5, .infinity, -.infinity, .nan,
         ]
@@ -29,6 +30,8 @@ struct JSONTextTests {
             check(unit, 3)
             check(unit * 1000, 2)
             check(Double(Int(unit * 2000)) / 2000, 3)  // near the ties of three decimals
+            check(unit * 1e12, 3)  // large: the product's rounding error approaches the distance to a tie
+            check(Double(Int(unit * 2e12)) / 2000 + 0.0005, 3)
         }
     }
 
