@@ -90,6 +90,12 @@ public final class LineSource {
         if !sniffed {
             sniffed = true
             try readInput()
+            // A pipe may hand over fewer bytes than the magic number at first: read on until there are four.
+            while inputCount > 0 && inputCount < 4 {
+                let more = try read(into: input + inputCount, count: Self.inputCapacity - inputCount)
+                if more == 0 { break }
+                inputCount += more
+            }
             if inputCount >= 4 && ZstdStreamDecoder.isZstd(UnsafeRawBufferPointer(start: input, count: 4)) {
                 decompressor = ZstdStreamDecoder()
             } else {

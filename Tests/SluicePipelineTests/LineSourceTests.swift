@@ -73,6 +73,37 @@ struct LineSourceTests {
         }
     }
 
+    /// A pipe that hands over the zstd magic number one byte at a time is still read as zstd (the format is sniffed
+    /// from the first four bytes, however many reads they take).
+    @Test func zstdFromASlowPipeIsRecognised() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("sluice-lines-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let plain = directory.appendingPathComponent("in.jsonl")
+        let lines = (0..<500).map { "{\"id\":\"d\($0)\",\"text\":\"line \($0)\"}" }
+        try Data((lines.joined(separator: "\n") + "\n").utf8).write(to: plain)
+        try run("/usr/bin/zstd", ["-q", "-f", plain.path, "-o", plain.path + ".zst"])
+        let compressed = try Data(contentsOf: URL(fileURLWithPath: plain.path + ".zst"))
+        let fifo = directory.appendingPathComponent("pipe").path
+        #expect(mkfifo(fifo, 0o600) == 0)
+        let writer = Thread {
+            guard let handle = FileHandle(forWritingAtPath: fifo) else { return }
+            for byte in compressed.prefix(3) {
+                handle.write(Data([byte]))
+                Thread.sleep(forTimeInterval: 0.05)
+            }
+            handle.write(compressed.dropFirst(3))
+            try? handle.close()
+        }
+        writer.start()
+        let source = try LineSource(path: fifo)
+        var read: [String] = []
+        while let batch = try source.nextBatch(maximumLines: 64) {
+            for range in batch.lines { read.append(String(decoding: batch.data[range], as: UTF8.self)) }
+        }
+        #expect(read == lines)
+    }
+
     private func run(_ tool: String, _ arguments: [String]) throws {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: tool)
