@@ -277,14 +277,6 @@ public final class Curator {
     }
 }
 
-/// The monotonic clock in nanoseconds, read straight from clock_gettime (the vDSO): stage timing reads it several
-/// times per document, and Dispatch's clock costs several times as much per read.
-@inline(__always) func monotonicNanoseconds() -> UInt64 {
-    var time = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &time)
-    return UInt64(time.tv_sec) &* 1_000_000_000 &+ UInt64(time.tv_nsec)
-}
-
 extension Duration {
     /// The duration in seconds, for throughput figures.
     public var inSeconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }

@@ -378,9 +378,9 @@ public final class ShardWriter {
         return (shard.name, head)
     }
 
-    /// Adds a sample. `position` names a shard this sample opens (it is evaluated only then); `now` is the driver's clock (seconds) for the
-    /// age limit, `mtime` the members' modification time (Unix seconds, deterministic). Returns the shard sealed
-    /// by a limit this sample reached, if any.
+    /// Adds a sample. `position` names a shard this sample opens (it is evaluated only then); `now` is the driver's
+    /// clock (seconds) for the age limit, `mtime` the members' modification time (Unix seconds, deterministic).
+    /// Returns the shard sealed by a limit this sample reached, if any.
     public func add(_ sample: ShardSample, position: @autoclosure () -> String, mtime: Int64, now: Double) throws(ShardError) -> SealedShard? {
         try begin(sample, payload: sample.text.count + sample.json.count, position: position, now: now)
         let (textStart, jsonStart) = Self.appendMembers(of: sample, mtime: mtime, to: &current!.frame)

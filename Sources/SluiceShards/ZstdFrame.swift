@@ -81,27 +81,18 @@ public final class ZstdStreamDecoder {
     /// Decompresses `chunk` and appends what it yields to `destination`, writing straight into its spare capacity.
     /// - Throws: ``ShardError`` `.corrupt` when the bytes are not a valid zstd stream.
     public func decompress(_ chunk: UnsafeRawBufferPointer, appendingTo destination: inout [UInt8]) throws(ShardError) {
-        var inBuffer = ZSTD_inBuffer(src: chunk.baseAddress, size: chunk.count, pos: 0)
-        var failed = false
-        while inBuffer.pos < inBuffer.size || !atFrameEnd {
+        var consumed = 0
+        while consumed < chunk.count || !atFrameEnd {
             let before = destination.count
-            var result = 0
-            var produced = 0
             destination.append(contentsOf: repeatElement(0, count: step))
-            destination.withUnsafeMutableBytes { out in
-                var outBuffer = ZSTD_outBuffer(dst: out.baseAddress! + before, size: step, pos: 0)
-                result = ZSTD_decompressStream(stream, &outBuffer, &inBuffer)
-                produced = outBuffer.pos
+            let result = destination.withUnsafeMutableBytes { out -> Result<Int, ShardError> in
+                let room = UnsafeMutableRawBufferPointer(rebasing: out[before...])
+                do throws(ShardError) { return .success(try decompress(chunk, consumed: &consumed, into: room)) } catch { return .failure(error) }
             }
-            destination.removeLast(step - produced)
-            if ZSTD_isError(result) != 0 {
-                failed = true
-                break
-            }
-            atFrameEnd = result == 0
+            destination.removeLast(step - ((try? result.get()) ?? 0))
+            let produced = try result.get()
             // All input used and the decoder holds nothing more to flush.
-            if inBuffer.pos == inBuffer.size && produced < step { break }
+            if consumed == chunk.count && produced < step { break }
         }
-        if failed { throw ShardError.make(.corrupt, "not a valid zstd stream") }
     }
 }

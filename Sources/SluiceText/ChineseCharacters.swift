@@ -153,8 +153,4 @@ enum ChineseCharacters {
     }
 
     static let lookup = Lookup(commonBits: commonBits, stopBits: stopBits, stopIndex: stopIndex)
-
-    static func isCommon(_ scalar: UInt32) -> Bool { lookup.isCommon(scalar) }
-
-    static func mayBeStop(_ scalar: UInt32) -> Bool { lookup.mayBeStop(scalar) }
 }

@@ -39,8 +39,14 @@ struct GEMM {
     }
 }
 
+/// The monotonic clock in nanoseconds, read straight from `clock_gettime` (the vDSO): curate's stage timing reads it
+/// several times per document, and Dispatch's clock costs several times as much per read.
 @inline(__always)
-func monotonicNanoseconds() -> UInt64 { DispatchTime.now().uptimeNanoseconds }
+public func monotonicNanoseconds() -> UInt64 {
+    var time = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &time)
+    return UInt64(time.tv_sec) &* 1_000_000_000 &+ UInt64(time.tv_nsec)
+}
 
 /// Sets how many threads OpenBLAS uses for one product.
 func setBLASThreads(_ threads: Int) { openblas_set_num_threads(Int32(max(1, threads))) }
