@@ -103,36 +103,44 @@ public enum SampleJSON {
         var failed = false
         let failedStart = json.count
         var pii = false
-        for (name, _) in document.signals.values where name.hasPrefix("quality.fail.") {
+        // Signal names are matched and written as UTF-8 slices: no substring or string per signal.
+        let failPrefix = "quality.fail.".utf8
+        let piiPrefix = "pii.".utf8
+        for (name, _) in document.signals.values where name.utf8.starts(with: failPrefix) {
             raw(failed ? "," : ",\"quality_failed\":[")
             failed = true
-            JSONText.appendString(String(name.dropFirst(13)), to: &json)
+            JSONText.appendString(name.utf8.dropFirst(failPrefix.count), to: &json)
         }
         if failed { raw("]") }
         let piiStart = json.count
         raw(",\"pii\":{")
-        for (name, value) in document.signals.values where name.hasPrefix("pii.") {
+        for (name, value) in document.signals.values where name.utf8.starts(with: piiPrefix) {
             if pii { raw(",") }
             pii = true
-            JSONText.appendString(String(name.dropFirst(4)), to: &json)
+            JSONText.appendString(name.utf8.dropFirst(piiPrefix.count), to: &json)
             raw(":")
             json.append(contentsOf: String(Int(value)).utf8)
         }
-        raw("},\"dedup\":{\"kept\":true}")
+        raw("}")
+        let piiEnd = json.count
+        raw(",\"dedup\":{\"kept\":true}")
         // The decisions of the index row beyond its score column: failed rules kept by policy, PII counts,
-        // perplexity (nil when there are none; most samples).
+        // perplexity (nil when there are none; most samples). Built as bytes, made a string once.
         var decisions: String?
-        if failed || pii || document.signals["perplexity"] != nil {
-            var text = "{"
-            if failed { text += String(decoding: json[(failedStart + 1)..<piiStart], as: UTF8.self) }
+        let perplexity = document.signals["perplexity"]
+        if failed || pii || perplexity != nil {
+            var text: [UInt8] = [0x7B]
+            if failed { text.append(contentsOf: json[(failedStart + 1)..<piiStart]) }
             if pii {
-                let piiEnd = json.count - ",\"dedup\":{\"kept\":true}".utf8.count
-                text += (text.count > 1 ? "," : "") + String(decoding: json[(piiStart + 1)..<piiEnd], as: UTF8.self)
+                if text.count > 1 { text.append(0x2C) }
+                text.append(contentsOf: json[(piiStart + 1)..<piiEnd])
             }
-            if let perplexity = document.signals["perplexity"] {
-                text += (text.count > 1 ? "," : "") + "\"perplexity\":\(Double(Int((perplexity * 100).rounded())) / 100)"
+            if let perplexity {
+                if text.count > 1 { text.append(0x2C) }
+                text.append(contentsOf: "\"perplexity\":\(Double(Int((perplexity * 100).rounded())) / 100)".utf8)
             }
-            decisions = text + "}"
+            text.append(0x7D)
+            decisions = String(decoding: text, as: UTF8.self)
         }
         if let meta = document.metaJSON {
             raw(",\"meta\":")

@@ -580,16 +580,24 @@ public final class ShardWriter {
 
     /// Appends a sample's `<key>.txt` and `<key>.json` members to `output`; returns where their data starts in it.
     static func appendMembers(of sample: ShardSample, mtime: Int64, to output: inout [UInt8]) -> (textStart: Int, jsonStart: Int) {
-        let textStart = output.count + headerBytes(for: "\(sample.key).txt")
-        sample.text.withUnsafeBytes { Tar.appendMember(name: "\(sample.key).txt", data: $0, mtime: mtime, to: &output) }
-        let jsonStart = output.count + headerBytes(for: "\(sample.key).json")
-        sample.json.withUnsafeBytes { Tar.appendMember(name: "\(sample.key).json", data: $0, mtime: mtime, to: &output) }
-        return (textStart, jsonStart)
-    }
-
-    static func headerBytes(for name: String) -> Int {
-        let bytes = name.utf8
-        return bytes.count > 100 || bytes.contains(where: { $0 >= 0x80 }) ? 3 * Tar.block : Tar.block
+        // The member names `<key>.txt` and `<key>.json` in one scratch buffer: no string per member.
+        var key = sample.key
+        return key.withUTF8 { key in
+            withUnsafeTemporaryAllocation(of: UInt8.self, capacity: key.count + 5) { name in
+                _ = name.initialize(fromContentsOf: key)
+                let txt: StaticString = ".txt"
+                let json: StaticString = ".json"
+                for i in 0..<4 { name[key.count + i] = txt.utf8Start[i] }
+                let textStart = sample.text.withUnsafeBytes {
+                    Tar.appendMember(name: UnsafeBufferPointer(rebasing: name[0..<(key.count + 4)]), data: $0, mtime: mtime, to: &output)
+                }
+                for i in 0..<5 { name[key.count + i] = json.utf8Start[i] }
+                let jsonStart = sample.json.withUnsafeBytes {
+                    Tar.appendMember(name: UnsafeBufferPointer(rebasing: name[0..<(key.count + 5)]), data: $0, mtime: mtime, to: &output)
+                }
+                return (textStart, jsonStart)
+            }
+        }
     }
 
     /// Compresses `bytes` as one frame straight into the output buffer.

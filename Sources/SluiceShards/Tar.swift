@@ -10,26 +10,34 @@ enum Tar {
     /// Appends one member (header, PAX header when the name needs one, data, padding).
     static func appendMember(name: String, data: UnsafeRawBufferPointer, mtime: Int64, to output: inout [UInt8]) {
         var name = name
-        name.withUTF8 { nameBytes in
-            if nameBytes.count > 100 || nameBytes.contains(where: { $0 >= 0x80 }) {
-                var record = Array(" path=".utf8) + nameBytes + [0x0A]
-                // The length prefix counts itself: find the fixed point.
-                var length = record.count + 1
-                while String(length).utf8.count + record.count != length { length = String(length).utf8.count + record.count }
-                record = Array(String(length).utf8) + record
-                let paxName = Array("PaxHeaders/\(nameBytes.count)".utf8)
-                paxName.withUnsafeBufferPointer {
-                    appendHeader(name: $0, size: record.count, mtime: mtime, type: UInt8(ascii: "x"), to: &output)
-                }
-                output.append(contentsOf: record)
-                pad(&output)
+        name.withUTF8 { _ = appendMember(name: $0, data: data, mtime: mtime, to: &output) }
+    }
+
+    /// Appends one member named by UTF-8 bytes; returns where its data starts in `output`.
+    @discardableResult
+    static func appendMember(
+        name nameBytes: UnsafeBufferPointer<UInt8>, data: UnsafeRawBufferPointer, mtime: Int64, to output: inout [UInt8]
+    ) -> Int {
+        if nameBytes.count > 100 || nameBytes.contains(where: { $0 >= 0x80 }) {
+            var record = Array(" path=".utf8) + nameBytes + [0x0A]
+            // The length prefix counts itself: find the fixed point.
+            var length = record.count + 1
+            while String(length).utf8.count + record.count != length { length = String(length).utf8.count + record.count }
+            record = Array(String(length).utf8) + record
+            let paxName = Array("PaxHeaders/\(nameBytes.count)".utf8)
+            paxName.withUnsafeBufferPointer {
+                appendHeader(name: $0, size: record.count, mtime: mtime, type: UInt8(ascii: "x"), to: &output)
             }
-            appendHeader(
-                name: UnsafeBufferPointer(rebasing: nameBytes.prefix(100)), size: data.count, mtime: mtime,
-                type: UInt8(ascii: "0"), to: &output)
+            output.append(contentsOf: record)
+            pad(&output)
         }
+        appendHeader(
+            name: UnsafeBufferPointer(rebasing: nameBytes.prefix(100)), size: data.count, mtime: mtime,
+            type: UInt8(ascii: "0"), to: &output)
+        let dataStart = output.count
         output.append(contentsOf: data)
         pad(&output)
+        return dataStart
     }
 
     static func appendEnd(to output: inout [UInt8]) {

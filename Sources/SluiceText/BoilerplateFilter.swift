@@ -58,13 +58,24 @@ struct BoilerplateFilter: Sendable {
     /// Whether the trimmed line `bytes[range]` is boilerplate. Counts it as seen in this document.
     mutating func isBoilerplate(_ bytes: UnsafeBufferPointer<UInt8>, _ range: Range<Int>) -> Bool {
         guard range.count <= maximumLineBytes, !range.isEmpty else { return false }
+        // A line short enough to be counted is hashed first, and its two sketch slots (random places in 1 MiB,
+        // rarely cached) start loading while the line is scanned.
+        let countable = repeatThreshold > 0 && range.count <= 200
+        var hash: UInt64 = 0
+        if countable {
+            hash = XXH3_64bits(bytes.baseAddress! + range.lowerBound, range.count)
+            sketch.withUnsafeBufferPointer { sketch in
+                sluice_prefetch(sketch.baseAddress! + Self.sketchSlots(hash).first)
+                sluice_prefetch(sketch.baseAddress! + Self.sketchSlots(hash).second)
+            }
+        }
         let scan = scanLine(bytes, range)
         if scan.phrase { return true }
         if menuLines && scan.separators >= 2 && isMenuLine(bytes, range) { return true }
         // Lines of three or more words, or six or more non-ASCII characters, up to 200 bytes: short code lines and
         // one-word headings never count as repeated boilerplate.
-        if repeatThreshold > 0 && range.count <= 200 && (scan.spaces + 1 >= 3 || scan.leadBytes >= 6) {
-            return countRepetition(bytes, range) >= repeatThreshold
+        if countable && (scan.spaces + 1 >= 3 || scan.leadBytes >= 6) {
+            return countRepetition(hash) >= repeatThreshold
         }
         return false
     }
@@ -99,6 +110,8 @@ struct BoilerplateFilter: Sendable {
                     {
                         separators += 1
                     }
+                } else if raw & 0xC0 == 0x80 {
+                    // A UTF-8 continuation byte: no phrase starts inside a character (most bytes of CJK text).
                 } else {
                     if raw >= 0xC0 { leadBytes &+= 1 }
                     let pair = Int(ByteClass.lower(raw)) << 8 | Int(ByteClass.lower(bytes[i + 1]))
@@ -191,11 +204,15 @@ struct BoilerplateFilter: Sendable {
         return spaces <= 3 && last != UInt8(ascii: ".") && last != UInt8(ascii: ",") && last != UInt8(ascii: ":")
     }
 
-    private mutating func countRepetition(_ bytes: UnsafeBufferPointer<UInt8>, _ range: Range<Int>) -> Int {
-        let hash = XXH3_64bits(bytes.baseAddress! + range.lowerBound, range.count)
+    /// The line's two counters in the sketch, one in each half.
+    private static func sketchSlots(_ hash: UInt64) -> (first: Int, second: Int) {
         let mask = (1 << Self.sketchBits) - 1
-        let first = Int(truncatingIfNeeded: hash) & mask
-        let second = (1 << Self.sketchBits) + (Int(truncatingIfNeeded: hash >> 32) & mask)
+        return (Int(truncatingIfNeeded: hash) & mask, (1 << Self.sketchBits) + (Int(truncatingIfNeeded: hash >> 32) & mask))
+    }
+
+    /// Counts the line with hash `hash` (XXH3 of its bytes) once per document; returns its count.
+    private mutating func countRepetition(_ hash: UInt64) -> Int {
+        let (first, second) = Self.sketchSlots(hash)
         if seenInDocument.insert(hash) {
             if sketch[first] < .max { sketch[first] += 1 }
             if sketch[second] < .max { sketch[second] += 1 }
