@@ -268,3 +268,52 @@ uint64_t sluice_ascii_word_run(const uint8_t *bytes, size_t count, uint64_t stat
     *longest = longestRepeat;
     return state;
 }
+
+static inline int sluice_is_invisible_candidate(uint8_t b) {
+    return (b < 0x20 && b != 0x0A && b != 0x09) || b == 0x7F || (b >= 0xC0 && b <= 0xC2) || b == 0xE1 || b == 0xE2 ||
+           b == 0xEF;
+}
+
+size_t sluice_invisible_candidate(const uint8_t *bytes, size_t count) {
+    size_t index = 0;
+#if defined(__SSE2__)
+    const __m128i control = _mm_set1_epi8(0x1F);
+    const __m128i zero = _mm_setzero_si128();
+    const __m128i tab = _mm_set1_epi8(0x09);
+    const __m128i newline = _mm_set1_epi8(0x0A);
+    const __m128i del = _mm_set1_epi8(0x7F);
+    const __m128i c0 = _mm_set1_epi8((char)0xC0);
+    const __m128i c2 = _mm_set1_epi8((char)0xC2);
+    const __m128i e1 = _mm_set1_epi8((char)0xE1);
+    const __m128i e2 = _mm_set1_epi8((char)0xE2);
+    const __m128i ef = _mm_set1_epi8((char)0xEF);
+    while (index + 16 <= count) {
+        __m128i v = _mm_loadu_si128((const __m128i *)(bytes + index));
+        /* Unsigned v <= 0x1F, less tab and line feed. */
+        __m128i hit = _mm_cmpeq_epi8(_mm_subs_epu8(v, control), zero);
+        hit = _mm_andnot_si128(_mm_or_si128(_mm_cmpeq_epi8(v, tab), _mm_cmpeq_epi8(v, newline)), hit);
+        hit = _mm_or_si128(hit, _mm_cmpeq_epi8(v, del));
+        /* Unsigned 0xC0 <= v <= 0xC2. */
+        hit = _mm_or_si128(hit, _mm_and_si128(_mm_cmpeq_epi8(_mm_max_epu8(v, c0), v), _mm_cmpeq_epi8(_mm_min_epu8(v, c2), v)));
+        hit = _mm_or_si128(hit, _mm_or_si128(_mm_cmpeq_epi8(v, e1), _mm_or_si128(_mm_cmpeq_epi8(v, e2), _mm_cmpeq_epi8(v, ef))));
+        int mask = _mm_movemask_epi8(hit);
+        if (mask != 0) return index + (size_t)__builtin_ctz((unsigned)mask);
+        index += 16;
+    }
+#endif
+    while (index < count && !sluice_is_invisible_candidate(bytes[index])) index++;
+    return index;
+}
+
+size_t sluice_ascii_run(const uint8_t *bytes, size_t count) {
+    size_t index = 0;
+#if defined(__SSE2__)
+    while (index + 16 <= count) {
+        int mask = _mm_movemask_epi8(_mm_loadu_si128((const __m128i *)(bytes + index)));
+        if (mask != 0) return index + (size_t)__builtin_ctz((unsigned)mask);
+        index += 16;
+    }
+#endif
+    while (index < count && bytes[index] < 0x80) index++;
+    return index;
+}

@@ -1,3 +1,5 @@
+internal import CSluiceScan
+
 /// Removes what a reader cannot see but a model would learn: C0/C1 control characters (tab and line feed stay),
 /// ANSI escape sequences, zero-width and bidirectional formatting characters, byte order marks and soft hyphens.
 /// Line ends become `\n` (CRLF and lone CR), U+2028/U+2029 become `\n`, and a no-break space becomes a space.
@@ -77,22 +79,18 @@ enum InvisibleCharacters {
     /// The first byte that may need a change; nil when the text is already clean.
     private static func firstChange(_ input: UnsafeBufferPointer<UInt8>) -> Int? {
         let n = input.count
+        guard let base = input.baseAddress else { return nil }
         var i = 0
         while i < n {
+            // Past the bytes that start nothing to change, sixteen at a time.
+            i += sluice_invisible_candidate(base + i, n - i)
+            guard i < n else { return nil }
             let b = input[i]
-            if b >= 0x20 && b < 0x7F || b == 0x0A || b == 0x09 || b >= 0xC3 && b != 0xE1 && b != 0xE2 && b != 0xEF {
-                i += 1
-                continue
-            }
             if b < 0x80 { return i }
-            // Lead bytes 0xC2, 0xE1, 0xE2, 0xEF and continuation bytes land here; check the scalar precisely.
-            if b >= 0xC0 {
-                let (scalar, length) = decodeUTF8(input, at: i)
-                if action(for: scalar) != .keep { return i }
-                i += length
-            } else {
-                i += 1
-            }
+            // A lead byte 0xC2, 0xE1, 0xE2 or 0xEF (0xC0 and 0xC1 never start valid UTF-8): check the scalar.
+            let (scalar, length) = decodeUTF8(input, at: i)
+            if action(for: scalar) != .keep { return i }
+            i += length
         }
         return nil
     }

@@ -1,3 +1,4 @@
+internal import CSluiceScan
 internal import Foundation
 
 /// Unicode normalization form applied by the clean stage.
@@ -32,10 +33,16 @@ enum UnicodeNormalization {
     /// Whether every scalar is stable (quick check "yes" and canonical combining class 0) under the form.
     static func isStable(_ input: UnsafeBufferPointer<UInt8>, form: NormalizationForm) -> Bool {
         let n = input.count
+        guard let base = input.baseAddress else { return true }
         var i = 0
         while i < n {
-            if input[i] < 0x80 {
-                i += 1
+            let b = input[i]
+            if b < 0x80 {
+                i += 1 + sluice_ascii_run(base + i + 1, n - i - 1)
+                continue
+            }
+            if b >= 0xE5 && b <= 0xE9 {
+                i += 3  // U+5000…U+9FFF, CJK ideographs: stable in both forms
                 continue
             }
             let (scalar, length) = decodeUTF8(input, at: i)

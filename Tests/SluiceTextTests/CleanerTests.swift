@@ -46,6 +46,30 @@ struct CleanerTests {
         #expect((document.signals["clean.invisible"] ?? 0) > 0)
     }
 
+    /// The scans find candidates sixteen bytes at a time: a change must be seen at every offset within and
+    /// across those blocks, after ASCII and after Chinese text (whose full-width comma shares the lead byte 0xEF
+    /// with the byte order mark).
+    @Test(arguments: ["abcdefghij klmnopqrstuvwxyz 0123456789 ABCDEFGHIJ", "中文文本里面，一些字和标点还有更多的字"])
+    func invisibleCharactersAndCombiningMarksAreFoundAtEveryOffset(filler: String) {
+        let characters = Array(filler)
+        for offset in 0...characters.count {
+            let before = String(characters[..<offset])
+            let after = String(characters[offset...])
+            for invisible in ["\u{200B}", "\u{00AD}", "\u{FEFF}", "\u{0007}", "\u{007F}", "\u{0085}", "\u{2060}"] {
+                let (text, _, document) = clean(before + invisible + after)
+                #expect(text == filler, "U+\(String(invisible.unicodeScalars.first!.value, radix: 16)) at \(offset)")
+                #expect(document.signals["clean.invisible"] == 1)
+            }
+            #expect(clean(before + "e\u{301}" + after).0 == before + "é" + after, "combining mark at \(offset)")
+            // A line separator becomes a line feed (then trimmed like any line end).
+            let separated = clean(before + "\u{2028}x" + after)
+            #expect(separated.2.signals["clean.invisible"] == 1 && !separated.0.unicodeScalars.contains("\u{2028}"))
+            #expect(separated.0.filter { !$0.isWhitespace } == (before + "x" + after).filter { !$0.isWhitespace })
+        }
+        #expect(clean(filler).2.signals["clean.invisible"] == nil)
+        #expect(clean(filler).2.signals["clean.normalized"] == nil)
+    }
+
     @Test func keepsEmojiJoinersAndChineseText() {
         let chinese = "你好，世界！这是（全角）标点：“引号”。\n\n第二段 👩‍💻 ok"
         #expect(clean(chinese).0 == chinese)

@@ -38,6 +38,14 @@ size_t sluice_alnum_run(const uint8_t *bytes, size_t count);
 uint64_t sluice_ascii_word_run(const uint8_t *bytes, size_t count, uint64_t state, size_t *length, size_t *letters,
                                size_t *longest);
 
+/* Length of the run of ASCII bytes (below 0x80) at the start of `bytes` (at most `count`). SSE2. */
+size_t sluice_ascii_run(const uint8_t *bytes, size_t count);
+
+/* Offset of the first byte at or after `bytes` that may start an invisible or line-ending character
+   (InvisibleCharacters): a C0 control other than tab and line feed, DEL, or a lead byte 0xC0-0xC2, 0xE1, 0xE2
+   or 0xEF; `count` when there is none. SSE2, sixteen bytes at a time. */
+size_t sluice_invisible_candidate(const uint8_t *bytes, size_t count);
+
 /* Asks the CPU to start loading the cache line at `address` (for reading; no effect on results). Lookups that
    touch many tables issue all their loads first, so the cache misses overlap instead of following one another. */
 static inline void sluice_prefetch(const void *address) { __builtin_prefetch(address, 0, 3); }
