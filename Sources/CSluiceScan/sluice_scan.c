@@ -48,38 +48,48 @@ size_t sluice_json_plain_run_utf8(const uint8_t *bytes, size_t count, int *inval
     for (;;) {
         index += sluice_json_plain_run(bytes + index, count - index, 1);
         if (index >= count) return count;
-        uint8_t lead = bytes[index];
-        if (lead < 0x80) return index; /* a quote, a backslash or a control byte */
-        size_t length;
-        uint8_t lower = 0x80, upper = 0xBF;
-        if (lead >= 0xC2 && lead <= 0xDF) {
-            length = 2;
-        } else if (lead == 0xE0) {
-            length = 3;
-            lower = 0xA0;
-        } else if ((lead >= 0xE1 && lead <= 0xEC) || lead == 0xEE || lead == 0xEF) {
-            length = 3;
-        } else if (lead == 0xED) {
-            length = 3;
-            upper = 0x9F;
-        } else if (lead == 0xF0) {
-            length = 4;
-            lower = 0x90;
-        } else if (lead >= 0xF1 && lead <= 0xF3) {
-            length = 4;
-        } else if (lead == 0xF4) {
-            length = 4;
-            upper = 0x8F;
-        } else {
-            *invalid = 1;
-            return index;
+        if (bytes[index] < 0x80) return index; /* a quote, a backslash or a control byte */
+        /* A run of multi-byte characters (Chinese text) is validated here, not one character per ASCII scan. */
+        while (index < count && bytes[index] >= 0x80) {
+            uint8_t lead = bytes[index];
+            if (lead >= 0xE1 && lead <= 0xEC && index + 3 <= count && (bytes[index + 1] & 0xC0) == 0x80 &&
+                (bytes[index + 2] & 0xC0) == 0x80) {
+                index += 3; /* U+1000…U+CFFF, most of CJK */
+                continue;
+            }
+            size_t length;
+            uint8_t lower = 0x80, upper = 0xBF;
+            if (lead >= 0xC2 && lead <= 0xDF) {
+                length = 2;
+            } else if (lead == 0xE0) {
+                length = 3;
+                lower = 0xA0;
+            } else if ((lead >= 0xE1 && lead <= 0xEC) || lead == 0xEE || lead == 0xEF) {
+                length = 3;
+            } else if (lead == 0xED) {
+                length = 3;
+                upper = 0x9F;
+            } else if (lead == 0xF0) {
+                length = 4;
+                lower = 0x90;
+            } else if (lead >= 0xF1 && lead <= 0xF3) {
+                length = 4;
+            } else if (lead == 0xF4) {
+                length = 4;
+                upper = 0x8F;
+            } else {
+                *invalid = 1;
+                return index;
+            }
+            if (index + length > count || bytes[index + 1] < lower || bytes[index + 1] > upper ||
+                (length >= 3 && (bytes[index + 2] & 0xC0) != 0x80) ||
+                (length == 4 && (bytes[index + 3] & 0xC0) != 0x80)) {
+                *invalid = 1;
+                return index;
+            }
+            index += length;
         }
-        if (index + length > count || bytes[index + 1] < lower || bytes[index + 1] > upper ||
-            (length >= 3 && (bytes[index + 2] & 0xC0) != 0x80) || (length == 4 && (bytes[index + 3] & 0xC0) != 0x80)) {
-            *invalid = 1;
-            return index;
-        }
-        index += length;
+        if (index >= count) return count;
     }
 }
 

@@ -69,6 +69,35 @@ struct EnvelopeDecoderTests {
         #expect(failure.reason == .invalidUTF8)
     }
 
+    /// Runs of multi-byte characters are validated apart from the ASCII scan: a bad sequence anywhere in or after
+    /// such a run, or cut off by the closing quote, is still caught, and valid mixed text comes back unchanged.
+    @Test func invalidUTF8InsideRunsOfChineseIsCaught() {
+        let bad: [[UInt8]] = [
+            [0xE4, 0xB8], [0xE4, 0x41, 0xAD], [0xE4, 0xB8, 0x41], [0xE0, 0x80, 0x80], [0xED, 0xA0, 0x80], [0xFF],
+            [0xC0, 0xAF], [0xF0, 0x8F, 0xBF, 0xBF], [0xF4, 0x90, 0x80, 0x80], [0xBF],
+        ]
+        for run in 0..<20 {
+            let chinese = Array(String(repeating: "中", count: run).utf8)
+            for sequence in bad {
+                for tail in [[], Array("文".utf8), Array("abc".utf8)] {
+                    let line = Array(#"{"text":"x"#.utf8) + chinese + sequence + tail + Array(#""}"#.utf8)
+                    guard case .failure(let failure) = decoder.decode(line) else {
+                        Issue.record("accepted \(sequence) after \(run) Chinese characters")
+                        continue
+                    }
+                    #expect(failure.reason == .invalidUTF8)
+                }
+            }
+            let valid = "x" + String(repeating: "中", count: run) + "é€😀\u{E000}\u{FFFD}文 and ASCII"
+            guard case .success(let document) = decoder.decode(Array(#"{"text":""#.utf8) + Array(valid.utf8) + Array(#""}"#.utf8))
+            else {
+                Issue.record("rejected valid text after \(run) Chinese characters")
+                continue
+            }
+            #expect(document.textString == valid)
+        }
+    }
+
     @Test func limitsAndPolicies() throws {
         var small = EnvelopeDecoder()
         small.maximumBytes = 10
