@@ -104,11 +104,14 @@ enum ChineseCharacters {
     ]
 
     /// Function words that running Chinese prose uses in almost every paragraph (the counterpart of Gopher's
-    /// English stop words).
-    static let stopIndex: [UInt32: Int] = {
-        var index: [UInt32: Int] = [:]
-        for (position, scalar) in stopList.prefix(24).enumerated() { index[scalar] = position }
-        return index
+    /// English stop words): the first 24 of ``stopList``, by scalar, their position plus one per code point of
+    /// U+3400…U+9FFF (0 for every other character) — one load per character, no hashing.
+    private static let stopSlots: [UInt8] = {
+        var slots = [UInt8](repeating: 0, count: 0xA000 - 0x3400)
+        for (position, scalar) in stopList.prefix(24).enumerated() where scalar >= 0x3400 && scalar < 0xA000 {
+            slots[Int(scalar - 0x3400)] = UInt8(position + 1)
+        }
+        return slots
     }()
 
     private static let stopList: [UInt32] = [0x7684, 0x4E86, 0x662F, 0x5728, 0x548C, 0x6709, 0x6211, 0x4E0D, 0x8FD9, 0x4E5F, 0x5C31, 0x90FD, 0x4E00, 0x4E0A, 0x4ED6, 0x4EEC, 0x4F60, 0x4E3A, 0x7740, 0x4E2A, 0x8BF4, 0x5230, 0x8981, 0x4F1A, 0x5BF9, 0x4E0E, 0x53CA, 0x7B49, 0x6216, 0x800C, 0x4F46, 0x5176]
@@ -123,21 +126,11 @@ enum ChineseCharacters {
         return bits
     }()
 
-    private static let stopBits: [UInt64] = {
-        var bits = [UInt64](repeating: 0, count: (0xA000 - 0x3400) / 64)
-        for scalar in stopList where scalar >= 0x3400 && scalar < 0xA000 {
-            let offset = Int(scalar - 0x3400)
-            bits[offset >> 6] |= 1 << UInt64(offset & 63)
-        }
-        return bits
-    }()
-
     /// The tables above as one value: a hot loop reads it once (each access to a static checks its lazy
     /// initialization) and asks it per character.
     struct Lookup: Sendable {
         let commonBits: [UInt64]
-        let stopBits: [UInt64]
-        let stopIndex: [UInt32: Int]
+        let stopSlots: [UInt8]
 
         @inline(__always) func isCommon(_ scalar: UInt32) -> Bool {
             guard scalar >= 0x3400 && scalar < 0xA000 else { return false }
@@ -145,12 +138,13 @@ enum ChineseCharacters {
             return commonBits[offset >> 6] & (1 << UInt64(offset & 63)) != 0
         }
 
-        @inline(__always) func mayBeStop(_ scalar: UInt32) -> Bool {
-            guard scalar >= 0x3400 && scalar < 0xA000 else { return false }
-            let offset = Int(scalar - 0x3400)
-            return stopBits[offset >> 6] & (1 << UInt64(offset & 63)) != 0
+        /// The stop word's position in the list, or nil.
+        @inline(__always) func stopIndex(_ scalar: UInt32) -> Int? {
+            guard scalar >= 0x3400 && scalar < 0xA000 else { return nil }
+            let slot = stopSlots[Int(scalar - 0x3400)]
+            return slot == 0 ? nil : Int(slot) - 1
         }
     }
 
-    static let lookup = Lookup(commonBits: commonBits, stopBits: stopBits, stopIndex: stopIndex)
+    static let lookup = Lookup(commonBits: commonBits, stopSlots: stopSlots)
 }

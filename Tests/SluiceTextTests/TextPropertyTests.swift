@@ -129,6 +129,42 @@ struct TextPropertyTests {
             #expect(measured["words"] == Double(words), "\(text.debugDescription)")
         }
     }
+
+    /// The duplicated n-gram measurements (n = 5…10) agree with datatrove's `find_all_duplicate` run plainly
+    /// (a set of word tuples, skipping past each duplicate): the duplicate rounds leave out positions whose 4-gram
+    /// occurs once, which must not change a count. Small vocabularies make repeats of every length common.
+    @Test func duplicatedNGramsMatchAPlainReference() async throws {
+        let vocabulary = ["a", "bb", "the", "cat", "x1", "é", "dog", "zz9"]
+        let texts = Gen.int(in: 0...999).array(of: 0...300).map { picks -> String in
+            let size = 2 + (picks.first ?? 0) % 7  // 2…8 distinct words
+            return picks.enumerated().map { pick in
+                vocabulary[pick.element % size] + (pick.offset % 17 == 16 ? "\n" : " ")
+            }.joined()
+        }
+        await propertyCheck(count: 400, input: texts) { text in
+            var filter = QualityFilter()
+            let measured = filter.measurements(Array(text.utf8))
+            let words = text.split(whereSeparator: { $0 == " " || $0 == "\n" }).map(String.init)
+            let characters = Double(text.unicodeScalars.count)
+            for n in 5...10 {
+                var seen = Set<[String]>()
+                var index = 0
+                var repeated = 0
+                while index < words.count - n + 1 {
+                    let gram = Array(words[index..<(index + n)])
+                    if seen.contains(gram) {
+                        repeated += gram.map(\.unicodeScalars.count).reduce(0, +)
+                        index += n
+                    } else {
+                        seen.insert(gram)
+                        index += 1
+                    }
+                }
+                let expected = characters == 0 ? 0 : Double(repeated) / characters
+                #expect(measured["dup_\(n)"] == expected, "n = \(n): \(text.debugDescription)")
+            }
+        }
+    }
 }
 
 private func format2(_ value: Int) -> String { value < 10 ? "0\(value)" : "\(value)" }
