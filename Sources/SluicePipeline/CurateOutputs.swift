@@ -15,10 +15,21 @@ final class RejectedLog {
         self.handle = handle
     }
 
+    /// Appends one record; `extra` is JSON members to add (`,"score":0.41`). Written straight into the buffer.
     func append(line: Int, id: String?, stage: String, reason: String, extra: String) {
-        var record = "{\"id\":" + (id.map(JSONText.string) ?? "null") + ",\"line\":\(line)"
-        record += ",\"stage\":" + JSONText.string(stage) + ",\"reason\":" + JSONText.string(reason) + extra + "}\n"
-        buffer.append(contentsOf: record.utf8)
+        func raw(_ text: StaticString) {
+            buffer.append(contentsOf: UnsafeBufferPointer(start: text.utf8Start, count: text.utf8CodeUnitCount))
+        }
+        raw("{\"id\":")
+        if let id { JSONText.appendString(id, to: &buffer) } else { raw("null") }
+        raw(",\"line\":")
+        buffer.append(contentsOf: String(line).utf8)
+        raw(",\"stage\":")
+        JSONText.appendString(stage, to: &buffer)
+        raw(",\"reason\":")
+        JSONText.appendString(reason, to: &buffer)
+        buffer.append(contentsOf: extra.utf8)
+        raw("}\n")
         if buffer.count > 1 << 20 { try? flush() }
     }
 

@@ -7,6 +7,8 @@ struct BulkInsert {
     private let statement: OpaquePointer
     private let database: OpaquePointer?
     private static let transient = unsafeBitCast(-1, to: sqlite3_destructor_type.self)
+    /// The current row's strings, copied once into one buffer and bound without SQLite copying them again.
+    private let rowBytes = RowBytes()
 
     init(_ statement: Statement, in db: Database) {
         self.statement = statement.sqliteStatement
@@ -17,6 +19,11 @@ struct BulkInsert {
         guard let value else { sqlite3_bind_null(statement, index); return }
         var text = value
         text.withUTF8 { bytes in
+            if let copy = rowBytes.copy(bytes) {
+                // SQLITE_STATIC (no destructor): the bytes stay put until ``step()`` has reset and cleared the row.
+                _ = sqlite3_bind_text(statement, index, copy, Int32(bytes.count), nil)
+                return
+            }
             let empty: StaticString = ""
             let start = UnsafeRawPointer(bytes.baseAddress ?? empty.utf8Start).assumingMemoryBound(to: CChar.self)
             _ = sqlite3_bind_text(statement, index, start, Int32(bytes.count), Self.transient)
@@ -70,9 +77,35 @@ struct BulkInsert {
         let code = sqlite3_step(statement)
         sqlite3_reset(statement)
         sqlite3_clear_bindings(statement)
+        rowBytes.reset()
         guard code == SQLITE_DONE else {
             let message = database.flatMap { sqlite3_errmsg($0) }.map { String(cString: $0) } ?? "SQLite error \(code)"
             throw DatabaseError(resultCode: ResultCode(rawValue: code), message: message)
         }
     }
+}
+
+/// Fixed storage for one row's bound strings: SQLite reads them in place (no allocation and copy per string and row);
+/// a row whose strings do not fit binds the rest as copies.
+private final class RowBytes {
+    // One owner: the BulkInsert of one statement, on one thread.
+    private let base: UnsafeMutablePointer<CChar>
+    private let capacity = 64 << 10
+    private var used = 0
+
+    init() { base = .allocate(capacity: capacity) }
+    deinit { base.deallocate() }
+
+    /// A copy of `bytes` valid until ``reset()``; nil when the row's strings fill the buffer.
+    func copy(_ bytes: UnsafeBufferPointer<UInt8>) -> UnsafePointer<CChar>? {
+        guard used + bytes.count <= capacity else { return nil }
+        let start = base + used
+        if let source = bytes.baseAddress {
+            UnsafeMutableRawPointer(start).copyMemory(from: source, byteCount: bytes.count)
+        }
+        used += bytes.count
+        return UnsafePointer(start)
+    }
+
+    func reset() { used = 0 }
 }
