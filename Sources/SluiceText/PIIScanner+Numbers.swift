@@ -20,6 +20,19 @@ extension PIIScanner {
         let n = bytes.count
         var j = start
         var plus = false
+        // Most numbers in text are one short group ("2019", "10:30", "$25"): fewer than nine digits alone are no
+        // identifier of any kind, so neither groups nor checks are needed. What follows must not continue the token.
+        if ByteClass.isDigit(bytes[j]) {
+            var end = j + 1
+            while end < n && end - j < 9 && ByteClass.isDigit(bytes[end]) { end += 1 }
+            if end - j < 9 {
+                guard end + 1 < n else { return end }
+                let s = bytes[end]
+                let next = bytes[end + 1]
+                let continues = ByteClass.isDigit(next) || (next == UInt8(ascii: "(") && s == 0x20)
+                if !((s == 0x20 || s == UInt8(ascii: "-") || s == UInt8(ascii: ".")) && continues) { return end }
+            }
+        }
         if bytes[j] == UInt8(ascii: "+") {
             guard j + 1 < n, ByteClass.isDigit(bytes[j + 1]) else { return nil }
             plus = true

@@ -258,14 +258,14 @@ public struct PIIScanner: Sendable {
 
     /// `-----BEGIN … PRIVATE KEY-----` up to the matching END line (or the end of the text when it is cut off).
     private func privateKeyBlock(_ bytes: UnsafeBufferPointer<UInt8>, at i: Int) -> Int? {
-        let begin = Array("-----BEGIN ".utf8)
         let n = bytes.count
-        guard i + begin.count < n else { return nil }
-        for k in 0..<begin.count where bytes[i + k] != begin[k] { return nil }
-        guard let headerEnd = find(Array("-----".utf8), in: bytes, from: i + begin.count),
-            headerEnd - i < 64
-        else { return nil }
-        let header = UnsafeBufferPointer(rebasing: bytes[(i + begin.count)..<headerEnd])
+        // Checked in place first: a dash starts this block rarely, and text has many dashes.
+        let prefix: StaticString = "-----BEGIN "
+        guard i + prefix.utf8CodeUnitCount < n else { return nil }
+        for k in 0..<prefix.utf8CodeUnitCount where bytes[i + k] != prefix.utf8Start[k] { return nil }
+        let headerStart = i + prefix.utf8CodeUnitCount
+        guard let headerEnd = find(Array("-----".utf8), in: bytes, from: headerStart), headerEnd - i < 64 else { return nil }
+        let header = UnsafeBufferPointer(rebasing: bytes[headerStart..<headerEnd])
         guard find(Array("PRIVATE KEY".utf8), in: header, from: 0) != nil else { return nil }
         guard let end = find(Array("-----END ".utf8), in: bytes, from: headerEnd + 5) else { return n }
         guard let close = find(Array("-----".utf8), in: bytes, from: end + 9) else { return n }
