@@ -104,15 +104,8 @@ enum ChineseCharacters {
     ]
 
     /// Function words that running Chinese prose uses in almost every paragraph (the counterpart of Gopher's
-    /// English stop words): the first 24 of ``stopList``, by scalar, their position plus one per code point of
-    /// U+3400…U+9FFF (0 for every other character) — one load per character, no hashing.
-    private static let stopSlots: [UInt8] = {
-        var slots = [UInt8](repeating: 0, count: 0xA000 - 0x3400)
-        for (position, scalar) in stopList.prefix(24).enumerated() where scalar >= 0x3400 && scalar < 0xA000 {
-            slots[Int(scalar - 0x3400)] = UInt8(position + 1)
-        }
-        return slots
-    }()
+    /// English stop words): the first 24 of ``stopList``, with their positions.
+    private static let stopIndex = SmallKeyIndex(stopList.prefix(24).map { UInt64($0) })
 
     private static let stopList: [UInt32] = [0x7684, 0x4E86, 0x662F, 0x5728, 0x548C, 0x6709, 0x6211, 0x4E0D, 0x8FD9, 0x4E5F, 0x5C31, 0x90FD, 0x4E00, 0x4E0A, 0x4ED6, 0x4EEC, 0x4F60, 0x4E3A, 0x7740, 0x4E2A, 0x8BF4, 0x5230, 0x8981, 0x4F1A, 0x5BF9, 0x4E0E, 0x53CA, 0x7B49, 0x6216, 0x800C, 0x4F46, 0x5176]
 
@@ -126,11 +119,22 @@ enum ChineseCharacters {
         return bits
     }()
 
+    /// One bit per code point of U+3400…U+9FFF that is in ``stopList``: most characters need no lookup.
+    private static let stopBits: [UInt64] = {
+        var bits = [UInt64](repeating: 0, count: (0xA000 - 0x3400) / 64)
+        for scalar in stopList where scalar >= 0x3400 && scalar < 0xA000 {
+            let offset = Int(scalar - 0x3400)
+            bits[offset >> 6] |= 1 << UInt64(offset & 63)
+        }
+        return bits
+    }()
+
     /// The tables above as one value: a hot loop reads it once (each access to a static checks its lazy
     /// initialization) and asks it per character.
     struct Lookup: Sendable {
         let commonBits: [UInt64]
-        let stopSlots: [UInt8]
+        let stopBits: [UInt64]
+        let stopIndex: SmallKeyIndex
 
         @inline(__always) func isCommon(_ scalar: UInt32) -> Bool {
             guard scalar >= 0x3400 && scalar < 0xA000 else { return false }
@@ -138,13 +142,47 @@ enum ChineseCharacters {
             return commonBits[offset >> 6] & (1 << UInt64(offset & 63)) != 0
         }
 
-        /// The stop word's position in the list, or nil.
+        /// The stop word's position in the list, or nil: a bitmap test, then a small table for the few that pass.
         @inline(__always) func stopIndex(_ scalar: UInt32) -> Int? {
             guard scalar >= 0x3400 && scalar < 0xA000 else { return nil }
-            let slot = stopSlots[Int(scalar - 0x3400)]
-            return slot == 0 ? nil : Int(slot) - 1
+            let offset = Int(scalar - 0x3400)
+            guard stopBits[offset >> 6] & (1 << UInt64(offset & 63)) != 0 else { return nil }
+            return stopIndex.position(of: UInt64(scalar))
         }
     }
 
-    static let lookup = Lookup(commonBits: commonBits, stopSlots: stopSlots)
+    static let lookup = Lookup(commonBits: commonBits, stopBits: stopBits, stopIndex: stopIndex)
+}
+
+/// A few 64-bit keys (at most 32), each with its position in the list it was made from: a lookup costs a multiply
+/// and one or two loads in 64 slots (open addressing), with no hashing of the key beyond that multiply.
+struct SmallKeyIndex: Sendable {
+    private var keys = [UInt64](repeating: 0, count: 64)
+    /// Position + 1; 0 marks an empty slot.
+    private var positions = [UInt8](repeating: 0, count: 64)
+
+    init(_ list: [UInt64]) {
+        precondition(list.count <= 32, "SmallKeyIndex holds at most 32 keys")
+        for (position, key) in list.enumerated() where self.position(of: key) == nil {
+            var slot = Self.slot(key)
+            while positions[slot] != 0 { slot = (slot + 1) & 63 }
+            keys[slot] = key
+            positions[slot] = UInt8(position + 1)
+        }
+    }
+
+    @inline(__always)
+    private static func slot(_ key: UInt64) -> Int { Int(truncatingIfNeeded: (key &* 0x9E37_79B9_7F4A_7C15) >> 58) }
+
+    /// The key's position in the list (its first), or nil.
+    @inline(__always)
+    func position(of key: UInt64) -> Int? {
+        var slot = Self.slot(key)
+        while true {
+            let position = positions[slot]
+            if position == 0 { return nil }
+            if keys[slot] == key { return Int(position) - 1 }
+            slot = (slot + 1) & 63
+        }
+    }
 }

@@ -81,7 +81,7 @@ struct TextMeasurer: Sendable {
         return finishWord(state, text.utf8.count)
     }
 
-    static let englishStopWords: [UInt64] = ["the", "be", "to", "of", "and", "that", "have", "with"].map(wordHash)
+    static let englishStopWords = SmallKeyIndex(["the", "be", "to", "of", "and", "that", "have", "with"].map(wordHash))
 
     /// - Parameter nGramMinimumWords: below this many words the n-gram statistics stay 0 (their rules do not
     ///   apply), which saves most of the work on short documents.
@@ -227,10 +227,8 @@ struct TextMeasurer: Sendable {
                 s.nonSymbolWordCharacters &+= wordCharacters
             }
             let hash = Self.finishWord(wordState, wordBytes)
-            if wordBytes >= 2 && wordBytes <= 4 {
-                for (index, stop) in stopWords.enumerated() where stop == hash {
-                    stopMask |= 1 << UInt32(index)
-                }
+            if wordBytes >= 2 && wordBytes <= 4, let index = stopWords.position(of: hash) {
+                stopMask |= 1 << UInt32(index)
             }
             // Without trailing punctuation ("laborum." → "laborum") when there is some.
             let loremHash = trimmedBytes > 0 && trimmedBytes < wordBytes ? Self.finishWord(trimmedState, trimmedBytes) : hash
