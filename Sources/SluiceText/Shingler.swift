@@ -174,6 +174,9 @@ public struct Shingler: Sendable {
     }
 
     static func classify(_ s: UInt32) -> ScalarClass {
+        // CJK unified ideographs first: most non-ASCII characters of the corpus, and the switch below tests its
+        // ranges in order.
+        if s &- 0x4E00 < 0x5200 { return .cjk }
         switch s {
         case 0x3040...0x30FF, 0x3400...0x4DBF, 0x4E00...0x9FFF, 0xAC00...0xD7AF, 0xF900...0xFAFF,
             0x20000...0x2FFFF:
