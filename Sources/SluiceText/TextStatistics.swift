@@ -64,11 +64,6 @@ struct TextMeasurer: Sendable {
     private var wordCount = 0
     private var rolling: [UInt64] = []
     private var counter = ScratchCounter()
-    /// Per word position, after the 4-gram round: whether the 4-gram starting there occurs more than once in the
-    /// text. A longer n-gram can repeat only where its first four words do, so the duplicate rounds (n ≥ 5) leave
-    /// the other positions out of their table: in most text that is nearly all of them.
-    private var fourGramRepeats: [Bool] = []
-    private var fourGramSlots: [Int32] = []
     /// FNV-style running hash of a word's lowercased bytes, finished by ``finishWord(_:_:)``: no byte buffer.
     @inline(__always)
     static func feed(_ state: UInt64, _ byte: UInt8) -> UInt64 { (state ^ UInt64(byte)) &* 0x100_0000_01B3 }
@@ -401,34 +396,7 @@ struct TextMeasurer: Sendable {
             if n <= 4 {
                 // Most frequent n-gram (datatrove: len(ngram) × count / len(text)).
                 let (best, bestStart) = rolling.withUnsafeBufferPointer { rolling in
-                    if n == 4 && count >= 5 {
-                        if fourGramSlots.count < positions {
-                            fourGramSlots = [Int32](repeating: 0, count: positions + positions / 2)
-                            fourGramRepeats = [Bool](repeating: false, count: fourGramSlots.count)
-                        }
-                        return fourGramSlots.withUnsafeMutableBufferPointer { slots in
-                            fourGramRepeats.withUnsafeMutableBufferPointer { repeats in
-                                counter.counting(atMost: positions) { counter in
-                                    var best = 0
-                                    var bestStart = 0
-                                    for start in 0..<positions {
-                                        let (c, slot) = counter.incrementReportingSlot(rolling[start] ^ salt)
-                                        slots[start] = Int32(truncatingIfNeeded: slot)
-                                        if c > best {
-                                            best = c
-                                            bestStart = start
-                                        }
-                                    }
-                                    // The slots hold final counts now (the table does not move while counting).
-                                    for start in 0..<positions {
-                                        repeats[start] = counter.count(atSlot: Int(slots[start])) > 1
-                                    }
-                                    return (best, bestStart)
-                                }
-                            }
-                        }
-                    }
-                    return counter.counting(atMost: positions) { counter in
+                    counter.counting(atMost: positions) { counter in
                         var best = 0
                         var bestStart = 0
                         for start in 0..<positions {
@@ -448,25 +416,18 @@ struct TextMeasurer: Sendable {
                 // Characters in duplicated n-grams, skipping past each duplicate as datatrove does.
                 let repeated = rolling.withUnsafeBufferPointer { rolling in
                     wordLengths.withUnsafeBufferPointer { lengths in
-                        fourGramRepeats.withUnsafeBufferPointer { mayRepeat in
-                            counter.counting(atMost: positions) { counter in
-                                var repeated = 0
-                                var index = 0
-                                while index < positions {
-                                    // An n-gram whose 4-gram occurs once is unique: never seen before nor after.
-                                    if !mayRepeat[index] {
-                                        index &+= 1
-                                        continue
-                                    }
-                                    if counter.increment(rolling[index] ^ salt) > 1 {
-                                        for k in 0..<n { repeated &+= Int(lengths[index + k]) }
-                                        index &+= n
-                                    } else {
-                                        index &+= 1
-                                    }
+                        counter.counting(atMost: positions) { counter in
+                            var repeated = 0
+                            var index = 0
+                            while index < positions {
+                                if counter.increment(rolling[index] ^ salt) > 1 {
+                                    for k in 0..<n { repeated &+= Int(lengths[index + k]) }
+                                    index &+= n
+                                } else {
+                                    index &+= 1
                                 }
-                                return repeated
                             }
+                            return repeated
                         }
                     }
                 }
@@ -521,7 +482,7 @@ struct ScratchCounter: Sendable {
         return result
     }
 
-    /// ``increment(_:)`` on slots known to have room; slot numbers stay valid until the body returns.
+    /// ``increment(_:)`` on slots known to have room.
     struct Direct {
         fileprivate let slots: UnsafeMutableBufferPointer<Slot>
         fileprivate let mask: Int
@@ -544,28 +505,6 @@ struct ScratchCounter: Sendable {
                 slot = (slot &+ 1) & mask
             }
         }
-
-        /// ``increment(_:)``, also telling where the key is counted.
-        @inline(__always)
-        mutating func incrementReportingSlot(_ key: UInt64) -> (count: Int, slot: Int) {
-            var slot = Int(truncatingIfNeeded: key >> 7) & mask
-            while true {
-                if slots[slot].stamp != generation {
-                    slots[slot] = Slot(key: key, count: 1, stamp: generation)
-                    added &+= 1
-                    return (1, slot)
-                }
-                if slots[slot].key == key {
-                    slots[slot].count &+= 1
-                    return (Int(slots[slot].count), slot)
-                }
-                slot = (slot &+ 1) & mask
-            }
-        }
-
-        /// The count of the key in `slot` (as ``incrementReportingSlot(_:)`` reported it).
-        @inline(__always)
-        func count(atSlot slot: Int) -> Int { Int(slots[slot].count) }
     }
 
     mutating func increment(_ key: UInt64) -> Int {

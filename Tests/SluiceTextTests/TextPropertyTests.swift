@@ -131,8 +131,8 @@ struct TextPropertyTests {
     }
 
     /// The duplicated n-gram measurements (n = 5…10) agree with datatrove's `find_all_duplicate` run plainly
-    /// (a set of word tuples, skipping past each duplicate): the duplicate rounds leave out positions whose 4-gram
-    /// occurs once, which must not change a count. Small vocabularies make repeats of every length common.
+    /// (a set of word tuples, skipping past each duplicate), rolling hashes, early stop and all. Small vocabularies
+    /// make repeats of every length common.
     @Test func duplicatedNGramsMatchAPlainReference() async throws {
         let vocabulary = ["a", "bb", "the", "cat", "x1", "é", "dog", "zz9"]
         let texts = Gen.int(in: 0...999).array(of: 0...300).map { picks -> String in
