@@ -304,8 +304,9 @@ size_t sluice_invisible_candidate(const uint8_t *bytes, size_t count) {
         hit = _mm_andnot_si128(_mm_or_si128(_mm_cmpeq_epi8(v, tab), _mm_cmpeq_epi8(v, newline)), hit);
         hit = _mm_or_si128(hit, _mm_cmpeq_epi8(v, del));
         /* Unsigned 0xC0 <= v <= 0xC2. */
-        hit = _mm_or_si128(hit, _mm_and_si128(_mm_cmpeq_epi8(_mm_max_epu8(v, c0), v), _mm_cmpeq_epi8(_mm_min_epu8(v, c2), v)));
-        hit = _mm_or_si128(hit, _mm_or_si128(_mm_cmpeq_epi8(v, e1), _mm_or_si128(_mm_cmpeq_epi8(v, e2), _mm_cmpeq_epi8(v, ef))));
+        __m128i lead = _mm_and_si128(_mm_cmpeq_epi8(_mm_max_epu8(v, c0), v), _mm_cmpeq_epi8(_mm_min_epu8(v, c2), v));
+        lead = _mm_or_si128(lead, _mm_or_si128(_mm_cmpeq_epi8(v, e1), _mm_cmpeq_epi8(v, e2)));
+        hit = _mm_or_si128(hit, _mm_or_si128(lead, _mm_cmpeq_epi8(v, ef)));
         int mask = _mm_movemask_epi8(hit);
         if (mask != 0) return index + (size_t)__builtin_ctz((unsigned)mask);
         index += 16;

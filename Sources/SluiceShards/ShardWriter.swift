@@ -588,12 +588,14 @@ public final class ShardWriter {
                 let txt: StaticString = ".txt"
                 let json: StaticString = ".json"
                 for i in 0..<4 { name[key.count + i] = txt.utf8Start[i] }
+                let textName = UnsafeBufferPointer(rebasing: name[0..<(key.count + 4)])
                 let textStart = sample.text.withUnsafeBytes {
-                    Tar.appendMember(name: UnsafeBufferPointer(rebasing: name[0..<(key.count + 4)]), data: $0, mtime: mtime, to: &output)
+                    Tar.appendMember(name: textName, data: $0, mtime: mtime, to: &output)
                 }
                 for i in 0..<5 { name[key.count + i] = json.utf8Start[i] }
+                let jsonName = UnsafeBufferPointer(rebasing: name[0..<(key.count + 5)])
                 let jsonStart = sample.json.withUnsafeBytes {
-                    Tar.appendMember(name: UnsafeBufferPointer(rebasing: name[0..<(key.count + 5)]), data: $0, mtime: mtime, to: &output)
+                    Tar.appendMember(name: jsonName, data: $0, mtime: mtime, to: &output)
                 }
                 return (textStart, jsonStart)
             }

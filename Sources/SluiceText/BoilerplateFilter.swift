@@ -207,7 +207,8 @@ struct BoilerplateFilter: Sendable {
     /// The line's two counters in the sketch, one in each half.
     private static func sketchSlots(_ hash: UInt64) -> (first: Int, second: Int) {
         let mask = (1 << Self.sketchBits) - 1
-        return (Int(truncatingIfNeeded: hash) & mask, (1 << Self.sketchBits) + (Int(truncatingIfNeeded: hash >> 32) & mask))
+        let first = Int(truncatingIfNeeded: hash) & mask
+        return (first, (1 << Self.sketchBits) + (Int(truncatingIfNeeded: hash >> 32) & mask))
     }
 
     /// Counts the line with hash `hash` (XXH3 of its bytes) once per document; returns its count.

@@ -264,7 +264,9 @@ public struct PIIScanner: Sendable {
         guard i + prefix.utf8CodeUnitCount < n else { return nil }
         for k in 0..<prefix.utf8CodeUnitCount where bytes[i + k] != prefix.utf8Start[k] { return nil }
         let headerStart = i + prefix.utf8CodeUnitCount
-        guard let headerEnd = find(Array("-----".utf8), in: bytes, from: headerStart), headerEnd - i < 64 else { return nil }
+        guard let headerEnd = find(Array("-----".utf8), in: bytes, from: headerStart), headerEnd - i < 64 else {
+            return nil
+        }
         let header = UnsafeBufferPointer(rebasing: bytes[headerStart..<headerEnd])
         guard find(Array("PRIVATE KEY".utf8), in: header, from: 0) != nil else { return nil }
         guard let end = find(Array("-----END ".utf8), in: bytes, from: headerEnd + 5) else { return n }

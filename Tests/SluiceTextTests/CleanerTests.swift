@@ -55,7 +55,7 @@ struct CleanerTests {
         for offset in 0...characters.count {
             let before = String(characters[..<offset])
             let after = String(characters[offset...])
-            for invisible in ["\u{200B}", "\u{00AD}", "\u{FEFF}", "\u{0007}", "\u{007F}", "\u{0085}", "\u{2060}"] {
+            for invisible in ["\u{200B}", "\u{00AD}", "\u{FEFF}", "\u{0007}", "\u{007F}", "\u{0085}", "\u{2060}", "\u{180E}"] {
                 let (text, _, document) = clean(before + invisible + after)
                 #expect(text == filler, "U+\(String(invisible.unicodeScalars.first!.value, radix: 16)) at \(offset)")
                 #expect(document.signals["clean.invisible"] == 1)
