@@ -89,7 +89,6 @@ size_t sluice_json_plain_run_utf8(const uint8_t *bytes, size_t count, int *inval
             }
             index += length;
         }
-        if (index >= count) return count;
     }
 }
 

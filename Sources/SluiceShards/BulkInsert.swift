@@ -18,20 +18,16 @@ struct BulkInsert {
     func bind(_ index: Int32, _ value: String?) {
         guard let value else { sqlite3_bind_null(statement, index); return }
         var text = value
-        text.withUTF8 { bytes in
-            if let copy = rowBytes.copy(bytes) {
-                // SQLITE_STATIC (no destructor): the bytes stay put until ``step()`` has reset and cleared the row.
-                _ = sqlite3_bind_text(statement, index, copy, Int32(bytes.count), nil)
-                return
-            }
-            let empty: StaticString = ""
-            let start = UnsafeRawPointer(bytes.baseAddress ?? empty.utf8Start).assumingMemoryBound(to: CChar.self)
-            _ = sqlite3_bind_text(statement, index, start, Int32(bytes.count), Self.transient)
-        }
+        text.withUTF8 { bind(index, text: $0) }
     }
 
-    /// UTF-8 text from bytes (copied by SQLite).
+    /// UTF-8 text from bytes, valid only for the call: copied into the row's buffer, or by SQLite when it is full.
     func bind(_ index: Int32, text bytes: UnsafeBufferPointer<UInt8>) {
+        if let copy = rowBytes.copy(bytes) {
+            // SQLITE_STATIC (no destructor): the bytes stay put until ``step()`` has reset and cleared the row.
+            _ = sqlite3_bind_text(statement, index, copy, Int32(bytes.count), nil)
+            return
+        }
         let empty: StaticString = ""
         let start = UnsafeRawPointer(bytes.baseAddress ?? empty.utf8Start).assumingMemoryBound(to: CChar.self)
         _ = sqlite3_bind_text(statement, index, start, Int32(bytes.count), Self.transient)

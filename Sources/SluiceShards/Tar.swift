@@ -7,14 +7,8 @@ internal import Foundation
 enum Tar {
     static let block = 512
 
-    /// Appends one member (header, PAX header when the name needs one, data, padding).
-    static func appendMember(name: String, data: UnsafeRawBufferPointer, mtime: Int64, to output: inout [UInt8]) {
-        var name = name
-        name.withUTF8 { _ = appendMember(name: $0, data: data, mtime: mtime, to: &output) }
-    }
-
-    /// Appends one member named by UTF-8 bytes; returns where its data starts in `output`.
-    @discardableResult
+    /// Appends one member named by UTF-8 bytes (header, PAX header when the name needs one, data, padding);
+    /// returns where its data starts in `output`.
     static func appendMember(
         name nameBytes: UnsafeBufferPointer<UInt8>, data: UnsafeRawBufferPointer, mtime: Int64, to output: inout [UInt8]
     ) -> Int {

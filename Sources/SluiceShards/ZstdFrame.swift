@@ -85,12 +85,14 @@ public final class ZstdStreamDecoder {
         while consumed < chunk.count || !atFrameEnd {
             let before = destination.count
             destination.append(contentsOf: repeatElement(0, count: step))
-            let result = destination.withUnsafeMutableBytes { out -> Result<Int, ShardError> in
+            var produced = 0
+            var failure: ShardError?
+            destination.withUnsafeMutableBytes { out in
                 let room = UnsafeMutableRawBufferPointer(rebasing: out[before...])
-                do throws(ShardError) { return .success(try decompress(chunk, consumed: &consumed, into: room)) } catch { return .failure(error) }
+                do throws(ShardError) { produced = try decompress(chunk, consumed: &consumed, into: room) } catch { failure = error }
             }
-            destination.removeLast(step - ((try? result.get()) ?? 0))
-            let produced = try result.get()
+            destination.removeLast(step - produced)
+            if let failure { throw failure }
             // All input used and the decoder holds nothing more to flush.
             if consumed == chunk.count && produced < step { break }
         }

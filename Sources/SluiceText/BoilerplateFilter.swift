@@ -64,9 +64,10 @@ struct BoilerplateFilter: Sendable {
         var hash: UInt64 = 0
         if countable {
             hash = XXH3_64bits(bytes.baseAddress! + range.lowerBound, range.count)
+            let (first, second) = Self.sketchSlots(hash)
             sketch.withUnsafeBufferPointer { sketch in
-                sluice_prefetch(sketch.baseAddress! + Self.sketchSlots(hash).first)
-                sluice_prefetch(sketch.baseAddress! + Self.sketchSlots(hash).second)
+                sluice_prefetch(sketch.baseAddress! + first)
+                sluice_prefetch(sketch.baseAddress! + second)
             }
         }
         let scan = scanLine(bytes, range)

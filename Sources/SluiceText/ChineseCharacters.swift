@@ -109,25 +109,20 @@ enum ChineseCharacters {
 
     private static let stopList: [UInt32] = [0x7684, 0x4E86, 0x662F, 0x5728, 0x548C, 0x6709, 0x6211, 0x4E0D, 0x8FD9, 0x4E5F, 0x5C31, 0x90FD, 0x4E00, 0x4E0A, 0x4ED6, 0x4EEC, 0x4F60, 0x4E3A, 0x7740, 0x4E2A, 0x8BF4, 0x5230, 0x8981, 0x4F1A, 0x5BF9, 0x4E0E, 0x53CA, 0x7B49, 0x6216, 0x800C, 0x4F46, 0x5176]
 
-    /// One bit per code point of U+3400…U+9FFF.
-    private static let commonBits: [UInt64] = {
-        var bits = [UInt64](repeating: 0, count: (0xA000 - 0x3400) / 64)
-        for scalar in common where scalar >= 0x3400 && scalar < 0xA000 {
-            let offset = Int(scalar - 0x3400)
-            bits[offset >> 6] |= 1 << UInt64(offset & 63)
-        }
-        return bits
-    }()
+    /// One bit per code point of U+3400…U+9FFF, set for the common characters.
+    private static let commonBits = bitmap(common)
 
-    /// One bit per code point of U+3400…U+9FFF that is in ``stopList``: most characters need no lookup.
-    private static let stopBits: [UInt64] = {
+    /// The same for ``stopList``: most characters need no stop-word lookup.
+    private static let stopBits = bitmap(stopList)
+
+    private static func bitmap(_ scalars: [UInt32]) -> [UInt64] {
         var bits = [UInt64](repeating: 0, count: (0xA000 - 0x3400) / 64)
-        for scalar in stopList where scalar >= 0x3400 && scalar < 0xA000 {
+        for scalar in scalars where scalar >= 0x3400 && scalar < 0xA000 {
             let offset = Int(scalar - 0x3400)
             bits[offset >> 6] |= 1 << UInt64(offset & 63)
         }
         return bits
-    }()
+    }
 
     /// The tables above as one value: a hot loop reads it once (each access to a static checks its lazy
     /// initialization) and asks it per character.
@@ -136,18 +131,17 @@ enum ChineseCharacters {
         let stopBits: [UInt64]
         let stopIndex: SmallKeyIndex
 
-        @inline(__always) func isCommon(_ scalar: UInt32) -> Bool {
-            guard scalar >= 0x3400 && scalar < 0xA000 else { return false }
-            let offset = Int(scalar - 0x3400)
-            return commonBits[offset >> 6] & (1 << UInt64(offset & 63)) != 0
-        }
+        @inline(__always) func isCommon(_ scalar: UInt32) -> Bool { Self.test(commonBits, scalar) }
 
         /// The stop word's position in the list, or nil: a bitmap test, then a small table for the few that pass.
         @inline(__always) func stopIndex(_ scalar: UInt32) -> Int? {
-            guard scalar >= 0x3400 && scalar < 0xA000 else { return nil }
+            Self.test(stopBits, scalar) ? stopIndex.position(of: UInt64(scalar)) : nil
+        }
+
+        @inline(__always) private static func test(_ bits: [UInt64], _ scalar: UInt32) -> Bool {
+            guard scalar >= 0x3400 && scalar < 0xA000 else { return false }
             let offset = Int(scalar - 0x3400)
-            guard stopBits[offset >> 6] & (1 << UInt64(offset & 63)) != 0 else { return nil }
-            return stopIndex.position(of: UInt64(scalar))
+            return bits[offset >> 6] & (1 << UInt64(offset & 63)) != 0
         }
     }
 

@@ -25,13 +25,7 @@ extension PIIScanner {
         if ByteClass.isDigit(bytes[j]) {
             var end = j + 1
             while end < n && end - j < 9 && ByteClass.isDigit(bytes[end]) { end += 1 }
-            if end - j < 9 {
-                guard end + 1 < n else { return end }
-                let s = bytes[end]
-                let next = bytes[end + 1]
-                let continues = ByteClass.isDigit(next) || (next == UInt8(ascii: "(") && s == 0x20)
-                if !((s == 0x20 || s == UInt8(ascii: "-") || s == UInt8(ascii: ".")) && continues) { return end }
-            }
+            if end - j < 9 && !continuesNumber(bytes, at: end) { return end }
         }
         if bytes[j] == UInt8(ascii: "+") {
             guard j + 1 < n, ByteClass.isDigit(bytes[j + 1]) else { return nil }
@@ -72,12 +66,9 @@ extension PIIScanner {
                 groupEnd = j
             }
             groups.append(NumberGroup(start: groupStart, end: groupEnd, separator: separator, parenthesized: parenthesized))
-            // A separator continues the token only when a digit (or a parenthesized group) follows.
             guard j + 1 < n else { break }
             let s = bytes[j]
-            let next = bytes[j + 1]
-            let continues = ByteClass.isDigit(next) || (next == UInt8(ascii: "(") && s == 0x20)
-            if (s == 0x20 || s == UInt8(ascii: "-") || s == UInt8(ascii: ".")) && continues {
+            if continuesNumber(bytes, at: j) {
                 separator = s
                 j += 1
             } else if parenthesized && ByteClass.isDigit(s) {
@@ -95,6 +86,16 @@ extension PIIScanner {
         let end = groups.last!.end + (groups.last!.parenthesized ? 1 : 0)
         classifyGroups(bytes, plus: plus, tokenStart: start, findings: &findings)
         return end
+    }
+
+    /// Whether the separator at `i` (a space, `-` or `.`) joins the next group to the token: a digit follows it,
+    /// or, after a space, a parenthesized group.
+    private func continuesNumber(_ bytes: UnsafeBufferPointer<UInt8>, at i: Int) -> Bool {
+        guard i + 1 < bytes.count else { return false }
+        let s = bytes[i]
+        let next = bytes[i + 1]
+        let continues = ByteClass.isDigit(next) || (next == UInt8(ascii: "(") && s == 0x20)
+        return (s == 0x20 || s == UInt8(ascii: "-") || s == UInt8(ascii: ".")) && continues
     }
 
     /// 4-4-4-4(-…) with one separator, 13–19 digits.
