@@ -143,7 +143,7 @@ let package = Package(
             dependencies: ["SluiceShards", "SluiceText", .product(name: "GRDB", package: "GRDB.swift")],
             swiftSettings: strictSettings),
         .testTarget(
-            name: "SluicePipelineTests", dependencies: ["SluicePipeline", "SluiceKafka", "SluiceText", "SluiceConfig", "SluiceTrain"],
+            name: "SluicePipelineTests", dependencies: ["SluicePipeline", "SluiceKafka", "SluiceText", "SluiceConfig", "SluiceTrain", "SluiceShards"],
             swiftSettings: strictSettings),
         .testTarget(
             name: "SluiceTrainTests", dependencies: ["SluiceTrain", "SluiceShards", "SluiceKafka"], exclude: ["Fixtures"],

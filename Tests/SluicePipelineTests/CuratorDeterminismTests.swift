@@ -1,5 +1,6 @@
 import Foundation
 import SluicePipeline
+import SluiceShards
 import SluiceText
 import Testing
 
@@ -14,6 +15,36 @@ struct CuratorDeterminismTests {
             let footer = i % 2 == 0 ? "\\nPosted in the town news section today" : ""
             return "{\"id\":\"doc-\(i)\",\"text\":\"The \(words[i % 10]) \(i) is where people meet and talk. \(body).\(footer)\"}"
         }.joined(separator: "\n") + "\n"
+    }
+
+    /// Whatever the batch size — the last batch full, partial, one line, or the whole input in one — every input
+    /// line ends up once, as a sample or in `rejected.jsonl`; the input's last two batches are split between the
+    /// workers.
+    @Test(arguments: [1, 3, 5, 6, 7, 601, 4096])
+    func everyLineIsAccountedForOnceWhateverTheBatchSize(batchSize: Int) throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("sluice-batches-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let input = directory.appendingPathComponent("in.jsonl")
+        // 601 lines: 600 documents and one that is not JSON.
+        try Data((corpus(600) + "not json\n").utf8).write(to: input)
+        var configuration = CurateConfiguration()
+        configuration.workers = 2
+        let output = directory.appendingPathComponent("out")
+        let curator = Curator(configuration: configuration, output: output)
+        curator.batchSize = batchSize
+        let summary = try curator.run(input: try LineSource(path: input.path), datasetName: "in", overwrite: false)
+        #expect(summary.lines == 601)
+        let index = try ShardIndex(path: output.appendingPathComponent("index.sqlite").path)
+        let keys = try index.samples(inShard: "in+0000000001").map(\.key)
+        #expect(keys.count == summary.kept)
+        let rejected = try String(contentsOf: output.appendingPathComponent("rejected.jsonl"), encoding: .utf8)
+            .split(separator: "\n").map { line -> Int in
+                let object = try! JSONSerialization.jsonObject(with: Data(line.utf8)) as! [String: Any]
+                return object["line"] as! Int
+            }
+        let lines = keys.map { Int($0)! } + rejected
+        #expect(lines.sorted() == Array(1...601))
     }
 
     @Test func twoWorkersWithSmallBatchesWriteTheSameBytesEveryRun() throws {
