@@ -8,11 +8,11 @@ internal import SluiceTrain
 /// The offline batch driver behind `sluice curate`: JSON Lines in, shards + index + `rejected.jsonl` out, through
 /// the same stage chain as the streaming pipeline.
 ///
-/// Lines are read in batches (the last two split, a piece per worker); batch *n* runs decode → clean → desensitize →
-/// quality → shingling → sample encoding on worker *n mod workers* (each worker owns its stages, so the output depends
-/// only on the input and the worker count), and the results are consumed in input order by one thread that runs the
-/// dedup index, writes shards (their zstd frames compressed on a thread of their own), and records each sealed shard
-/// with its dedup entries in one index transaction.
+/// Lines are read in batches; batch *n* runs decode → clean → desensitize → quality → shingling → sample encoding
+/// on worker *n mod workers* (each worker owns its stages, so the output depends only on the input and the worker
+/// count), and the results are consumed in input order by one thread that runs the dedup index, writes shards
+/// (their zstd frames compressed on a thread of their own), and records each sealed shard with its dedup entries in
+/// one index transaction.
 public final class Curator {
     public let configuration: CurateConfiguration
     public let output: URL
@@ -202,28 +202,21 @@ public final class Curator {
             summary.storedBytes += sealed.storedBytes
         }
 
-        // One batch is read ahead. The input's last two batches (the last one, when it is full) go out in one piece
-        // per worker: handed out whole, one worker would finish them while the others wait.
-        var next = try input.nextBatch(maximumLines: batchSize)
-        while let batch = next {
+        while let batch = try input.nextBatch(maximumLines: batchSize) {
             summary.inputBytes += batch.bytes
-            next = try input.nextBatch(maximumLines: batchSize)
             progress?(input.linesRead, input.bytesRead)
-            let last = next.map { $0.lines.count < batchSize } ?? true
-            for piece in last ? batch.split(into: workers) : [batch] {
-                let number = submitted
-                submitted += 1
-                // Waits while the queue is full, consuming finished batches meanwhile.
-                while !queues[number % workers].offer((number, piece), waitSeconds: 0.002) {
-                    while var ready = results.take(consumed, wait: false) {
-                        try consume(&ready)
-                        consumed += 1
-                    }
-                }
+            let number = submitted
+            submitted += 1
+            // Waits while the queue is full, consuming finished batches meanwhile.
+            while !queues[number % workers].offer((number, batch), waitSeconds: 0.002) {
                 while var ready = results.take(consumed, wait: false) {
                     try consume(&ready)
                     consumed += 1
                 }
+            }
+            while var ready = results.take(consumed, wait: false) {
+                try consume(&ready)
+                consumed += 1
             }
         }
         while consumed < submitted {

@@ -184,24 +184,4 @@ public struct LineBatch: Sendable {
     /// 1-based number of the first line.
     public var firstLine: Int
     public var bytes: Int
-
-    /// The batch as `parts` batches of consecutive lines (as many as it has lines, when fewer), each a near-equal
-    /// share. They share this batch's bytes; their `bytes` add up to its `bytes`.
-    public func split(into parts: Int) -> [LineBatch] {
-        let count = lines.count
-        let n = min(parts, count)
-        guard n > 1 else { return [self] }
-        var pieces: [LineBatch] = []
-        pieces.reserveCapacity(n)
-        var start = 0
-        for part in 1...n {
-            let end = count * part / n
-            let from = start == 0 ? 0 : lines[start].lowerBound
-            let to = end == count ? bytes : lines[end].lowerBound
-            pieces.append(
-                LineBatch(data: data, lines: Array(lines[start..<end]), firstLine: firstLine + start, bytes: to - from))
-            start = end
-        }
-        return pieces
-    }
 }

@@ -18,8 +18,7 @@ struct CuratorDeterminismTests {
     }
 
     /// Whatever the batch size — the last batch full, partial, one line, or the whole input in one — every input
-    /// line ends up once, as a sample or in `rejected.jsonl`; the input's last two batches are split between the
-    /// workers.
+    /// line ends up once, as a sample or in `rejected.jsonl`.
     @Test(arguments: [1, 3, 5, 6, 7, 601, 4096])
     func everyLineIsAccountedForOnceWhateverTheBatchSize(batchSize: Int) throws {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("sluice-batches-\(UUID().uuidString)")

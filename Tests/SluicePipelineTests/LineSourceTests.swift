@@ -49,39 +49,6 @@ struct LineSourceTests {
         #expect(source.linesRead == lines.count)
     }
 
-    /// A batch split into pieces keeps every line once, in order, with its number and bytes; a batch with fewer
-    /// lines than pieces gives one piece a line.
-    @Test(arguments: [1, 2, 3, 5, 7, 8])
-    func aSplitBatchKeepsEveryLineOnceInOrder(lineCount: Int) throws {
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("sluice-lines-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: directory) }
-        let input = directory.appendingPathComponent("in.jsonl")
-        let lines = (0..<(lineCount + 3)).map { String(repeating: "w\($0) ", count: 1 + $0 % 4) }
-        try Data((lines.joined(separator: "\n") + "\n").utf8).write(to: input)
-        let source = try LineSource(path: input.path)
-        _ = try #require(try source.nextBatch(maximumLines: 3))
-        let batch = try #require(try source.nextBatch(maximumLines: lineCount))
-        #expect(batch.firstLine == 4 && batch.lines.count == lineCount)
-        for parts in [1, 2, 3, 4] {
-            let pieces = batch.split(into: parts)
-            #expect(pieces.count == min(parts, lineCount))
-            #expect(pieces.map(\.lines.count).max()! - pieces.map(\.lines.count).min()! <= 1)
-            #expect(pieces.map(\.bytes).reduce(0, +) == batch.bytes)
-            var next = batch.firstLine
-            var read: [String] = []
-            for piece in pieces {
-                #expect(piece.firstLine == next)
-                next += piece.lines.count
-                let first = piece.lines.first!.lowerBound
-                let end = piece.lines.last!.upperBound + 1  // with its newline
-                #expect(end - first == piece.bytes)
-                for range in piece.lines { read.append(String(decoding: piece.data[range], as: UTF8.self)) }
-            }
-            #expect(read == Array(lines[3..<(3 + lineCount)]))
-        }
-    }
-
     /// A zstd stream cut inside a frame is an error that says so, not a quietly shorter input.
     @Test func aTruncatedZstdStreamIsAnError() throws {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("sluice-lines-\(UUID().uuidString)")
