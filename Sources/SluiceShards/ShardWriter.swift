@@ -457,13 +457,26 @@ public final class ShardWriter {
         if let ts = sample.timestamp {
             // RFC 3339 times compare as their bytes (String's comparison, for ASCII, at a fraction of the cost).
             if let range = shard.timestamps {
-                if ts.utf8.lexicographicallyPrecedes(range.lowerBound.utf8) {
+                if Self.bytesPrecede(ts, range.lowerBound) {
                     shard.timestamps = ts...range.upperBound
-                } else if range.upperBound.utf8.lexicographicallyPrecedes(ts.utf8) {
+                } else if Self.bytesPrecede(range.upperBound, ts) {
                     shard.timestamps = range.lowerBound...ts
                 }
             } else {
                 shard.timestamps = ts...ts
+            }
+        }
+    }
+
+    /// Whether `a`'s UTF-8 bytes sort before `b`'s (`memcmp` on contiguous bytes; the generic comparison of two
+    /// UTF-8 views steps through iterators a byte at a time).
+    static func bytesPrecede(_ a: String, _ b: String) -> Bool {
+        var (a, b) = (a, b)
+        return a.withUTF8 { x in
+            b.withUTF8 { y in
+                let common = min(x.count, y.count)
+                let order = common == 0 ? 0 : memcmp(x.baseAddress!, y.baseAddress!, common)
+                return order < 0 || (order == 0 && x.count < y.count)
             }
         }
     }
