@@ -39,8 +39,8 @@ struct CuratorDeterminismTests {
         #expect(keys.count == summary.kept)
         let rejected = try String(contentsOf: output.appendingPathComponent("rejected.jsonl"), encoding: .utf8)
             .split(separator: "\n").map { line -> Int in
-                let object = try! JSONSerialization.jsonObject(with: Data(line.utf8)) as! [String: Any]
-                return object["line"] as! Int
+                let object = try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
+                return try #require(object["line"] as? Int)
             }
         let lines = keys.map { Int($0)! } + rejected
         #expect(lines.sorted() == Array(1...601))
